@@ -1,0 +1,7 @@
+"""Compiler options for lockd's own C++ code (generated code is exempt)."""
+
+LOCKD_COPTS = [
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+]

@@ -1,0 +1,160 @@
+/* lockd datapath entry points. Logic lives in bpf/lib/; this file only
+ * turns lock-table results into packet verdicts.
+ *
+ * lockd_xdp   serves ACQUIRE, RENEW and RELEASEs that wake nobody, answering
+ *             with XDP_TX. A release that must wake waiters needs several
+ *             packets, which XDP cannot send: it passes that to lockd_tc.
+ * lockd_tc    (clsact ingress) serves RELEASE and KICK: one GRANTED clone per
+ *             woken waiter, then the RELEASED reply, all by redirect. */
+#include "bpf/lib/common.h"
+#include "bpf/lib/config.h"
+#include "bpf/lib/lock_table.h"
+#include "bpf/lib/parse.h"
+#include "bpf/lib/reply.h"
+#include "bpf/lib/stats.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("xdp")
+int lockd_xdp(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct lockd_req req = {};
+  enum parse_result parsed = parse_request(data, data_end, cfg_port, &req);
+  if (parsed == PARSE_NOT_OURS) return XDP_PASS;
+  stat_inc(LOCKD_STAT_RX);
+  if (parsed == PARSE_SLOW_PATH) return XDP_PASS;
+  if (parsed == PARSE_MALFORMED) {
+    stat_inc(LOCKD_STAT_MALFORMED);
+    return XDP_DROP;
+  }
+  if (parsed == PARSE_BAD_VERSION) {
+    stat_inc(LOCKD_STAT_BAD_VERSION);
+    return XDP_DROP;
+  }
+
+  struct lt_result res = {};
+  __u64 now = bpf_ktime_get_ns();
+  switch (req.opcode) {
+    case LOCKD_OP_ACQUIRE:
+      lt_acquire(&req, now, &res);
+      break;
+    case LOCKD_OP_RENEW:
+      lt_renew(&req, now, &res);
+      break;
+    case LOCKD_OP_RELEASE:
+      lt_release(&req, now, false, &res);
+      break;
+    default: /* KICK */
+      res.verdict = LT_TO_TC;
+      break;
+  }
+
+  struct lockd_frame *frame = data;
+  if ((void *)(frame + 1) > data_end) return XDP_ABORTED;
+  struct lockd_endpoint us, them;
+  switch (res.verdict) {
+    case LT_REPLY:
+      frame_dest(frame, &us);
+      frame_source(frame, &them);
+      frame_write(frame, &us, &them, &res.reply);
+      return XDP_TX;
+    case LT_HANDOFF:
+      frame_mark_handoff(frame, res.handoff);
+      return XDP_PASS;
+    case LT_TO_TC:
+      return XDP_PASS;
+    default: /* LT_SILENT */
+      return XDP_DROP;
+  }
+}
+
+/* Re-reads the frame after a helper that may have moved the packet, and
+ * makes it private (a previous clone may still share its data). */
+static __always_inline struct lockd_frame *tc_frame(struct __sk_buff *skb) {
+  if (bpf_skb_pull_data(skb, sizeof(struct lockd_frame))) return NULL;
+  void *data = (void *)(long)skb->data;
+  void *data_end = (void *)(long)skb->data_end;
+  struct lockd_frame *frame = data;
+  if ((void *)(frame + 1) > data_end) return NULL;
+  return frame;
+}
+
+/* Sends one GRANTED per woken waiter, as clones of this packet. */
+static __always_inline void tc_send_grants(struct __sk_buff *skb,
+                                           const struct lockd_endpoint *us,
+                                           __u32 count) {
+  __u32 zero = 0;
+  struct lockd_grant_batch *batch = bpf_map_lookup_elem(&grant_batch, &zero);
+  if (!batch) return;
+  for (__u32 i = 0; i < LOCKD_MAX_GRANTS; i++) {
+    if (i >= count) break;
+    struct lockd_frame *frame = tc_frame(skb);
+    if (!frame) {
+      stat_inc(LOCKD_STAT_GRANT_SEND_FAILED);
+      continue;
+    }
+    frame_write(frame, us, &batch->grants[i].to, &batch->grants[i].reply);
+    if (bpf_clone_redirect(skb, skb->ifindex, 0))
+      stat_inc(LOCKD_STAT_GRANT_SEND_FAILED);
+    else
+      stat_inc(LOCKD_STAT_GRANT_SENT);
+  }
+}
+
+/* Sends this packet, as a KICK for the same lock, back into our ingress. */
+static __always_inline void tc_send_kick(struct __sk_buff *skb,
+                                         const struct lockd_endpoint *us,
+                                         const struct lockd_endpoint *them,
+                                         const struct lockd_req *req) {
+  struct lockd_frame *frame = tc_frame(skb);
+  if (!frame) return;
+  struct lockd_reply kick = {
+      .opcode = LOCKD_OP_KICK,
+      .lock_id = req->lock_id,
+      .queue_pos = req->hops + 1,
+  };
+  /* Addressed like a request to us, so the parser accepts it. */
+  frame_write(frame, them, us, &kick);
+  if (bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS) == 0)
+    stat_inc(LOCKD_STAT_KICK_SENT);
+}
+
+SEC("tc")
+int lockd_tc(struct __sk_buff *skb) {
+  void *data = (void *)(long)skb->data;
+  void *data_end = (void *)(long)skb->data_end;
+  struct lockd_req req = {};
+  /* Malformed packets were counted and dropped by XDP; without XDP they go
+   * up to the daemon, which answers them. */
+  if (parse_request(data, data_end, cfg_port, &req) != PARSE_OK)
+    return TC_ACT_OK;
+  if (req.opcode != LOCKD_OP_RELEASE && req.opcode != LOCKD_OP_KICK)
+    return TC_ACT_OK;
+
+  struct lockd_frame *frame = data;
+  if ((void *)(frame + 1) > data_end) return TC_ACT_OK;
+  struct lockd_endpoint us, them;
+  frame_dest(frame, &us);
+  frame_source(frame, &them);
+
+  struct lt_result res = {};
+  __u64 now = bpf_ktime_get_ns();
+  if (req.opcode == LOCKD_OP_RELEASE)
+    lt_release(&req, now, true, &res);
+  else
+    lt_kick(&req, now, &res);
+
+  if (res.verdict == LT_HANDOFF) {
+    frame = tc_frame(skb);
+    if (frame) frame_mark_handoff(frame, res.handoff);
+    return TC_ACT_OK;
+  }
+  tc_send_grants(skb, &us, res.grants);
+  if (res.kick) tc_send_kick(skb, &us, &them, &req);
+  if (res.verdict != LT_REPLY) return TC_ACT_SHOT;
+  frame = tc_frame(skb);
+  if (!frame) return TC_ACT_SHOT;
+  frame_write(frame, &us, &them, &res.reply);
+  return bpf_redirect(skb->ifindex, 0);
+}

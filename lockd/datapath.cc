@@ -1,0 +1,145 @@
+#include "lockd/datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bpf/lockd_bpf.skel.h"
+
+namespace lockd {
+namespace {
+
+absl::Status ErrnoStatus(int err, absl::string_view what) {
+  err = err < 0 ? -err : err;
+  return absl::Status(err == EPERM ? absl::StatusCode::kPermissionDenied
+                                   : absl::StatusCode::kInternal,
+                      absl::StrCat(what, ": ", strerror(err)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
+    const DatapathOptions& options) {
+  lockd_bpf* skel = lockd_bpf__open();
+  if (skel == nullptr) return ErrnoStatus(errno, "opening the lockd skeleton");
+  skel->rodata->cfg_port = options.port;
+  skel->rodata->cfg_default_lease_ms = options.default_lease_ms;
+  skel->rodata->cfg_max_lease_ms = options.max_lease_ms;
+  struct {
+    bpf_map* map;
+    uint32_t entries;
+  } const sizes[] = {
+      {skel->maps.locks, options.lock_capacity},
+      {skel->maps.owners, options.owner_capacity},
+      {skel->maps.released, options.released_capacity},
+      {skel->maps.pool, options.pool_capacity},
+  };
+  for (const auto& size : sizes) {
+    if (int err = bpf_map__set_max_entries(size.map, size.entries)) {
+      lockd_bpf__destroy(skel);
+      return ErrnoStatus(err, absl::StrCat("sizing map ",
+                                           bpf_map__name(size.map)));
+    }
+  }
+  if (int err = lockd_bpf__load(skel)) {
+    lockd_bpf__destroy(skel);
+    return ErrnoStatus(err, "loading the lockd BPF programs");
+  }
+  return std::unique_ptr<Datapath>(new Datapath(skel, options));
+}
+
+Datapath::Datapath(lockd_bpf* skel, const DatapathOptions& options)
+    : skel_(skel), options_(options) {}
+
+Datapath::~Datapath() {
+  Detach();
+  lockd_bpf__destroy(skel_);
+}
+
+absl::StatusOr<XdpMode> Datapath::AttachXdp(int ifindex) {
+  for (XdpMode mode : {XdpMode::kNative, XdpMode::kGeneric}) {
+    uint32_t flags = XDP_FLAGS_UPDATE_IF_NOEXIST |
+                     (mode == XdpMode::kNative ? XDP_FLAGS_DRV_MODE
+                                               : XDP_FLAGS_SKB_MODE);
+    int err = bpf_xdp_attach(ifindex, xdp_prog_fd(), flags, nullptr);
+    if (err == 0) {
+      xdp_ifindex_ = ifindex;
+      xdp_flags_ = flags;
+      return mode;
+    }
+    if (mode == XdpMode::kGeneric || err == -EBUSY || err == -EEXIST)
+      return ErrnoStatus(err, absl::StrCat("attaching XDP to ifindex ",
+                                           ifindex));
+  }
+  return absl::InternalError("unreachable");
+}
+
+absl::Status Datapath::AttachTc(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+              .attach_point = BPF_TC_INGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST)
+    return ErrnoStatus(err, absl::StrCat("creating clsact on ifindex ",
+                                         ifindex));
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = tc_prog_fd(), .handle = 1,
+              .priority = 1);
+  err = bpf_tc_attach(&hook, &opts);
+  if (err)
+    return ErrnoStatus(err, absl::StrCat("attaching TC to ifindex ", ifindex));
+  tc_ifindex_ = ifindex;
+  return absl::OkStatus();
+}
+
+void Datapath::Detach() {
+  if (xdp_ifindex_ != 0) {
+    bpf_xdp_detach(xdp_ifindex_, xdp_flags_ & ~XDP_FLAGS_UPDATE_IF_NOEXIST,
+                   nullptr);
+    xdp_ifindex_ = 0;
+  }
+  if (tc_ifindex_ != 0) {
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = tc_ifindex_,
+                .attach_point = BPF_TC_INGRESS);
+    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 1, .priority = 1);
+    bpf_tc_detach(&hook, &opts);
+    bpf_tc_hook_destroy(&hook);
+    tc_ifindex_ = 0;
+  }
+}
+
+int Datapath::xdp_prog_fd() const {
+  return bpf_program__fd(skel_->progs.lockd_xdp);
+}
+int Datapath::tc_prog_fd() const {
+  return bpf_program__fd(skel_->progs.lockd_tc);
+}
+int Datapath::locks_fd() const { return bpf_map__fd(skel_->maps.locks); }
+int Datapath::owners_fd() const { return bpf_map__fd(skel_->maps.owners); }
+int Datapath::released_fd() const {
+  return bpf_map__fd(skel_->maps.released);
+}
+int Datapath::pool_fd() const { return bpf_map__fd(skel_->maps.pool); }
+int Datapath::pool_next_fd() const {
+  return bpf_map__fd(skel_->maps.pool_next);
+}
+int Datapath::stats_fd() const { return bpf_map__fd(skel_->maps.stats); }
+
+absl::StatusOr<StatCounters> Datapath::ReadStats() const {
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return ErrnoStatus(cpus, "counting possible CPUs");
+  std::vector<uint64_t> per_cpu(cpus);
+  StatCounters totals{};
+  for (uint32_t stat = 0; stat < LOCKD_STAT_COUNT; ++stat) {
+    if (bpf_map_lookup_elem(stats_fd(), &stat, per_cpu.data()))
+      return ErrnoStatus(errno, "reading stats");
+    for (uint64_t v : per_cpu) totals[stat] += v;
+  }
+  return totals;
+}
+
+}  // namespace lockd
