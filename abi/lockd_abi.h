@@ -192,11 +192,13 @@ LOCKD_ASSERT_OFFSET(struct lockd_owner, lease_expires_ns, 48);
 LOCKD_ASSERT_OFFSET(struct lockd_owner, addr, 60);
 
 /* Recently released (LRU map "released"): answers a retransmitted RELEASE
- * with RELEASED instead of NOT_HOLDER. */
+ * with RELEASED instead of NOT_HOLDER, and tells a holder whose hold was
+ * ended for it (lease swept, force-released) why. */
 struct lockd_released {
   __u64 fence;
   __u32 seq;
-  __u32 reserved;
+  __u8 status; /* OK: released or cancelled; LEASE_EXPIRED; FORCE_RELEASED */
+  __u8 reserved[3];
 };
 LOCKD_ASSERT_SIZE(struct lockd_released, 16);
 

@@ -327,7 +327,7 @@ static __always_inline void acquire_again(const struct lockd_req *req,
   struct lockd_owner *own = bpf_map_lookup_elem(&owners, key);
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &req->lock_id);
   __u64 fence = 0;
-  __u32 lease_ms = 0;
+  __u32 lease_ms = 0, upgrade_lease_ms = clamp_lease_ms(req->lease_ms);
   if (own && lk) {
     bpf_spin_lock(&lk->guard);
     if (!owner_matches(own, key->lock_id, key->txn_id)) {
@@ -341,11 +341,14 @@ static __always_inline void acquire_again(const struct lockd_req *req,
     } else if (own->mode == LOCKD_MODE_EXCLUSIVE || req->mode == own->mode) {
       outcome = AGAIN_HELD;
     } else if (lk->holders == 1 && lk->queue_len == 0) {
+      /* An upgrade is a new grant: new fence, the lease starts again. */
       lk->mode = LOCKD_MODE_EXCLUSIVE;
       lk->fence++;
       lk->version++;
       own->mode = LOCKD_MODE_EXCLUSIVE;
       own->fence = lk->fence;
+      own->lease_ms = upgrade_lease_ms;
+      own->lease_expires_ns = now + upgrade_lease_ms * NS_PER_MS;
       outcome = AGAIN_UPGRADED;
     } else {
       outcome = AGAIN_UPGRADE_CONFLICT;
@@ -551,6 +554,16 @@ static __always_inline void release_unknown(const struct lockd_req *req,
                                             const struct lockd_owner_key *key,
                                             struct lt_result *res) {
   struct lockd_released *gone = bpf_map_lookup_elem(&released, key);
+  if (gone && gone->status == LOCKD_STATUS_LEASE_EXPIRED) {
+    stat_inc(LOCKD_STAT_REJECT_EXPIRED);
+    result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED, 0);
+    return;
+  }
+  if (gone && gone->status != LOCKD_STATUS_OK) {
+    stat_inc(LOCKD_STAT_REJECT_NOT_HOLDER);
+    result_reply(res, req, LOCKD_OP_REJECTED, gone->status, 0);
+    return;
+  }
   if (gone) {
     stat_inc(LOCKD_STAT_RELEASE_DUP);
     result_reply(res, req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK, gone->fence);
@@ -662,16 +675,19 @@ static __always_inline void lt_release(const struct lockd_req *req, __u64 now,
       return;
     case REL_RELEASED: {
       /* Remember before forgetting, so a retransmission never finds
-       * neither. */
+       * neither (a cancelled wait is remembered with fence 0). */
       struct lockd_released memo = {.fence = fence, .seq = req->seq};
       bpf_map_update_elem(&released, &key, &memo, BPF_ANY);
       stat_inc(LOCKD_STAT_RELEASED);
       break;
     }
-    default: /* REL_CANCELLED */
+    default: { /* REL_CANCELLED */
+      struct lockd_released memo = {.fence = 0, .seq = req->seq};
+      bpf_map_update_elem(&released, &key, &memo, BPF_ANY);
       stat_inc(LOCKD_STAT_CANCELLED);
       fence = 0;
       break;
+    }
   }
   bpf_map_delete_elem(&owners, &key);
   result_reply(res, req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK, fence);

@@ -47,13 +47,15 @@ struct lockd_req {
   __u8 mac[6];
 };
 
+/* Mode and policy are checked on every opcode, as the C++ codec does, so
+ * that the kernel and user space agree on what is malformed. */
 static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
   if (msg->flags != 0 || msg->status != 0) return false;
+  if (msg->mode > LOCKD_MODE_EXCLUSIVE || msg->policy >= LOCKD_POLICY_COUNT)
+    return false;
   switch (msg->opcode) {
     case LOCKD_OP_ACQUIRE:
-      return (msg->mode == LOCKD_MODE_SHARED ||
-              msg->mode == LOCKD_MODE_EXCLUSIVE) &&
-             msg->policy < LOCKD_POLICY_COUNT;
+      return msg->mode != LOCKD_MODE_NONE;
     case LOCKD_OP_RELEASE:
     case LOCKD_OP_RENEW:
     case LOCKD_OP_KICK:

@@ -52,7 +52,8 @@ absl::Status Deliverer::EnterPrivateNetns() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Deliverer> Deliverer::Create(Datapath* datapath) {
+absl::StatusOr<Deliverer> Deliverer::Create(Datapath* datapath, bool capture) {
+  if (!capture) return Deliverer(datapath, -1);
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
   if (fd < 0) return Errno("packet socket");
   sockaddr_ll addr{};
@@ -80,7 +81,7 @@ Deliverer::~Deliverer() {
 
 std::vector<Bytes> Deliverer::DrainCaptured() {
   std::vector<Bytes> frames;
-  for (;;) {
+  while (capture_fd_ >= 0) {
     Bytes frame(2048);
     sockaddr_ll from{};
     socklen_t len = sizeof(from);

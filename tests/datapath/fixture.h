@@ -8,8 +8,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <ostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,7 +39,11 @@ class Deliverer {
   // Moves the calling process into a new network namespace with lo up, so
   // clones go nowhere but to the capture socket. Call once, before threads.
   static absl::Status EnterPrivateNetns();
-  static absl::StatusOr<Deliverer> Create(Datapath* datapath);
+  // With `capture`, RunTc reports the clones TC sent (one capture socket per
+  // Deliverer sees every frame on lo: stress tests with several threads turn
+  // it off).
+  static absl::StatusOr<Deliverer> Create(Datapath* datapath,
+                                          bool capture = true);
   Deliverer(Deliverer&& other) noexcept;
   ~Deliverer();
 
