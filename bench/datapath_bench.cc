@@ -13,6 +13,7 @@
 // Each measured call is checked: verdict, the packet out byte for byte, and
 // the exact change of every datapath counter. A run that took another path
 // than the one being measured aborts the benchmark.
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -70,7 +72,12 @@ using testing::ClientEndpoint;
 using testing::ServerEndpoint;
 using Deltas = std::vector<std::pair<lockd_stat, uint64_t>>;
 
-// Loopback of the private namespace: where TC's clones go.
+// Loopback of the private namespace: where TC's clones go. Loopback hands
+// each clone straight back to its own receive path (where it is dropped,
+// being addressed to another host), and the kernel runs that softirq when
+// the test run turns bottom halves back on, inside the timed region: TC's
+// figures include per clone a transmit and a receive, where a NIC would
+// only transmit.
 constexpr uint32_t kLoopbackIfindex = 1;
 // Unrecorded calls before each operation's measurement, so that first-touch
 // costs (map elements allocated for the first time, cold caches) stay out
@@ -81,6 +88,16 @@ constexpr int kWarmupSteps = 100;
 constexpr int kQueueBatch = 32;
 // Shared waiters woken by one release in the "grants 8" operation.
 constexpr int kManyWaiters = 8;
+// Each operation has a lock of its own, so that it can count the lock's
+// fences from zero.
+constexpr uint64_t kReflectLock = 1;
+constexpr uint64_t kFreeLock = 2;
+constexpr uint64_t kQueueLock = 3;
+constexpr uint64_t kGrantOneLock = 4;
+constexpr uint64_t kGrantManyLock = 5;
+constexpr uint64_t kIdleTcLock = 6;
+// Lock of the entries that FillReleased puts in the released map.
+constexpr uint64_t kFillerLock = ~0ULL;
 
 // tests/datapath's Deliverer::EnterPrivateNetns does the same, but its
 // library is visible to //tests only. Clones sent by TC must reach a private
@@ -116,6 +133,20 @@ absl::StatusOr<int> PinToCurrentCpu() {
     return absl::InternalError(
         absl::StrCat("sched_setaffinity: ", strerror(errno)));
   return cpu;
+}
+
+// A server that has run a while has its recently-released map full, so
+// every release evicts an entry to remember its own. Filling it first puts
+// each operation in that steady state, whatever its place in the run.
+absl::Status FillReleased(const Datapath& datapath) {
+  const lockd_released memo{};
+  for (uint64_t txn = 1; txn <= datapath.options().released_capacity; ++txn) {
+    const lockd_owner_key key{kFillerLock, txn};
+    if (bpf_map_update_elem(datapath.released_fd(), &key, &memo, BPF_ANY) != 0)
+      return absl::InternalError(
+          absl::StrCat("filling the released map: ", strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 // ---- Messages and frames, as in tests/datapath/fixtures_test.cc ----------
@@ -305,12 +336,16 @@ absl::Status Drive(
   std::vector<uint32_t> ns(series.size());
   const absl::Time deadline = absl::Now() + limits.time;
   for (size_t i = 0; i < kWarmupSteps + limits.iterations; ++i) {
-    if (i >= kWarmupSteps && absl::Now() >= deadline) break;
+    // Past the deadline, stop; but record at least one call.
+    if (i > kWarmupSteps && absl::Now() >= deadline) break;
     absl::Status status = step(absl::MakeSpan(ns));
-    if (!status.ok())
+    if (!status.ok()) {
+      std::vector<absl::string_view> ids;
+      for (const Series* s : series) ids.push_back(s->id);
       return absl::Status(status.code(),
-                          absl::StrCat(series.front()->id, ", call ", i, ": ",
-                                       status.message()));
+                          absl::StrCat(absl::StrJoin(ids, "+"), ", call ", i,
+                                       ": ", status.message()));
+    }
     if (i < kWarmupSteps) continue;
     for (size_t k = 0; k < series.size(); ++k) series[k]->ns.push_back(ns[k]);
   }
@@ -343,8 +378,8 @@ class Bench {
 
   // The yardsticks: an empty XDP program and one that bounces a request.
   absl::Status Baselines() {
-    const Bytes request =
-        From(0, Acquire(kReflectLock, NextTxn(), LOCKD_MODE_EXCLUSIVE));
+    const Message ask = Acquire(kReflectLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+    const Bytes request = From(0, ask);
     const int empty_fd = bpf_program__fd(baseline_->progs.xdp_empty);
     Series& empty =
         Add("xdp_empty", "empty XDP program (yardstick)", "xdp_empty");
@@ -357,8 +392,7 @@ class Bench {
     if (!status.ok()) return status;
 
     // Reflect rewrites the request into a GRANTED to its sender.
-    Message reflected = Answer(*testing::MessageOf(request), LOCKD_OP_GRANTED);
-    const Bytes reply = To(0, reflected);
+    const Bytes reply = To(0, Answer(ask, LOCKD_OP_GRANTED));
     const int reflect_fd = bpf_program__fd(baseline_->progs.xdp_reflect);
     Series& reflect =
         Add("xdp_reflect", "reflect a request as GRANTED", "xdp_reflect");
@@ -383,14 +417,13 @@ class Bench {
   // Acquire on a free lock, then its release with nobody waiting: both
   // served by XDP alone.
   absl::Status AcquireFreeAndRelease() {
-    constexpr uint64_t kLock = 1;
     uint64_t fence = 0;
     Series& acquire =
         Add("acquire_free", "acquire, lock free -> GRANTED", "lockd_xdp");
     Series& release = Add("release_idle_xdp",
                           "release, nobody waiting -> RELEASED", "lockd_xdp");
     return Drive(limits_, {&acquire, &release}, [&](absl::Span<uint32_t> ns) {
-      const Message take = Acquire(kLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+      const Message take = Acquire(kFreeLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
       absl::Status status = Record(
           lockd_.Measure(Hook::kXdp, From(0, take), XDP_TX,
                          To(0, Granted(take, ++fence, lockd_.lease_ms())),
@@ -399,7 +432,7 @@ class Bench {
                           {LOCKD_STAT_GRANT_IMMEDIATE, 1}}),
           &ns[0]);
       if (!status.ok()) return status;
-      const Message give = Release(kLock, take.txn_id);
+      const Message give = Release(kFreeLock, take.txn_id);
       return Record(
           lockd_.Measure(Hook::kXdp, From(0, give), XDP_TX,
                          To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
@@ -413,7 +446,6 @@ class Bench {
   // Acquire on a held lock: the requester joins the queue. Every
   // kQueueBatch calls the queue is drained outside the measurement.
   absl::Status AcquireQueues() {
-    constexpr uint64_t kLock = 2;
     Series& queued =
         Add("acquire_queue", "acquire, lock held -> QUEUED", "lockd_xdp");
     std::vector<Message> members;  // holder first, then waiters in order
@@ -421,12 +453,12 @@ class Bench {
     absl::Status status =
         Drive(limits_, {&queued}, [&](absl::Span<uint32_t> ns) {
           if (members.size() == kQueueBatch + 1) {
-            absl::Status drained = Drain(kLock, &members, &fence);
+            absl::Status drained = Drain(kQueueLock, &members, &fence);
             if (!drained.ok()) return drained;
           }
           if (members.empty()) {
             const Message hold =
-                Acquire(kLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+                Acquire(kQueueLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
             absl::Status held =
                 lockd_.Send(Hook::kXdp, From(0, hold), XDP_TX,
                             To(0, Granted(hold, ++fence, lockd_.lease_ms())));
@@ -434,7 +466,8 @@ class Bench {
             members.push_back(hold);
           }
           const int client = static_cast<int>(members.size());
-          const Message wait = Acquire(kLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+          const Message wait =
+              Acquire(kQueueLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
           absl::Status measured =
               Record(lockd_.Measure(Hook::kXdp, From(client, wait), XDP_TX,
                                     To(client, Queued(wait, client - 1)),
@@ -447,12 +480,13 @@ class Bench {
           return measured;
         });
     if (!status.ok()) return status;
-    return Drain(kLock, &members, &fence);
+    return Drain(kQueueLock, &members, &fence);
   }
 
-  // A release that wakes waiters: XDP hands it to TC untouched (measured
-  // too, since every such release pays it), then TC releases and sends one
-  // GRANTED clone per woken waiter. `mode` is the waiters' mode.
+  // A release that wakes `waiters` waiters in `mode`: XDP hands it to TC
+  // untouched, as in service, then TC releases and sends one GRANTED clone
+  // per woken waiter. XDP's part, which every such release pays, is
+  // recorded in `handoff` when given; TC's in `release`.
   absl::Status ReleaseGranting(uint64_t lock, int waiters, lockd_mode mode,
                                Series* handoff, Series* release) {
     uint64_t fence = 0;
@@ -476,11 +510,10 @@ class Bench {
 
       const Bytes give = From(0, Release(lock, hold.txn_id));
       if (handoff != nullptr) {
-        status = Record(lockd_.Measure(Hook::kXdp, give, XDP_PASS, give,
-                                       {{LOCKD_STAT_RX, 1},
-                                        {LOCKD_STAT_RELEASE, 1},
-                                        {LOCKD_STAT_RELEASE_TO_TC, 1}}),
-                        &ns[0]);
+        status = Record(
+            lockd_.Measure(Hook::kXdp, give, XDP_PASS, give,
+                           {{LOCKD_STAT_RX, 1}, {LOCKD_STAT_RELEASE_TO_TC, 1}}),
+            &ns[0]);
       } else {
         status = lockd_.Send(Hook::kXdp, give, XDP_PASS, give);
       }
@@ -515,7 +548,8 @@ class Bench {
                           "release with waiters: hand-off to TC", "lockd_xdp");
     Series& release = Add("release_grant1_tc",
                           "release, grants 1 exclusive waiter", "lockd_tc");
-    return ReleaseGranting(3, 1, LOCKD_MODE_EXCLUSIVE, &handoff, &release);
+    return ReleaseGranting(kGrantOneLock, 1, LOCKD_MODE_EXCLUSIVE, &handoff,
+                           &release);
   }
 
   absl::Status ReleaseGrantsMany() {
@@ -523,24 +557,24 @@ class Bench {
         Add("release_grant8_tc",
             absl::StrCat("release, grants ", kManyWaiters, " shared waiters"),
             "lockd_tc");
-    return ReleaseGranting(4, kManyWaiters, LOCKD_MODE_SHARED, nullptr,
-                           &release);
+    return ReleaseGranting(kGrantManyLock, kManyWaiters, LOCKD_MODE_SHARED,
+                           nullptr, &release);
   }
 
   // TC's cost without clones, for reading the grant figures: a release
   // with nobody waiting, which in service XDP answers and TC never sees.
   absl::Status ReleaseIdleTc() {
-    constexpr uint64_t kLock = 5;
     uint64_t fence = 0;
     Series& release = Add("release_idle_tc",
                           "release, nobody waiting (TC reference)", "lockd_tc");
     return Drive(limits_, {&release}, [&](absl::Span<uint32_t> ns) {
-      const Message take = Acquire(kLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+      const Message take =
+          Acquire(kIdleTcLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
       absl::Status status =
           lockd_.Send(Hook::kXdp, From(0, take), XDP_TX,
                       To(0, Granted(take, ++fence, lockd_.lease_ms())));
       if (!status.ok()) return status;
-      const Message give = Release(kLock, take.txn_id);
+      const Message give = Release(kIdleTcLock, take.txn_id);
       return Record(
           lockd_.Measure(Hook::kTc, From(0, give), TC_ACT_REDIRECT,
                          To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
@@ -549,18 +583,16 @@ class Bench {
     });
   }
 
-  const std::vector<std::unique_ptr<Series>>& series() const { return series_; }
+  const std::deque<Series>& series() const { return series_; }
   uint32_t empty_repeat() const { return empty_repeat_; }
   uint32_t empty_repeat_ns() const { return empty_repeat_ns_; }
 
  private:
-  static constexpr uint64_t kReflectLock = 6;
-
   Series& Add(absl::string_view id, absl::string_view operation,
               absl::string_view program) {
-    series_.push_back(std::make_unique<Series>(Series{
-        std::string(id), std::string(operation), std::string(program), {}}));
-    return *series_.back();
+    series_.push_back(Series{
+        std::string(id), std::string(operation), std::string(program), {}});
+    return series_.back();
   }
 
   static absl::Status Record(const absl::StatusOr<uint32_t>& ns,
@@ -595,7 +627,7 @@ class Bench {
   baseline_bpf* baseline_;
   Limits limits_;
   uint64_t last_txn_ = 0;
-  std::vector<std::unique_ptr<Series>> series_;
+  std::deque<Series> series_;  // a deque: Add hands out references
   uint32_t empty_repeat_ = 0;
   uint32_t empty_repeat_ns_ = 0;
 };
@@ -610,8 +642,9 @@ struct Row {
 
 std::vector<Row> Rows(const Bench& bench) {
   std::vector<Row> rows;
-  for (const auto& s : bench.series())
-    rows.push_back({s.get(), Summarize(s->ns), 0});
+  for (const Series& s : bench.series())
+    rows.push_back({&s, Summarize(s.ns), 0});
+  // Baselines() adds the empty program first.
   const double empty = rows.front().figures.median_ns;
   for (Row& row : rows) row.ratio = row.figures.median_ns / empty;
   return rows;
@@ -632,7 +665,9 @@ void PrintTable(const std::vector<Row>& rows, const Bench& bench,
                  row.figures.p90_ns, row.ratio);
   absl::PrintF(
       "\nxdp_empty with repeat=%d in one call: %d ns per run (the rest of "
-      "its repeat=1 figure is the framing of one call)\n",
+      "its repeat=1 figure is the framing of one call)\nlockd_tc figures "
+      "include each GRANTED clone's transmit on lo and its loopback "
+      "receive\n",
       bench.empty_repeat(), bench.empty_repeat_ns());
 }
 
@@ -682,6 +717,8 @@ absl::Status Main() {
   absl::StatusOr<std::unique_ptr<Datapath>> datapath =
       Datapath::Load(DatapathOptions());
   if (!datapath.ok()) return datapath.status();
+  absl::Status filled = FillReleased(**datapath);
+  if (!filled.ok()) return filled;
   std::unique_ptr<baseline_bpf, decltype(&baseline_bpf__destroy)> baseline(
       baseline_bpf__open_and_load(), &baseline_bpf__destroy);
   if (baseline == nullptr)

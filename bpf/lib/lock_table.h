@@ -589,11 +589,11 @@ enum release_outcome {
  * passes false: it then only serves releases that leave nobody to grant. */
 static __always_inline void lt_release(const struct lockd_req *req, __u64 now,
                                        bool may_grant, struct lt_result *res) {
-  stat_inc(LOCKD_STAT_RELEASE);
   struct lockd_owner_key key = {req->lock_id, req->txn_id};
   struct lockd_owner *own = bpf_map_lookup_elem(&owners, &key);
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &req->lock_id);
   if (!own || !lk) {
+    stat_inc(LOCKD_STAT_RELEASE);
     release_unknown(req, &key, res);
     return;
   }
@@ -645,6 +645,8 @@ static __always_inline void lt_release(const struct lockd_req *req, __u64 now,
   }
   bpf_spin_unlock(&lk->guard);
 
+  /* Counted once, by the program that decides (not by XDP passing to TC). */
+  if (outcome != REL_TO_TC) stat_inc(LOCKD_STAT_RELEASE);
   switch (outcome) {
     case REL_UNKNOWN:
       release_unknown(req, &key, res);

@@ -352,11 +352,17 @@ void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
     const Waiter head = lock.queue.front();
     if (head.cancelled) {
       lock.queue.pop_front();
+      if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
       Count(LOCKD_STAT_SKIPPED_CANCELLED, outcome);
       continue;
     }
     if (!CanJoinHolders(lock, head.mode)) break;
+    // Unlinking the last waiter of a lock nobody holds leaves it idle for an
+    // instant: the bound restarts from the member being granted, which
+    // tightens it (fewer needless WAIT_DIE deaths) and keeps it a bound.
     lock.queue.pop_front();
+    if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
+    AdmitMember(lock, head.txn_id);
     const Hold& hold = AddHolder(lock, head.txn_id, head.mode, head.seq,
                                  head.lease_ms, now_ns);
     Count(LOCKD_STAT_GRANT_FROM_QUEUE, outcome);

@@ -39,7 +39,9 @@
 //   enforces it). "Queue not empty" in ACQUIRE's conflict test therefore
 //   means "a live waiter exists", and the datapath's `queue_len > 0` agrees.
 // - min_txn is kIdleMinTxn (all ones) while a lock is idle, as the datapath
-//   keeps it; the first member of an idle lock lowers it to its txn.
+//   keeps it; the first member of an idle lock lowers it to its txn. Grant
+//   from the head unlinks first: if that leaves the lock idle for an instant
+//   the bound restarts from the member being granted (as the datapath does).
 // - Recently released memory: written by a RELEASE that ends a hold (its
 //   fence) or cancels a wait (fence 0), or by the sweep that expires a
 //   holder (a late RELEASE is then told LEASE_EXPIRED); never erased (the
