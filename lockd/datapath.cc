@@ -2,11 +2,14 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/if_link.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -62,7 +65,16 @@ Datapath::~Datapath() {
   lockd_bpf__destroy(skel_);
 }
 
+absl::Status Datapath::RememberNetns() {
+  if (attach_netns_fd_ >= 0) return absl::OkStatus();
+  attach_netns_fd_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (attach_netns_fd_ < 0)
+    return ErrnoStatus(errno, "opening the network namespace");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<XdpMode> Datapath::AttachXdp(int ifindex) {
+  if (absl::Status s = RememberNetns(); !s.ok()) return s;
   for (XdpMode mode : {XdpMode::kNative, XdpMode::kGeneric}) {
     uint32_t flags = XDP_FLAGS_UPDATE_IF_NOEXIST |
                      (mode == XdpMode::kNative ? XDP_FLAGS_DRV_MODE
@@ -81,6 +93,7 @@ absl::StatusOr<XdpMode> Datapath::AttachXdp(int ifindex) {
 }
 
 absl::Status Datapath::AttachTc(int ifindex) {
+  if (absl::Status s = RememberNetns(); !s.ok()) return s;
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
               .attach_point = BPF_TC_INGRESS);
   int err = bpf_tc_hook_create(&hook);
@@ -97,6 +110,16 @@ absl::Status Datapath::AttachTc(int ifindex) {
 }
 
 void Datapath::Detach() {
+  if (attach_netns_fd_ < 0) return;
+  // setns() changes only the calling thread: do it in a thread of its own.
+  std::thread([this] {
+    if (setns(attach_netns_fd_, CLONE_NEWNET) == 0) DetachHere();
+  }).join();
+  close(attach_netns_fd_);
+  attach_netns_fd_ = -1;
+}
+
+void Datapath::DetachHere() {
   if (xdp_ifindex_ != 0) {
     bpf_xdp_detach(xdp_ifindex_, xdp_flags_ & ~XDP_FLAGS_UPDATE_IF_NOEXIST,
                    nullptr);

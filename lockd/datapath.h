@@ -39,12 +39,15 @@ class Datapath {
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
-  // Attaches lockd_xdp to `ifindex` (in the caller's network namespace),
-  // native first and generic when the driver refuses; returns the mode used.
+  // Attaches lockd_xdp to `ifindex` in the calling thread's network
+  // namespace, native first and generic when the driver refuses; returns the
+  // mode used.
   absl::StatusOr<XdpMode> AttachXdp(int ifindex);
-  // Attaches lockd_tc to the clsact ingress hook of `ifindex`.
+  // Attaches lockd_tc to the clsact ingress hook of `ifindex` (calling
+  // thread's network namespace).
   absl::Status AttachTc(int ifindex);
-  // Detaches what Attach* attached. Also done by the destructor.
+  // Detaches what Attach* attached, inside the namespace it was attached in
+  // (an ifindex means nothing elsewhere). Also done by the destructor.
   void Detach();
 
   const DatapathOptions& options() const { return options_; }
@@ -63,8 +66,12 @@ class Datapath {
  private:
   Datapath(lockd_bpf* skel, const DatapathOptions& options);
 
+  absl::Status RememberNetns();
+  void DetachHere();
+
   lockd_bpf* skel_;
   DatapathOptions options_;
+  int attach_netns_fd_ = -1;  // where the programs are attached
   int xdp_ifindex_ = 0;
   uint32_t xdp_flags_ = 0;
   int tc_ifindex_ = 0;
