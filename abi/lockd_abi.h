@@ -247,6 +247,70 @@ struct lockd_alloc {
 };
 LOCKD_ASSERT_SIZE(struct lockd_alloc, 72);
 
+/* ------------------------------------------------------------------------ */
+/* Control channel: daemon -> datapath                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The daemon changes kernel-owned locks only through the control program
+ * (lockd_ctl), which it runs with BPF_PROG_TEST_RUN on a struct lockd_ctl:
+ * the same lock-table code as the packet path, under the same per-lock
+ * guard, so the kernel and the daemon never decide for one lock at once. */
+
+/* Waiters one datapath run may grant; more continue through a KICK. */
+#define LOCKD_MAX_GRANTS 16
+
+enum lockd_ctl_op {
+  LOCKD_CTL_TAKEOVER = 1,       /* flag the lock USER_OWNED, return its state */
+  LOCKD_CTL_GIVE_BACK = 2,      /* install holders-only state, clear the flag */
+  LOCKD_CTL_EXPIRE_HOLDER = 3,  /* end a hold whose lease ran out */
+  LOCKD_CTL_EXPIRE_WAITER = 4,  /* cancel a wait whose deadline passed */
+  LOCKD_CTL_FORCE_RELEASE = 5,  /* end a hold for an operator */
+  LOCKD_CTL_KICK = 6,           /* grant whatever is compatible now */
+};
+
+enum lockd_ctl_result {
+  LOCKD_CTL_OK = 0,
+  LOCKD_CTL_NOT_FOUND = 1, /* no such lock, holder or waiter */
+  LOCKD_CTL_NOT_DUE = 2,   /* lease or wait deadline not passed yet */
+  LOCKD_CTL_BAD_STATE = 3, /* e.g. lock already (or not) user-owned */
+  LOCKD_CTL_RETRY = 4,     /* the lock kept changing: try again */
+};
+
+/* Someone the daemon must send a packet to after a control operation. */
+struct lockd_ctl_notice {
+  __u64 txn_id;
+  __u64 fence;
+  __u32 seq;
+  __u32 lease_ms;
+  __be32 addr;
+  __be16 port;
+  __u8 mode;
+  __u8 policy;
+};
+LOCKD_ASSERT_SIZE(struct lockd_ctl_notice, 32);
+
+struct lockd_ctl {
+  __u32 op;     /* enum lockd_ctl_op */
+  __u32 result; /* enum lockd_ctl_result */
+  __u64 lock_id;
+  __u64 txn_id;
+  /* TAKEOVER: the lock as it was flagged. GIVE_BACK: mode, holders, fence
+   * and min_txn to install (the queue must be empty). */
+  __u8 mode;
+  __u8 reserved[3];
+  __u32 holders;
+  __u32 queue_len;
+  __u32 grants; /* entries of `granted` filled */
+  __u64 head;
+  __u64 fence;
+  __u64 min_txn;
+  __u32 kick;     /* compatible waiters may remain: send LOCKD_CTL_KICK */
+  __u32 notified; /* EXPIRE_WAITER: `waiter` holds whom to tell */
+  struct lockd_ctl_notice waiter;
+  struct lockd_ctl_notice granted[LOCKD_MAX_GRANTS];
+};
+LOCKD_ASSERT_SIZE(struct lockd_ctl, 72 + 32 + 32 * LOCKD_MAX_GRANTS);
+
 /* Per-CPU counters (map "stats", PERCPU_ARRAY indexed by enum lockd_stat).
  * Every outcome the datapath can produce has one. One list, expanded into
  * the enum here and into names on the C++ side: X(ENUM_SUFFIX, "name"). */

@@ -5,9 +5,12 @@
  *             with XDP_TX. A release that must wake waiters needs several
  *             packets, which XDP cannot send: it passes that to lockd_tc.
  * lockd_tc    (clsact ingress) serves RELEASE and KICK: one GRANTED clone per
- *             woken waiter, then the RELEASED reply, all by redirect. */
+ *             woken waiter, then the RELEASED reply, all by redirect.
+ * lockd_ctl   never attached: the daemon runs it with BPF_PROG_TEST_RUN on
+ *             a struct lockd_ctl (bpf/lib/control.h). */
 #include "bpf/lib/common.h"
 #include "bpf/lib/config.h"
+#include "bpf/lib/control.h"
 #include "bpf/lib/lock_table.h"
 #include "bpf/lib/parse.h"
 #include "bpf/lib/reply.h"
@@ -83,9 +86,8 @@ static __always_inline struct lockd_frame *tc_frame(struct __sk_buff *skb) {
 /* Sends one GRANTED per woken waiter, as clones of this packet. */
 static __always_inline void tc_send_grants(struct __sk_buff *skb,
                                            const struct lockd_endpoint *us,
-                                           __u32 count) {
-  __u32 zero = 0;
-  struct lockd_grant_batch *batch = bpf_map_lookup_elem(&grant_batch, &zero);
+                                           __u32 slot, __u32 count) {
+  struct lockd_grant_batch *batch = bpf_map_lookup_elem(&grant_batch, &slot);
   if (!batch) return;
   for (__u32 i = 0; i < LOCKD_MAX_GRANTS; i++) {
     if (i >= count) break;
@@ -138,23 +140,48 @@ int lockd_tc(struct __sk_buff *skb) {
   frame_dest(frame, &us);
   frame_source(frame, &them);
 
-  struct lt_result res = {};
+  struct lt_result res = {.batch = batch_enter()};
   __u64 now = bpf_ktime_get_ns();
   if (req.opcode == LOCKD_OP_RELEASE)
     lt_release(&req, now, true, &res);
   else
     lt_kick(&req, now, &res);
+  tc_send_grants(skb, &us, res.batch, res.grants);
+  batch_exit(res.batch);
 
   if (res.verdict == LT_HANDOFF) {
     frame = tc_frame(skb);
     if (frame) frame_mark_handoff(frame, res.handoff);
     return TC_ACT_OK;
   }
-  tc_send_grants(skb, &us, res.grants);
   if (res.kick) tc_send_kick(skb, &us, &them, &req);
   if (res.verdict != LT_REPLY) return TC_ACT_SHOT;
   frame = tc_frame(skb);
   if (!frame) return TC_ACT_SHOT;
   frame_write(frame, &us, &them, &res.reply);
   return bpf_redirect(skb->ifindex, 0);
+}
+
+/* Control commands are copied out of the packet into this scratch value (a
+ * struct lockd_ctl is larger than the BPF stack). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, LOCKD_BATCH_LEVELS);
+  __type(key, __u32);
+  __type(value, struct lockd_ctl);
+} ctl_scratch SEC(".maps");
+
+SEC("xdp")
+int lockd_ctl(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct lockd_ctl *packet = data;
+  if ((void *)(packet + 1) > data_end) return XDP_ABORTED;
+  __u32 zero = 0;
+  struct lockd_ctl *ctl = bpf_map_lookup_elem(&ctl_scratch, &zero);
+  if (!ctl) return XDP_ABORTED;
+  __builtin_memcpy(ctl, packet, sizeof(*ctl));
+  ctl_run(ctl);
+  __builtin_memcpy(packet, ctl, sizeof(*ctl));
+  return XDP_TX;
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,23 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
   return absl::Status(err == EPERM ? absl::StatusCode::kPermissionDenied
                                    : absl::StatusCode::kInternal,
                       absl::StrCat(what, ": ", strerror(err)));
+}
+
+// The maps that carry lock state across a daemon restart. Scratch and
+// .rodata maps are per program instance.
+std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
+  return {skel->maps.locks, skel->maps.owners,    skel->maps.released,
+          skel->maps.pool,  skel->maps.pool_next, skel->maps.stats};
+}
+
+absl::Status MakeDirs(const std::string& path) {
+  for (size_t slash = 1; slash != std::string::npos;) {
+    slash = path.find('/', slash + 1);
+    std::string prefix = path.substr(0, slash);
+    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST)
+      return ErrnoStatus(errno, absl::StrCat("creating ", prefix));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -46,15 +64,58 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
   for (const auto& size : sizes) {
     if (int err = bpf_map__set_max_entries(size.map, size.entries)) {
       lockd_bpf__destroy(skel);
-      return ErrnoStatus(err, absl::StrCat("sizing map ",
-                                           bpf_map__name(size.map)));
+      return ErrnoStatus(err,
+                         absl::StrCat("sizing map ", bpf_map__name(size.map)));
+    }
+  }
+  bool reused = false;
+  if (!options.pin_dir.empty()) {
+    if (absl::Status made = MakeDirs(options.pin_dir); !made.ok()) {
+      lockd_bpf__destroy(skel);
+      return made;
+    }
+    for (bpf_map* map : PinnedMaps(skel)) {
+      std::string path = absl::StrCat(options.pin_dir, "/", bpf_map__name(map));
+      reused = reused || access(path.c_str(), F_OK) == 0;
+      if (int err = bpf_map__set_pin_path(map, path.c_str())) {
+        lockd_bpf__destroy(skel);
+        return ErrnoStatus(err, absl::StrCat("pinning ", path));
+      }
     }
   }
   if (int err = lockd_bpf__load(skel)) {
     lockd_bpf__destroy(skel);
-    return ErrnoStatus(err, "loading the lockd BPF programs");
+    return ErrnoStatus(
+        err, reused ? absl::StrCat("loading the lockd BPF programs with the "
+                                   "maps pinned in ",
+                                   options.pin_dir,
+                                   " (were they made with other capacities? "
+                                   "remove them to start empty)")
+                    : "loading the lockd BPF programs");
   }
-  return std::unique_ptr<Datapath>(new Datapath(skel, options));
+  auto datapath = std::unique_ptr<Datapath>(new Datapath(skel, options));
+  datapath->reused_pins_ = reused;
+  return datapath;
+}
+
+void Datapath::Unpin() {
+  if (options_.pin_dir.empty()) return;
+  for (bpf_map* map : PinnedMaps(skel_)) bpf_map__unpin(map, nullptr);
+  rmdir(options_.pin_dir.c_str());
+}
+
+absl::StatusOr<lockd_ctl> Datapath::Control(const lockd_ctl& command) {
+  absl::MutexLock hold(&control_mu_);
+  lockd_ctl result = command;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &command, .data_out = &result,
+              .data_size_in = sizeof(command), .data_size_out = sizeof(result),
+              .repeat = 1);
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.lockd_ctl), &opts) !=
+      0)
+    return ErrnoStatus(errno, "running a control operation");
+  if (opts.data_size_out != sizeof(result))
+    return absl::InternalError("control operation returned a short result");
+  return result;
 }
 
 Datapath::Datapath(lockd_bpf* skel, const DatapathOptions& options)
@@ -76,18 +137,19 @@ absl::Status Datapath::RememberNetns() {
 absl::StatusOr<XdpMode> Datapath::AttachXdp(int ifindex) {
   if (absl::Status s = RememberNetns(); !s.ok()) return s;
   for (XdpMode mode : {XdpMode::kNative, XdpMode::kGeneric}) {
-    uint32_t flags = XDP_FLAGS_UPDATE_IF_NOEXIST |
-                     (mode == XdpMode::kNative ? XDP_FLAGS_DRV_MODE
-                                               : XDP_FLAGS_SKB_MODE);
+    // No UPDATE_IF_NOEXIST: a restarted daemon replaces the programs its
+    // crashed predecessor left attached (they kept serving meanwhile).
+    uint32_t flags =
+        mode == XdpMode::kNative ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
     int err = bpf_xdp_attach(ifindex, xdp_prog_fd(), flags, nullptr);
     if (err == 0) {
       xdp_ifindex_ = ifindex;
       xdp_flags_ = flags;
       return mode;
     }
-    if (mode == XdpMode::kGeneric || err == -EBUSY || err == -EEXIST)
-      return ErrnoStatus(err, absl::StrCat("attaching XDP to ifindex ",
-                                           ifindex));
+    if (mode == XdpMode::kGeneric || err == -EBUSY)
+      return ErrnoStatus(err,
+                         absl::StrCat("attaching XDP to ifindex ", ifindex));
   }
   return absl::InternalError("unreachable");
 }
@@ -98,10 +160,10 @@ absl::Status Datapath::AttachTc(int ifindex) {
               .attach_point = BPF_TC_INGRESS);
   int err = bpf_tc_hook_create(&hook);
   if (err && err != -EEXIST)
-    return ErrnoStatus(err, absl::StrCat("creating clsact on ifindex ",
-                                         ifindex));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = tc_prog_fd(), .handle = 1,
-              .priority = 1);
+    return ErrnoStatus(err,
+                       absl::StrCat("creating clsact on ifindex ", ifindex));
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = tc_prog_fd(),
+              .flags = BPF_TC_F_REPLACE, .handle = 1, .priority = 1);
   err = bpf_tc_attach(&hook, &opts);
   if (err)
     return ErrnoStatus(err, absl::StrCat("attaching TC to ifindex ", ifindex));
@@ -121,8 +183,7 @@ void Datapath::Detach() {
 
 void Datapath::DetachHere() {
   if (xdp_ifindex_ != 0) {
-    bpf_xdp_detach(xdp_ifindex_, xdp_flags_ & ~XDP_FLAGS_UPDATE_IF_NOEXIST,
-                   nullptr);
+    bpf_xdp_detach(xdp_ifindex_, xdp_flags_, nullptr);
     xdp_ifindex_ = 0;
   }
   if (tc_ifindex_ != 0) {
@@ -143,9 +204,7 @@ int Datapath::tc_prog_fd() const {
 }
 int Datapath::locks_fd() const { return bpf_map__fd(skel_->maps.locks); }
 int Datapath::owners_fd() const { return bpf_map__fd(skel_->maps.owners); }
-int Datapath::released_fd() const {
-  return bpf_map__fd(skel_->maps.released);
-}
+int Datapath::released_fd() const { return bpf_map__fd(skel_->maps.released); }
 int Datapath::pool_fd() const { return bpf_map__fd(skel_->maps.pool); }
 int Datapath::pool_next_fd() const {
   return bpf_map__fd(skel_->maps.pool_next);

@@ -6,10 +6,12 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 
+#include "abi/lockd_abi.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "abi/lockd_abi.h"
+#include "absl/synchronization/mutex.h"
 
 struct lockd_bpf;
 
@@ -25,6 +27,10 @@ struct DatapathOptions {
   uint32_t pool_capacity = 65536;      // wait-queue blocks
   uint32_t default_lease_ms = 10000;
   uint32_t max_lease_ms = 300000;
+  // Directory under bpffs for the maps (e.g. /sys/fs/bpf/lockd/default).
+  // Maps already pinned there are reused, so a restarted daemon continues
+  // with every hold, waiter and fence; empty: nothing is pinned.
+  std::string pin_dir;
 };
 
 enum class XdpMode { kNative, kGeneric };
@@ -49,6 +55,15 @@ class Datapath {
   // Detaches what Attach* attached, inside the namespace it was attached in
   // (an ifindex means nothing elsewhere). Also done by the destructor.
   void Detach();
+  // Removes the pins (a clean shutdown: the state goes with the programs).
+  void Unpin();
+  // Whether Load found pinned maps of an earlier run and reused them.
+  bool reused_pins() const { return reused_pins_; }
+
+  // Runs one control operation (bpf/lib/control.h) in the kernel. Calls are
+  // serialized: lockd_ctl's scratch is per CPU, and a test run is only
+  // migration-disabled, not preemption-disabled.
+  absl::StatusOr<lockd_ctl> Control(const lockd_ctl& command);
 
   const DatapathOptions& options() const { return options_; }
   int xdp_prog_fd() const;
@@ -71,6 +86,8 @@ class Datapath {
 
   lockd_bpf* skel_;
   DatapathOptions options_;
+  bool reused_pins_ = false;
+  absl::Mutex control_mu_;
   int attach_netns_fd_ = -1;  // where the programs are attached
   int xdp_ifindex_ = 0;
   uint32_t xdp_flags_ = 0;

@@ -35,8 +35,8 @@ absl::StatusOr<std::vector<Key>> AllKeys(int fd) {
 
 absl::StatusOr<lockd_lock> TableReader::ReadLocked(uint64_t lock_id) const {
   lockd_lock state{};
-  if (bpf_map_lookup_elem_flags(maps_.locks_fd, &lock_id, &state,
-                                BPF_F_LOCK) != 0) {
+  if (bpf_map_lookup_elem_flags(maps_.locks_fd, &lock_id, &state, BPF_F_LOCK) !=
+      0) {
     if (errno == ENOENT)
       return absl::NotFoundError(absl::StrCat("no lock ", lock_id));
     return MapError("reading a lock entry");
@@ -67,8 +67,7 @@ absl::StatusOr<LockView> TableReader::Read(uint64_t lock_id) const {
       idx = block.next;
     }
     consistent = consistent && idx == 0 &&
-                 view.queue.size() == before->queue_len &&
-                 last == before->tail;
+                 view.queue.size() == before->queue_len && last == before->tail;
 
     absl::StatusOr<std::vector<lockd_owner_key>> keys =
         AllKeys<lockd_owner_key>(maps_.owners_fd);

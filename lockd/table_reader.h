@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "abi/lockd_abi.h"
+#include "absl/status/statusor.h"
 
 namespace lockd {
 
@@ -30,7 +30,7 @@ struct WaiterView {
 
 struct LockView {
   uint64_t lock_id = 0;
-  lockd_lock state{};  // guard field meaningless
+  lockd_lock state{};               // guard field meaningless
   std::vector<HolderView> holders;  // by fence (grant order)
   std::vector<WaiterView> queue;    // head first, cancelled ones included
 };

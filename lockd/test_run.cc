@@ -29,10 +29,9 @@ absl::StatusOr<TestRunResult> TestRun(int prog_fd,
   }
   if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) {
     int err = errno;
-    return absl::Status(
-        err == EPERM ? absl::StatusCode::kPermissionDenied
-                     : absl::StatusCode::kInternal,
-        absl::StrCat("BPF_PROG_TEST_RUN: ", strerror(err)));
+    return absl::Status(err == EPERM ? absl::StatusCode::kPermissionDenied
+                                     : absl::StatusCode::kInternal,
+                        absl::StrCat("BPF_PROG_TEST_RUN: ", strerror(err)));
   }
   result.verdict = opts.retval;
   result.packet.resize(opts.data_size_out);

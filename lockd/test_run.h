@@ -12,9 +12,9 @@
 namespace lockd {
 
 struct TestRunResult {
-  uint32_t verdict = 0;            // XDP_* or TC_ACT_* returned
-  std::vector<uint8_t> packet;     // the packet after the program ran
-  uint32_t mean_duration_ns = 0;   // kernel-measured, per repetition
+  uint32_t verdict = 0;           // XDP_* or TC_ACT_* returned
+  std::vector<uint8_t> packet;    // the packet after the program ran
+  uint32_t mean_duration_ns = 0;  // kernel-measured, per repetition
 };
 
 struct TestRunOptions {

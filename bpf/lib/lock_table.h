@@ -19,8 +19,6 @@
 #include "bpf/lib/reply.h"
 #include "bpf/lib/stats.h"
 
-/* Waiters one program run may grant; more continue through a KICK. */
-#define LOCKD_MAX_GRANTS 16
 /* Critical sections that found the queue changed under their look-ups. */
 #define LOCKD_MAX_RETRIES 4
 /* A chain of KICKs longer than this is dropped (and counted). */
@@ -51,17 +49,44 @@ struct {
   __type(value, struct lockd_released);
 } released SEC(".maps");
 
-/* Grants decided by this CPU's current program run, sent by the caller. */
+/* Grants decided by this CPU's current program run, sent by the caller.
+ * A run started by BPF_PROG_TEST_RUN in process context (the daemon's
+ * control calls) can be interrupted on its CPU by a softirq running lockd_tc:
+ * each nesting level gets a batch of its own (batch_depth counts them). */
 struct lockd_grant_batch {
   struct lockd_grant grants[LOCKD_MAX_GRANTS];
 };
+
+#define LOCKD_BATCH_LEVELS 2 /* process context, softirq */
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, LOCKD_BATCH_LEVELS);
+  __type(key, __u32);
+  __type(value, struct lockd_grant_batch);
+} grant_batch SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 1);
   __type(key, __u32);
-  __type(value, struct lockd_grant_batch);
-} grant_batch SEC(".maps");
+  __type(value, __u32);
+} batch_depth SEC(".maps");
+
+/* Takes this nesting level's batch slot; pair with batch_exit(). Returns
+ * LOCKD_BATCH_LEVELS when none is free (grants are then not attempted). */
+static __always_inline __u32 batch_enter(void) {
+  __u32 zero = 0;
+  __u32 *depth = bpf_map_lookup_elem(&batch_depth, &zero);
+  if (!depth || *depth >= LOCKD_BATCH_LEVELS) return LOCKD_BATCH_LEVELS;
+  return (*depth)++;
+}
+
+static __always_inline void batch_exit(__u32 slot) {
+  __u32 zero = 0;
+  __u32 *depth = bpf_map_lookup_elem(&batch_depth, &zero);
+  if (depth && slot < LOCKD_BATCH_LEVELS && *depth > 0) (*depth)--;
+}
 
 enum lt_verdict {
   LT_REPLY = 0, /* send `reply` back to the requester */
@@ -74,7 +99,8 @@ struct lt_result {
   struct lockd_reply reply;
   __u32 verdict;
   __u32 handoff;
-  __u32 grants; /* entries of grant_batch filled */
+  __u32 batch;  /* grant_batch slot of this run (batch_enter) */
+  __u32 grants; /* entries of that batch filled */
   __u32 kick;   /* compatible waiters may remain: continue with a KICK */
 };
 
@@ -242,6 +268,7 @@ static __always_inline enum round_outcome grant_round(struct lockd_lock *lk,
 struct grant_loop {
   __u64 lock_id;
   __u64 now;
+  __u32 batch;
   __u32 granted;
   __u32 retries;
   __u32 done;
@@ -252,9 +279,10 @@ struct grant_loop {
  * combination of round outcomes. */
 static long grant_loop_step(__u64 index, struct grant_loop *loop) {
   (void)index;
-  __u32 zero = 0, slot = loop->granted;
+  __u32 slot = loop->granted;
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &loop->lock_id);
-  struct lockd_grant_batch *batch = bpf_map_lookup_elem(&grant_batch, &zero);
+  struct lockd_grant_batch *batch =
+      bpf_map_lookup_elem(&grant_batch, &loop->batch);
   if (!lk || !batch || slot >= LOCKD_MAX_GRANTS) return 1;
   switch (grant_round(lk, loop->lock_id, loop->now, &batch->grants[slot])) {
     case ROUND_DONE:
@@ -277,7 +305,8 @@ static long grant_loop_step(__u64 index, struct grant_loop *loop) {
  * before finding the head incompatible (more may remain). */
 static __always_inline void grant_from_head(__u64 lock_id, __u64 now,
                                             struct lt_result *res) {
-  struct grant_loop loop = {.lock_id = lock_id, .now = now};
+  struct grant_loop loop = {
+      .lock_id = lock_id, .now = now, .batch = res->batch};
   bpf_loop(LOCKD_MAX_GRANTS + 2 * LOCKD_MAX_RETRIES, grant_loop_step, &loop,
            0);
   res->grants = loop.granted;
@@ -322,8 +351,15 @@ static __always_inline bool policy_may_wait(const struct lockd_req *req,
 static __always_inline void acquire_again(const struct lockd_req *req,
                                           const struct lockd_owner_key *key,
                                           __u64 now, struct lt_result *res) {
-  enum { AGAIN_INFLIGHT, AGAIN_QUEUED, AGAIN_HELD, AGAIN_UPGRADED,
-         AGAIN_UPGRADE_CONFLICT, AGAIN_EXPIRED } outcome = AGAIN_INFLIGHT;
+  enum {
+    AGAIN_INFLIGHT,
+    AGAIN_QUEUED,
+    AGAIN_HELD,
+    AGAIN_UPGRADED,
+    AGAIN_UPGRADE_CONFLICT,
+    AGAIN_EXPIRED,
+    AGAIN_USER_OWNED,
+  } outcome = AGAIN_INFLIGHT;
   struct lockd_owner *own = bpf_map_lookup_elem(&owners, key);
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &req->lock_id);
   __u64 fence = 0;
@@ -332,6 +368,8 @@ static __always_inline void acquire_again(const struct lockd_req *req,
     bpf_spin_lock(&lk->guard);
     if (!owner_matches(own, key->lock_id, key->txn_id)) {
       outcome = AGAIN_INFLIGHT;
+    } else if (lk->flags & LOCKD_LOCK_USER_OWNED) {
+      outcome = AGAIN_USER_OWNED;
     } else if (own->state == LOCKD_OWNER_QUEUED) {
       outcome = AGAIN_QUEUED;
     } else if (own->state != LOCKD_OWNER_HELD) {
@@ -376,6 +414,9 @@ static __always_inline void acquire_again(const struct lockd_req *req,
       stat_inc(LOCKD_STAT_REJECT_UPGRADE);
       result_reply(res, req, LOCKD_OP_REJECTED,
                    LOCKD_STATUS_UPGRADE_CONFLICT, 0);
+      break;
+    case AGAIN_USER_OWNED:
+      result_handoff(res, LOCKD_HANDOFF_USER_OWNED);
       break;
     case AGAIN_EXPIRED:
       stat_inc(LOCKD_STAT_REJECT_EXPIRED);
@@ -704,12 +745,19 @@ static __always_inline void lt_renew(const struct lockd_req *req, __u64 now,
   struct lockd_owner *own = bpf_map_lookup_elem(&owners, &key);
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &req->lock_id);
   __u32 lease_ms = clamp_lease_ms(req->lease_ms);
-  enum { RENEW_NOT_HOLDER, RENEW_EXPIRED, RENEW_OK } outcome = RENEW_NOT_HOLDER;
+  enum {
+    RENEW_NOT_HOLDER,
+    RENEW_EXPIRED,
+    RENEW_OK,
+    RENEW_USER_OWNED,
+  } outcome = RENEW_NOT_HOLDER;
   __u64 fence = 0;
   if (own && lk) {
     bpf_spin_lock(&lk->guard);
-    if (!owner_matches(own, key.lock_id, key.txn_id) ||
-        own->state != LOCKD_OWNER_HELD) {
+    if (lk->flags & LOCKD_LOCK_USER_OWNED) {
+      outcome = RENEW_USER_OWNED;
+    } else if (!owner_matches(own, key.lock_id, key.txn_id) ||
+               own->state != LOCKD_OWNER_HELD) {
       outcome = RENEW_NOT_HOLDER;
     } else if (own->lease_expires_ns < now) {
       outcome = RENEW_EXPIRED;
@@ -721,7 +769,9 @@ static __always_inline void lt_renew(const struct lockd_req *req, __u64 now,
     }
     bpf_spin_unlock(&lk->guard);
   }
-  if (outcome == RENEW_OK) {
+  if (outcome == RENEW_USER_OWNED) {
+    result_handoff(res, LOCKD_HANDOFF_USER_OWNED);
+  } else if (outcome == RENEW_OK) {
     stat_inc(LOCKD_STAT_RENEW);
     result_reply(res, req, LOCKD_OP_RENEWED, LOCKD_STATUS_OK, fence);
     res->reply.lease_ms = lease_ms;

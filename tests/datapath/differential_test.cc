@@ -17,7 +17,7 @@
 #include "lockd/table_reader.h"
 #include "tests/datapath/bpf_allowed.h"
 #include "tests/datapath/fixture.h"
-#include "tests/model/lock_model.h"
+#include "lockd/lock_engine.h"
 
 namespace lockd::testing {
 namespace {
@@ -33,7 +33,7 @@ constexpr int kCheckpointEvery = 500;
 constexpr uint32_t kDefaultLeaseMs = 3'600'000;
 constexpr uint32_t kMaxLeaseMs = 7'200'000;
 
-using Request = LockModel::Request;
+using Request = LockEngine::Request;
 
 Message ToMessage(const Request& r) {
   Message m;
@@ -57,10 +57,10 @@ class Generator {
 
   // Half the time a holder acts (releases, upgrades, renews), as clients
   // in a critical section do; otherwise a random client does anything.
-  Request Next(const LockModel& model) {
+  Request Next(const LockEngine& model) {
     std::vector<std::pair<uint64_t, uint64_t>> holders;
     for (int l = 0; l < kLocks; ++l)
-      if (const LockModel::LockState* lock = model.Find(kLockBase + l))
+      if (const LockEngine::LockState* lock = model.Find(kLockBase + l))
         for (const auto& [txn, hold] : lock->holders)
           holders.emplace_back(kLockBase + l, txn);
     const bool holder_acts = !holders.empty() && rng_() % 2 == 0;
@@ -154,12 +154,12 @@ class DifferentialTest : public ::testing::Test {
     }
   }
 
-  void ExpectSameState(const LockModel& model, int op) {
+  void ExpectSameState(const LockEngine& model, int op) {
     TableReader reader(
         {datapath_->locks_fd(), datapath_->owners_fd(), datapath_->pool_fd()});
     for (int l = 0; l < kLocks; ++l) {
       const uint64_t lock_id = kLockBase + l;
-      const LockModel::LockState* want = model.Find(lock_id);
+      const LockEngine::LockState* want = model.Find(lock_id);
       absl::StatusOr<LockView> got = reader.Read(lock_id);
       if (want == nullptr) {
         EXPECT_TRUE(absl::IsNotFound(got.status())) << "lock " << lock_id;
@@ -168,21 +168,21 @@ class DifferentialTest : public ::testing::Test {
       ASSERT_TRUE(got.ok()) << got.status();
       // Rebuild the model's shape from the maps, and check the datapath's
       // state against the model's invariants too.
-      LockModel::LockState rebuilt;
+      LockEngine::LockState rebuilt;
       rebuilt.mode = got->state.mode;
       rebuilt.fence = got->state.fence;
       rebuilt.min_txn = got->state.min_txn;
       for (const HolderView& h : got->holders)
-        rebuilt.holders[h.txn_id] = LockModel::Hold{h.mode, h.fence, 0, 0, 0};
+        rebuilt.holders[h.txn_id] = LockEngine::Hold{h.mode, h.fence, 0, 0, 0};
       for (const WaiterView& w : got->queue) {
-        LockModel::Waiter waiter{};
+        LockEngine::Waiter waiter{};
         waiter.txn_id = w.waiter.txn_id;
         waiter.mode = w.waiter.mode;
         waiter.cancelled = w.waiter.cancelled;
         rebuilt.queue.push_back(waiter);
       }
       absl::Status invariants =
-          LockModel::CheckLockInvariants(lock_id, rebuilt);
+          LockEngine::CheckLockInvariants(lock_id, rebuilt);
       EXPECT_TRUE(invariants.ok()) << "op " << op << ": " << invariants;
       EXPECT_EQ(rebuilt.mode, want->mode) << "op " << op << " lock " << lock_id;
       EXPECT_EQ(rebuilt.fence, want->fence) << "op " << op;
@@ -211,9 +211,9 @@ class DifferentialTest : public ::testing::Test {
   }
 
   // Both sides' view of one lock, for failure messages.
-  std::string Dump(const LockModel& model, uint64_t lock_id) {
+  std::string Dump(const LockEngine& model, uint64_t lock_id) {
     std::string out = "model:";
-    if (const LockModel::LockState* lock = model.Find(lock_id)) {
+    if (const LockEngine::LockState* lock = model.Find(lock_id)) {
       absl::StrAppend(&out, " mode ", lock->mode, " min_txn ", lock->min_txn,
                       " holders");
       for (const auto& [txn, hold] : lock->holders)
@@ -245,14 +245,14 @@ class DifferentialTest : public ::testing::Test {
 };
 
 TEST_F(DifferentialTest, DatapathMatchesModel) {
-  LockModel model(LockModel::Config{kDefaultLeaseMs, kMaxLeaseMs});
+  LockEngine model(LockEngine::Config{kDefaultLeaseMs, kMaxLeaseMs});
   Generator generator(/*seed=*/20231);
   absl::StatusOr<StatCounters> before = datapath_->ReadStats();
   ASSERT_TRUE(before.ok());
   uint64_t grants_seen = 0;
   for (int op = 0; op < kOperations; ++op) {
     const Request r = generator.Next(model);
-    const LockModel::Outcome want = model.Apply(r, 0);
+    const LockEngine::Outcome want = model.Apply(r, 0);
     std::optional<Bytes> reply;
     std::vector<Bytes> grants;
     ASSERT_NO_FATAL_FAILURE(Deliver(r, &reply, &grants));
@@ -263,7 +263,7 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
     if (reply) {
       absl::StatusOr<Message> m = MessageOf(*reply);
       ASSERT_TRUE(m.ok()) << what << ": " << m.status();
-      LockModel::Reply got{static_cast<uint8_t>(m->opcode), m->status, m->fence,
+      LockEngine::Reply got{static_cast<uint8_t>(m->opcode), m->status, m->fence,
                            m->queue_pos, m->lease_ms};
       ASSERT_EQ(got, *want.reply) << what << "\n" << Dump(model, r.lock_id);
       ASSERT_EQ(*reply, BuildFrame(ServerEndpoint(),
@@ -277,8 +277,8 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
     for (size_t i = 0; i < grants.size(); ++i) {
       absl::StatusOr<Message> m = MessageOf(grants[i]);
       ASSERT_TRUE(m.ok()) << what;
-      const LockModel::Grant& g = want.grants[i];
-      LockModel::Grant got{m->lock_id, m->txn_id, m->fence,
+      const LockEngine::Grant& g = want.grants[i];
+      LockEngine::Grant got{m->lock_id, m->txn_id, m->fence,
                            m->seq,     m->mode,   m->lease_ms};
       ASSERT_EQ(m->opcode, LOCKD_OP_GRANTED) << what;
       ASSERT_EQ(got, g) << what << " grant " << i;
@@ -292,7 +292,7 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
     ASSERT_TRUE(after.ok());
     for (uint32_t s = 0; s < LOCKD_STAT_COUNT; ++s) {
       const auto stat = static_cast<lockd_stat>(s);
-      if (!LockModel::IsModeledCounter(stat)) continue;
+      if (!LockEngine::IsModeledCounter(stat)) continue;
       ASSERT_EQ((*after)[s] - (*before)[s], want.counters[s])
           << what << ": counter " << StatName(stat);
     }
@@ -304,7 +304,7 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
   }
   ASSERT_NO_FATAL_FAILURE(ExpectSameState(model, kOperations));
   // The run must have reached the interesting paths.
-  const LockModel::Counters& totals = model.stats();
+  const LockEngine::Counters& totals = model.stats();
   for (lockd_stat s :
        {LOCKD_STAT_QUEUED, LOCKD_STAT_REJECT_CONFLICT, LOCKD_STAT_REJECT_DIE,
         LOCKD_STAT_UPGRADE, LOCKD_STAT_REJECT_UPGRADE, LOCKD_STAT_ACQUIRE_DUP,

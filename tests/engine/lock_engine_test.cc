@@ -1,4 +1,4 @@
-#include "tests/model/lock_model.h"
+#include "lockd/lock_engine.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -26,13 +26,13 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using Config = LockModel::Config;
-using Counters = LockModel::Counters;
-using Grant = LockModel::Grant;
-using LockState = LockModel::LockState;
-using Outcome = LockModel::Outcome;
-using Reply = LockModel::Reply;
-using Request = LockModel::Request;
+using Config = LockEngine::Config;
+using Counters = LockEngine::Counters;
+using Grant = LockEngine::Grant;
+using LockState = LockEngine::LockState;
+using Outcome = LockEngine::Outcome;
+using Reply = LockEngine::Reply;
+using Request = LockEngine::Request;
 
 constexpr uint8_t kS = LOCKD_MODE_SHARED;
 constexpr uint8_t kX = LOCKD_MODE_EXCLUSIVE;
@@ -130,14 +130,14 @@ std::vector<uint64_t> HolderTxns(const LockState& lock) {
 // Every linked entry, head first; cancelled ones as their negated txn.
 std::vector<int64_t> QueueEntries(const LockState& lock) {
   std::vector<int64_t> entries;
-  for (const LockModel::Waiter& waiter : lock.queue) {
+  for (const LockEngine::Waiter& waiter : lock.queue) {
     const auto txn_id = static_cast<int64_t>(waiter.txn_id);
     entries.push_back(waiter.cancelled ? -txn_id : txn_id);
   }
   return entries;
 }
 
-class LockModelTest : public ::testing::Test {
+class LockEngineTest : public ::testing::Test {
  protected:
   // Applies a request at the current time; the invariants must hold after
   // every request.
@@ -155,11 +155,11 @@ class LockModelTest : public ::testing::Test {
     return lock == nullptr ? kMissing : *lock;
   }
 
-  LockModel model_{Config{kDefaultLeaseMs, kMaxLeaseMs}};
+  LockEngine model_{Config{kDefaultLeaseMs, kMaxLeaseMs}};
   uint64_t now_ = kT0;
 };
 
-TEST_F(LockModelTest, SharedHoldersShareTheLock) {
+TEST_F(LockEngineTest, SharedHoldersShareTheLock) {
   Outcome a = Do(Acquire(kLock, 10, kS));
   EXPECT_EQ(a.reply, GrantedReply(1));
   EXPECT_THAT(a.grants, IsEmpty());
@@ -184,7 +184,7 @@ TEST_F(LockModelTest, SharedHoldersShareTheLock) {
   EXPECT_EQ(Bumped(model_.stats()), "acquire=2 grant_immediate=2");
 }
 
-TEST_F(LockModelTest, ExclusiveHolderConflictsWithEveryMode) {
+TEST_F(LockEngineTest, ExclusiveHolderConflictsWithEveryMode) {
   Do(Acquire(kLock, 10, kX));
 
   Outcome s = Do(Acquire(kLock, 20, kS));
@@ -205,7 +205,7 @@ TEST_F(LockModelTest, ExclusiveHolderConflictsWithEveryMode) {
   EXPECT_EQ(model_.QueuedBlocks(), 2u);
 }
 
-TEST_F(LockModelTest, ExclusiveRequestConflictsWithSharedHolders) {
+TEST_F(LockEngineTest, ExclusiveRequestConflictsWithSharedHolders) {
   Do(Acquire(kLock, 10, kS));
   Outcome x = Do(Acquire(kLock, 20, kX));
   EXPECT_EQ(x.reply, QueuedReply(0));
@@ -213,7 +213,7 @@ TEST_F(LockModelTest, ExclusiveRequestConflictsWithSharedHolders) {
   EXPECT_THAT(QueueEntries(Lock()), ElementsAre(20));
 }
 
-TEST_F(LockModelTest, SharedRequestWaitsBehindQueuedExclusive) {
+TEST_F(LockEngineTest, SharedRequestWaitsBehindQueuedExclusive) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kX));
 
@@ -229,7 +229,7 @@ TEST_F(LockModelTest, SharedRequestWaitsBehindQueuedExclusive) {
   EXPECT_THAT(QueueEntries(lock), ElementsAre(20, 30));
 }
 
-TEST_F(LockModelTest, ReleaseGrantsSharedRunAtHeadThenExclusivesInOrder) {
+TEST_F(LockEngineTest, ReleaseGrantsSharedRunAtHeadThenExclusivesInOrder) {
   Do(Acquire(kLock, 10, kX));
   Do(Acquire(kLock, 20, kS));
   Do(Acquire(kLock, 30, kS));
@@ -280,7 +280,7 @@ TEST_F(LockModelTest, ReleaseGrantsSharedRunAtHeadThenExclusivesInOrder) {
   EXPECT_EQ(model_.QueuedBlocks(), 0u);
 }
 
-TEST_F(LockModelTest, NoWaitRejectsConflictAndChangesNothing) {
+TEST_F(LockEngineTest, NoWaitRejectsConflictAndChangesNothing) {
   Do(Acquire(kLock, 10, kX));
   Outcome rejected = Do(Acquire(kLock, 5, kS, kNoWait));
   EXPECT_EQ(rejected.reply, RejectedReply(LOCKD_STATUS_CONFLICT));
@@ -296,7 +296,7 @@ TEST_F(LockModelTest, NoWaitRejectsConflictAndChangesNothing) {
   EXPECT_EQ(Bumped(granted.counters), "acquire=1 grant_immediate=1");
 }
 
-TEST_F(LockModelTest, WaitDieOlderWaitsYoungerDies) {
+TEST_F(LockEngineTest, WaitDieOlderWaitsYoungerDies) {
   Do(Acquire(kLock, 50, kX));
   EXPECT_EQ(Lock().min_txn, 50u);
 
@@ -342,7 +342,7 @@ TEST_F(LockModelTest, WaitDieOlderWaitsYoungerDies) {
   EXPECT_EQ(Lock().min_txn, 80u);
 }
 
-TEST_F(LockModelTest, MinTxnFollowsEveryMemberIncludingImmediateGrants) {
+TEST_F(LockEngineTest, MinTxnFollowsEveryMemberIncludingImmediateGrants) {
   Do(Acquire(kLock, 50, kS));
   // No conflict: WAIT_DIE does not apply, and the younger joins.
   EXPECT_EQ(Do(Acquire(kLock, 60, kS, kWaitDie)).reply, GrantedReply(2));
@@ -351,7 +351,7 @@ TEST_F(LockModelTest, MinTxnFollowsEveryMemberIncludingImmediateGrants) {
   EXPECT_EQ(Lock().min_txn, 20u);
 }
 
-TEST_F(LockModelTest, SoleSharedHolderUpgradesToExclusive) {
+TEST_F(LockEngineTest, SoleSharedHolderUpgradesToExclusive) {
   Do(Acquire(kLock, 10, kS));
   now_ += 10 * kMs;
   Outcome upgrade = Do(Acquire(kLock, 10, kX, kWait, 3000));
@@ -369,7 +369,7 @@ TEST_F(LockModelTest, SoleSharedHolderUpgradesToExclusive) {
   EXPECT_EQ(Do(Acquire(kLock, 20, kS)).reply, QueuedReply(0));
 }
 
-TEST_F(LockModelTest, UpgradeWithOtherHoldersIsRefused) {
+TEST_F(LockEngineTest, UpgradeWithOtherHoldersIsRefused) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kS));
   Outcome refused = Do(Acquire(kLock, 10, kX));
@@ -383,7 +383,7 @@ TEST_F(LockModelTest, UpgradeWithOtherHoldersIsRefused) {
   EXPECT_EQ(lock.fence, 2u);
 }
 
-TEST_F(LockModelTest, UpgradeWithWaitersIsRefused) {
+TEST_F(LockEngineTest, UpgradeWithWaitersIsRefused) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kX));
   Outcome refused = Do(Acquire(kLock, 10, kX));
@@ -393,7 +393,7 @@ TEST_F(LockModelTest, UpgradeWithWaitersIsRefused) {
   EXPECT_THAT(QueueEntries(Lock()), ElementsAre(20));
 }
 
-TEST_F(LockModelTest, DuplicateAcquireOfHolderRepeatsTheGrant) {
+TEST_F(LockEngineTest, DuplicateAcquireOfHolderRepeatsTheGrant) {
   Do(Acquire(kLock, 10, kX, kWait, 2000));
   now_ += 100 * kMs;
   Outcome again = Do(Acquire(kLock, 10, kX, kWait, 2000));
@@ -413,7 +413,7 @@ TEST_F(LockModelTest, DuplicateAcquireOfHolderRepeatsTheGrant) {
   EXPECT_EQ(Lock().holders.at(10).lease_expires_ns, kT0 + 2000 * kMs);
 }
 
-TEST_F(LockModelTest, DuplicateAcquireOfSharedHolderRepeatsTheGrant) {
+TEST_F(LockEngineTest, DuplicateAcquireOfSharedHolderRepeatsTheGrant) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kS));
   Outcome again = Do(Acquire(kLock, 20, kS));
@@ -421,7 +421,7 @@ TEST_F(LockModelTest, DuplicateAcquireOfSharedHolderRepeatsTheGrant) {
   EXPECT_EQ(Bumped(again.counters), "acquire=1 acquire_dup=1");
 }
 
-TEST_F(LockModelTest, DuplicateAcquireOfWaiterRepeatsQueuedReply) {
+TEST_F(LockEngineTest, DuplicateAcquireOfWaiterRepeatsQueuedReply) {
   Do(Acquire(kLock, 10, kX));
   Do(Acquire(kLock, 20, kS));
   Do(Acquire(kLock, 30, kX));
@@ -440,7 +440,7 @@ TEST_F(LockModelTest, DuplicateAcquireOfWaiterRepeatsQueuedReply) {
   EXPECT_EQ(model_.QueuedBlocks(), 1u);
 }
 
-TEST_F(LockModelTest, DuplicateReleaseRepeatsTheFence) {
+TEST_F(LockEngineTest, DuplicateReleaseRepeatsTheFence) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kS));
   Outcome released = Do(Release(kLock, 20));
@@ -455,7 +455,7 @@ TEST_F(LockModelTest, DuplicateReleaseRepeatsTheFence) {
   EXPECT_EQ(Lock().fence, 2u);
 }
 
-TEST_F(LockModelTest, ReleaseOrRenewByNonHolderIsRefused) {
+TEST_F(LockEngineTest, ReleaseOrRenewByNonHolderIsRefused) {
   Do(Acquire(kLock, 10, kX));
   Outcome stranger = Do(Release(kLock, 20));
   EXPECT_EQ(stranger.reply, RejectedReply(LOCKD_STATUS_NOT_HOLDER));
@@ -471,7 +471,7 @@ TEST_F(LockModelTest, ReleaseOrRenewByNonHolderIsRefused) {
   EXPECT_EQ(model_.Find(99), nullptr);
 }
 
-TEST_F(LockModelTest, CancelledWaiterStaysLinkedUntilItReachesTheHead) {
+TEST_F(LockEngineTest, CancelledWaiterStaysLinkedUntilItReachesTheHead) {
   Do(Acquire(kLock, 10, kX));
   Do(Acquire(kLock, 20, kX));
   Do(Acquire(kLock, 30, kS));
@@ -500,7 +500,7 @@ TEST_F(LockModelTest, CancelledWaiterStaysLinkedUntilItReachesTheHead) {
   EXPECT_EQ(model_.QueuedBlocks(), 1u);
 }
 
-TEST_F(LockModelTest, CancelledExclusiveHeadUnblocksSharedWaiters) {
+TEST_F(LockEngineTest, CancelledExclusiveHeadUnblocksSharedWaiters) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kX));
   Do(Acquire(kLock, 30, kS));
@@ -518,7 +518,7 @@ TEST_F(LockModelTest, CancelledExclusiveHeadUnblocksSharedWaiters) {
   EXPECT_EQ(model_.QueuedBlocks(), 1u);
 }
 
-TEST_F(LockModelTest, CancelIsRememberedWithFenceZero) {
+TEST_F(LockEngineTest, CancelIsRememberedWithFenceZero) {
   Do(Acquire(kLock, 10, kX));
   Do(Acquire(kLock, 20, kX));
   EXPECT_EQ(Do(Release(kLock, 20)).reply, ReleasedReply(0));
@@ -527,7 +527,7 @@ TEST_F(LockModelTest, CancelIsRememberedWithFenceZero) {
   EXPECT_EQ(Bumped(again.counters), "release=1 release_dup=1");
 }
 
-TEST_F(LockModelTest, ReleaseAndRenewAfterLeaseExpiryAreRefused) {
+TEST_F(LockEngineTest, ReleaseAndRenewAfterLeaseExpiryAreRefused) {
   Do(Acquire(kLock, 10, kX, kWait, 100));
   Do(Acquire(2, 10, kX, kWait, 100));
 
@@ -548,7 +548,7 @@ TEST_F(LockModelTest, ReleaseAndRenewAfterLeaseExpiryAreRefused) {
   EXPECT_EQ(Lock().holders.at(10).lease_expires_ns, kT0 + 100 * kMs);
 }
 
-TEST_F(LockModelTest, RenewExtendsTheLeaseFromNow) {
+TEST_F(LockEngineTest, RenewExtendsTheLeaseFromNow) {
   Do(Acquire(kLock, 10, kX, kWait, 100));
   now_ = kT0 + 50 * kMs;
   Outcome renew = Do(Renew(kLock, 10, 300));
@@ -563,14 +563,14 @@ TEST_F(LockModelTest, RenewExtendsTheLeaseFromNow) {
   EXPECT_EQ(Do(Release(kLock, 10)).reply, ReleasedReply(1));
 }
 
-TEST_F(LockModelTest, RenewOfWaiterIsRefused) {
+TEST_F(LockEngineTest, RenewOfWaiterIsRefused) {
   Do(Acquire(kLock, 10, kX));
   Do(Acquire(kLock, 20, kX));
   EXPECT_EQ(Do(Renew(kLock, 20, 0)).reply,
             RejectedReply(LOCKD_STATUS_NOT_HOLDER));
 }
 
-TEST_F(LockModelTest, LeasesDefaultAndClampEverywhere) {
+TEST_F(LockEngineTest, LeasesDefaultAndClampEverywhere) {
   EXPECT_EQ(Do(Acquire(kLock, 10, kS, kWait, 0)).reply, GrantedReply(1, 1000));
   EXPECT_EQ(Do(Acquire(kLock, 20, kS, kWait, 9000)).reply,
             GrantedReply(2, kMaxLeaseMs));
@@ -591,7 +591,7 @@ TEST_F(LockModelTest, LeasesDefaultAndClampEverywhere) {
               ElementsAre(GrantTo(40, 4, kX, kMaxLeaseMs)));
 }
 
-TEST_F(LockModelTest, FencesGrowPerLockAcrossIdlePeriods) {
+TEST_F(LockEngineTest, FencesGrowPerLockAcrossIdlePeriods) {
   EXPECT_EQ(Do(Acquire(kLock, 10, kS)).reply.value().fence, 1u);
   EXPECT_EQ(Do(Acquire(2, 10, kX)).reply.value().fence, 1u);  // own sequence
   EXPECT_EQ(Do(Acquire(kLock, 10, kX)).reply.value().fence, 2u);  // upgrade
@@ -603,7 +603,7 @@ TEST_F(LockModelTest, FencesGrowPerLockAcrossIdlePeriods) {
   EXPECT_EQ(Lock(2).fence, 1u);
 }
 
-TEST_F(LockModelTest, ExpireHolderFreesTheLockAndTellsTheLateRelease) {
+TEST_F(LockEngineTest, ExpireHolderFreesTheLockAndTellsTheLateRelease) {
   Do(Acquire(kLock, 10, kX));
   Do(Release(kLock, 10));  // remembered with fence 1
   Do(Acquire(kLock, 10, kX, kWait, 100));
@@ -634,7 +634,7 @@ TEST_F(LockModelTest, ExpireHolderFreesTheLockAndTellsTheLateRelease) {
   EXPECT_EQ(Bumped(late.counters), "release=1 reject_expired=1");
 }
 
-TEST_F(LockModelTest, ExpireWaiterCancelsItsWait) {
+TEST_F(LockEngineTest, ExpireWaiterCancelsItsWait) {
   Do(Acquire(kLock, 10, kS));
   Do(Acquire(kLock, 20, kX, kWait, 0, 100));
   Do(Acquire(kLock, 30, kS));
@@ -663,7 +663,7 @@ TEST_F(LockModelTest, ExpireWaiterCancelsItsWait) {
             RejectedReply(LOCKD_STATUS_WAIT_EXPIRED));
 }
 
-TEST_F(LockModelTest, MalformedRequestsAreDroppedUncounted) {
+TEST_F(LockEngineTest, MalformedRequestsAreDroppedUncounted) {
   Request reply_opcode = Acquire(kLock, 10, kS);
   reply_opcode.opcode = LOCKD_OP_GRANTED;
   Request unknown_opcode = Acquire(kLock, 10, kS);
@@ -687,7 +687,7 @@ TEST_F(LockModelTest, MalformedRequestsAreDroppedUncounted) {
   EXPECT_EQ(model_.Find(kLock), nullptr);
 }
 
-TEST_F(LockModelTest, KickFindsNothingLeftToGrant) {
+TEST_F(LockEngineTest, KickFindsNothingLeftToGrant) {
   Do(Acquire(kLock, 10, kX));
   Do(Acquire(kLock, 20, kS));
   Request kick;
@@ -704,17 +704,17 @@ TEST_F(LockModelTest, KickFindsNothingLeftToGrant) {
 LockState ValidState() {
   LockState lock;
   lock.mode = kS;
-  lock.holders[10] = LockModel::Hold{kS, 3, 0, 1000, kT0};
-  lock.holders[20] = LockModel::Hold{kS, 5, 0, 1000, kT0};
+  lock.holders[10] = LockEngine::Hold{kS, 3, 0, 1000, kT0};
+  lock.holders[20] = LockEngine::Hold{kS, 5, 0, 1000, kT0};
   lock.fence = 6;
   lock.min_txn = 5;
-  LockModel::Waiter x;
+  LockEngine::Waiter x;
   x.txn_id = 30;
   x.mode = kX;
-  LockModel::Waiter cancelled = x;
+  LockEngine::Waiter cancelled = x;
   cancelled.txn_id = 40;
   cancelled.cancelled = true;
-  LockModel::Waiter s = x;
+  LockEngine::Waiter s = x;
   s.txn_id = 40;  // re-queued after cancelling: allowed
   s.mode = kS;
   lock.queue = {x, cancelled, s};
@@ -722,9 +722,9 @@ LockState ValidState() {
 }
 
 TEST(CheckLockInvariantsTest, AcceptsValidState) {
-  const absl::Status status = LockModel::CheckLockInvariants(1, ValidState());
+  const absl::Status status = LockEngine::CheckLockInvariants(1, ValidState());
   EXPECT_TRUE(status.ok()) << status;
-  EXPECT_TRUE(LockModel::CheckLockInvariants(1, LockState{}).ok());
+  EXPECT_TRUE(LockEngine::CheckLockInvariants(1, LockState{}).ok());
 }
 
 TEST(CheckLockInvariantsTest, ReportsEachViolation) {
@@ -765,7 +765,7 @@ TEST(CheckLockInvariantsTest, ReportsEachViolation) {
   for (const auto& [corrupt, message] : cases) {
     LockState lock = ValidState();
     corrupt(lock);
-    const absl::Status status = LockModel::CheckLockInvariants(7, lock);
+    const absl::Status status = LockEngine::CheckLockInvariants(7, lock);
     EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << message;
     EXPECT_THAT(std::string(status.message()), HasSubstr("lock 7: "));
     EXPECT_THAT(std::string(status.message()), HasSubstr(message));
@@ -865,7 +865,7 @@ class Observer {
 
   // The model's holders (with fences and leases) and live waiters (in FIFO
   // order) of the lock are exactly those the clients were told about.
-  void ExpectMatches(const LockModel& model, uint64_t lock_id) {
+  void ExpectMatches(const LockEngine& model, uint64_t lock_id) {
     const LockView& view = locks_[lock_id];
     std::map<uint64_t, std::pair<uint64_t, uint64_t>> holders;
     for (const uint64_t txn_id : view.holders) {
@@ -886,7 +886,7 @@ class Observer {
       model_holders[txn_id] = {hold.fence, hold.lease_expires_ns};
     }
     std::vector<uint64_t> model_waiters;
-    for (const LockModel::Waiter& waiter : lock->queue) {
+    for (const LockEngine::Waiter& waiter : lock->queue) {
       if (!waiter.cancelled) model_waiters.push_back(waiter.txn_id);
     }
     EXPECT_EQ(model_holders, holders) << "lock " << lock_id;
@@ -1232,7 +1232,7 @@ Request OddRequest(std::mt19937_64& random, Request request) {
   return request;
 }
 
-TEST(LockModelRandomTest, InvariantsHoldAndNoWaiterIsLost) {
+TEST(LockEngineRandomTest, InvariantsHoldAndNoWaiterIsLost) {
   constexpr int kOperations = 200000;
   constexpr uint64_t kClients = 64;
   constexpr uint64_t kLocks = 4;
@@ -1243,7 +1243,7 @@ TEST(LockModelRandomTest, InvariantsHoldAndNoWaiterIsLost) {
   constexpr int kPhaseLength = 1000;
   const Config config{500, 5000};
 
-  LockModel model(config);
+  LockEngine model(config);
   Observer observer(config);
   std::mt19937_64 random(20240611);
   uint64_t now_ns = kT0;
@@ -1362,7 +1362,7 @@ TEST(LockModelRandomTest, InvariantsHoldAndNoWaiterIsLost) {
   // the per-outcome counters add up to the totals.
   EXPECT_EQ(totals, model.stats());
   for (size_t stat = 0; stat < totals.size(); ++stat) {
-    if (LockModel::IsModeledCounter(static_cast<lockd_stat>(stat))) {
+    if (LockEngine::IsModeledCounter(static_cast<lockd_stat>(stat))) {
       EXPECT_GT(totals[stat], 0u) << kStatNames[stat];
     } else {
       EXPECT_EQ(totals[stat], 0u) << kStatNames[stat];

@@ -1,4 +1,4 @@
-#include "tests/model/lock_model.h"
+#include "lockd/lock_engine.h"
 
 #include <algorithm>
 #include <set>
@@ -11,12 +11,12 @@ namespace {
 constexpr uint64_t kNsPerMs = 1000 * 1000;
 
 // Whether a request for `mode` may join the current holders of `lock`.
-bool CanJoinHolders(const LockModel::LockState& lock, uint8_t mode) {
+bool CanJoinHolders(const LockEngine::LockState& lock, uint8_t mode) {
   return lock.holders.empty() ||
          (lock.mode == LOCKD_MODE_SHARED && mode == LOCKD_MODE_SHARED);
 }
 
-bool IsIdle(const LockModel::LockState& lock) {
+bool IsIdle(const LockEngine::LockState& lock) {
   return lock.holders.empty() && lock.queue.empty();
 }
 
@@ -25,11 +25,11 @@ bool Covers(uint8_t held_mode, uint8_t asked_mode) {
   return held_mode == LOCKD_MODE_EXCLUSIVE || asked_mode == LOCKD_MODE_SHARED;
 }
 
-bool IsExpired(const LockModel::Hold& hold, uint64_t now_ns) {
+bool IsExpired(const LockEngine::Hold& hold, uint64_t now_ns) {
   return hold.lease_expires_ns < now_ns;
 }
 
-bool IsWellFormed(const LockModel::Request& request) {
+bool IsWellFormed(const LockEngine::Request& request) {
   switch (request.opcode) {
     case LOCKD_OP_ACQUIRE:
       if (request.mode == LOCKD_MODE_NONE) return false;
@@ -46,15 +46,16 @@ bool IsWellFormed(const LockModel::Request& request) {
 }
 
 // The owner's live (not cancelled) queue entry, if it waits.
-LockModel::Waiter* FindLiveWaiter(LockModel::LockState& lock, uint64_t txn_id) {
-  for (LockModel::Waiter& waiter : lock.queue) {
+LockEngine::Waiter* FindLiveWaiter(LockEngine::LockState& lock,
+                                   uint64_t txn_id) {
+  for (LockEngine::Waiter& waiter : lock.queue) {
     if (!waiter.cancelled && waiter.txn_id == txn_id) return &waiter;
   }
   return nullptr;
 }
 
 // Lowers min_txn for a new member (an idle lock's is kIdleMinTxn).
-void AdmitMember(LockModel::LockState& lock, uint64_t txn_id) {
+void AdmitMember(LockEngine::LockState& lock, uint64_t txn_id) {
   lock.min_txn = std::min(lock.min_txn, txn_id);
 }
 
@@ -63,41 +64,41 @@ bool IsStale(uint32_t release_seq, uint32_t record_seq) {
   return static_cast<int32_t>(release_seq - record_seq) < 0;
 }
 
-LockModel::Reply MakeReply(uint8_t opcode, uint8_t status) {
-  LockModel::Reply reply;
+LockEngine::Reply MakeReply(uint8_t opcode, uint8_t status) {
+  LockEngine::Reply reply;
   reply.opcode = opcode;
   reply.status = status;
   return reply;
 }
 
-LockModel::Reply Granted(const LockModel::Hold& hold) {
-  LockModel::Reply reply = MakeReply(LOCKD_OP_GRANTED, LOCKD_STATUS_OK);
+LockEngine::Reply Granted(const LockEngine::Hold& hold) {
+  LockEngine::Reply reply = MakeReply(LOCKD_OP_GRANTED, LOCKD_STATUS_OK);
   reply.fence = hold.fence;
   reply.lease_ms = hold.lease_ms;
   return reply;
 }
 
-LockModel::Reply Queued(uint32_t queue_pos) {
-  LockModel::Reply reply = MakeReply(LOCKD_OP_QUEUED, LOCKD_STATUS_OK);
+LockEngine::Reply Queued(uint32_t queue_pos) {
+  LockEngine::Reply reply = MakeReply(LOCKD_OP_QUEUED, LOCKD_STATUS_OK);
   reply.queue_pos = queue_pos;
   return reply;
 }
 
-LockModel::Reply Released(uint64_t fence) {
-  LockModel::Reply reply = MakeReply(LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
+LockEngine::Reply Released(uint64_t fence) {
+  LockEngine::Reply reply = MakeReply(LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
   reply.fence = fence;
   return reply;
 }
 
-LockModel::Reply Rejected(uint8_t status) {
+LockEngine::Reply Rejected(uint8_t status) {
   return MakeReply(LOCKD_OP_REJECTED, status);
 }
 
 }  // namespace
 
-LockModel::LockModel(Config config) : config_(config) {}
+LockEngine::LockEngine(Config config) : config_(config) {}
 
-LockModel::Outcome LockModel::Apply(const Request& request, uint64_t now_ns) {
+LockEngine::Outcome LockEngine::Apply(const Request& request, uint64_t now_ns) {
   Outcome outcome;
   if (!IsWellFormed(request)) {
     Count(LOCKD_STAT_MALFORMED, &outcome);
@@ -127,8 +128,8 @@ LockModel::Outcome LockModel::Apply(const Request& request, uint64_t now_ns) {
   return outcome;
 }
 
-void LockModel::Acquire(const Request& request, uint64_t now_ns,
-                        Outcome* outcome) {
+void LockEngine::Acquire(const Request& request, uint64_t now_ns,
+                         Outcome* outcome) {
   Count(LOCKD_STAT_ACQUIRE, outcome);
   LockState& lock = locks_[request.lock_id];
   const uint64_t txn_id = request.txn_id;
@@ -200,8 +201,8 @@ void LockModel::Acquire(const Request& request, uint64_t now_ns,
   outcome->reply = Queued(waiter.queue_pos);
 }
 
-void LockModel::Release(const Request& request, uint64_t now_ns,
-                        Outcome* outcome) {
+void LockEngine::Release(const Request& request, uint64_t now_ns,
+                         Outcome* outcome) {
   Count(LOCKD_STAT_RELEASE, outcome);
   const OwnerKey owner(request.lock_id, request.txn_id);
 
@@ -259,8 +260,8 @@ void LockModel::Release(const Request& request, uint64_t now_ns,
   outcome->reply = Rejected(LOCKD_STATUS_NOT_HOLDER);
 }
 
-void LockModel::Renew(const Request& request, uint64_t now_ns,
-                      Outcome* outcome) {
+void LockEngine::Renew(const Request& request, uint64_t now_ns,
+                       Outcome* outcome) {
   auto it = locks_.find(request.lock_id);
   Hold* hold = nullptr;
   if (it != locks_.end()) {
@@ -286,30 +287,80 @@ void LockModel::Renew(const Request& request, uint64_t now_ns,
   outcome->reply = reply;
 }
 
-absl::StatusOr<LockModel::Outcome> LockModel::ExpireHolder(uint64_t lock_id,
-                                                           uint64_t txn_id,
-                                                           uint64_t now_ns) {
+absl::StatusOr<LockEngine::Outcome> LockEngine::ExpireHolder(uint64_t lock_id,
+                                                             uint64_t txn_id,
+                                                             uint64_t now_ns) {
+  return EndHold(lock_id, txn_id, now_ns, LOCKD_STATUS_LEASE_EXPIRED);
+}
+
+absl::StatusOr<LockEngine::Outcome> LockEngine::ForceRelease(uint64_t lock_id,
+                                                             uint64_t txn_id,
+                                                             uint64_t now_ns) {
+  return EndHold(lock_id, txn_id, now_ns, LOCKD_STATUS_FORCE_RELEASED);
+}
+
+absl::StatusOr<LockEngine::Outcome> LockEngine::EndHold(uint64_t lock_id,
+                                                        uint64_t txn_id,
+                                                        uint64_t now_ns,
+                                                        uint8_t reason) {
   auto it = locks_.find(lock_id);
   if (it == locks_.end() || it->second.holders.count(txn_id) == 0) {
     return absl::NotFoundError(
         absl::StrCat("lock ", lock_id, " has no holder txn ", txn_id));
   }
   LockState& lock = it->second;
-  if (!IsExpired(lock.holders.at(txn_id), now_ns)) {
+  if (reason == LOCKD_STATUS_LEASE_EXPIRED &&
+      !IsExpired(lock.holders.at(txn_id), now_ns)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "lease of txn ", txn_id, " on lock ", lock_id, " has not expired"));
   }
   Outcome outcome;
-  released_[{lock_id, txn_id}] =
-      Memo{lock.holders.at(txn_id).fence, LOCKD_STATUS_LEASE_EXPIRED};
+  released_[{lock_id, txn_id}] = Memo{lock.holders.at(txn_id).fence, reason};
   RemoveHolder(lock, txn_id);
   GrantFromHead(lock_id, lock, now_ns, &outcome);
   return outcome;
 }
 
-absl::StatusOr<LockModel::Outcome> LockModel::ExpireWaiter(uint64_t lock_id,
-                                                           uint64_t txn_id,
-                                                           uint64_t now_ns) {
+std::vector<std::pair<uint64_t, uint64_t>> LockEngine::DueHolders(
+    uint64_t now_ns) const {
+  std::vector<std::pair<uint64_t, uint64_t>> due;
+  for (const auto& [lock_id, lock] : locks_)
+    for (const auto& [txn_id, hold] : lock.holders)
+      if (IsExpired(hold, now_ns)) due.emplace_back(lock_id, txn_id);
+  return due;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> LockEngine::DueWaiters(
+    uint64_t now_ns) const {
+  std::vector<std::pair<uint64_t, uint64_t>> due;
+  for (const auto& [lock_id, lock] : locks_)
+    for (const Waiter& w : lock.queue)
+      if (!w.cancelled && w.deadline_ns != 0 && w.deadline_ns < now_ns)
+        due.emplace_back(lock_id, w.txn_id);
+  return due;
+}
+
+void LockEngine::Install(uint64_t lock_id, LockState state) {
+  locks_[lock_id] = std::move(state);
+}
+
+std::optional<LockEngine::LockState> LockEngine::Remove(uint64_t lock_id) {
+  auto it = locks_.find(lock_id);
+  if (it == locks_.end()) return std::nullopt;
+  LockState state = std::move(it->second);
+  locks_.erase(it);
+  return state;
+}
+
+std::vector<uint64_t> LockEngine::LockIds() const {
+  std::vector<uint64_t> ids;
+  for (const auto& [lock_id, lock] : locks_) ids.push_back(lock_id);
+  return ids;
+}
+
+absl::StatusOr<LockEngine::Outcome> LockEngine::ExpireWaiter(uint64_t lock_id,
+                                                             uint64_t txn_id,
+                                                             uint64_t now_ns) {
   auto it = locks_.find(lock_id);
   Waiter* waiter =
       it == locks_.end() ? nullptr : FindLiveWaiter(it->second, txn_id);
@@ -328,9 +379,9 @@ absl::StatusOr<LockModel::Outcome> LockModel::ExpireWaiter(uint64_t lock_id,
   return outcome;
 }
 
-LockModel::Hold& LockModel::AddHolder(LockState& lock, uint64_t txn_id,
-                                      uint8_t mode, uint32_t seq,
-                                      uint32_t lease_ms, uint64_t now_ns) {
+LockEngine::Hold& LockEngine::AddHolder(LockState& lock, uint64_t txn_id,
+                                        uint8_t mode, uint32_t seq,
+                                        uint32_t lease_ms, uint64_t now_ns) {
   Hold& hold = lock.holders[txn_id];
   hold.mode = mode;
   hold.fence = ++lock.fence;
@@ -341,13 +392,13 @@ LockModel::Hold& LockModel::AddHolder(LockState& lock, uint64_t txn_id,
   return hold;
 }
 
-void LockModel::RemoveHolder(LockState& lock, uint64_t txn_id) {
+void LockEngine::RemoveHolder(LockState& lock, uint64_t txn_id) {
   lock.holders.erase(txn_id);
   if (lock.holders.empty()) lock.mode = LOCKD_MODE_NONE;
 }
 
-void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
-                              uint64_t now_ns, Outcome* outcome) {
+void LockEngine::GrantFromHead(uint64_t lock_id, LockState& lock,
+                               uint64_t now_ns, Outcome* outcome) {
   while (!lock.queue.empty()) {
     const Waiter head = lock.queue.front();
     if (head.cancelled) {
@@ -378,28 +429,28 @@ void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
   if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
 }
 
-uint32_t LockModel::EffectiveLeaseMs(uint32_t asked_ms) const {
+uint32_t LockEngine::EffectiveLeaseMs(uint32_t asked_ms) const {
   const uint32_t lease_ms = asked_ms == 0 ? config_.default_lease_ms : asked_ms;
   return std::min(lease_ms, config_.max_lease_ms);
 }
 
-void LockModel::Count(enum lockd_stat stat, Outcome* outcome) {
+void LockEngine::Count(enum lockd_stat stat, Outcome* outcome) {
   ++outcome->counters[stat];
   ++stats_[stat];
 }
 
-const LockModel::LockState* LockModel::Find(uint64_t lock_id) const {
+const LockEngine::LockState* LockEngine::Find(uint64_t lock_id) const {
   auto it = locks_.find(lock_id);
   return it == locks_.end() ? nullptr : &it->second;
 }
 
-size_t LockModel::QueuedBlocks() const {
+size_t LockEngine::QueuedBlocks() const {
   size_t blocks = 0;
   for (const auto& [lock_id, lock] : locks_) blocks += lock.queue.size();
   return blocks;
 }
 
-absl::Status LockModel::CheckInvariants() const {
+absl::Status LockEngine::CheckInvariants() const {
   for (const auto& [lock_id, lock] : locks_) {
     absl::Status status = CheckLockInvariants(lock_id, lock);
     if (!status.ok()) return status;
@@ -407,8 +458,8 @@ absl::Status LockModel::CheckInvariants() const {
   return absl::OkStatus();
 }
 
-absl::Status LockModel::CheckLockInvariants(uint64_t lock_id,
-                                            const LockState& lock) {
+absl::Status LockEngine::CheckLockInvariants(uint64_t lock_id,
+                                             const LockState& lock) {
   auto violation = [lock_id](auto&&... what) {
     return absl::InternalError(absl::StrCat("lock ", lock_id, ": ", what...));
   };
@@ -475,7 +526,7 @@ absl::Status LockModel::CheckLockInvariants(uint64_t lock_id,
   return absl::OkStatus();
 }
 
-bool LockModel::IsModeledCounter(enum lockd_stat stat) {
+bool LockEngine::IsModeledCounter(enum lockd_stat stat) {
   switch (stat) {
     case LOCKD_STAT_MALFORMED:
     case LOCKD_STAT_ACQUIRE:
@@ -501,24 +552,24 @@ bool LockModel::IsModeledCounter(enum lockd_stat stat) {
   }
 }
 
-bool operator==(const LockModel::Reply& a, const LockModel::Reply& b) {
+bool operator==(const LockEngine::Reply& a, const LockEngine::Reply& b) {
   return a.opcode == b.opcode && a.status == b.status && a.fence == b.fence &&
          a.queue_pos == b.queue_pos && a.lease_ms == b.lease_ms;
 }
 
-bool operator==(const LockModel::Grant& a, const LockModel::Grant& b) {
+bool operator==(const LockEngine::Grant& a, const LockEngine::Grant& b) {
   return a.lock_id == b.lock_id && a.txn_id == b.txn_id && a.fence == b.fence &&
          a.seq == b.seq && a.mode == b.mode && a.lease_ms == b.lease_ms;
 }
 
-std::ostream& operator<<(std::ostream& os, const LockModel::Reply& reply) {
+std::ostream& operator<<(std::ostream& os, const LockEngine::Reply& reply) {
   return os << "Reply{opcode=0x" << std::hex << int{reply.opcode} << std::dec
             << " status=" << int{reply.status} << " fence=" << reply.fence
             << " queue_pos=" << reply.queue_pos
             << " lease_ms=" << reply.lease_ms << "}";
 }
 
-std::ostream& operator<<(std::ostream& os, const LockModel::Grant& grant) {
+std::ostream& operator<<(std::ostream& os, const LockEngine::Grant& grant) {
   return os << "Grant{lock=" << grant.lock_id << " txn=" << grant.txn_id
             << " fence=" << grant.fence << " seq=" << grant.seq
             << " mode=" << int{grant.mode} << " lease_ms=" << grant.lease_ms

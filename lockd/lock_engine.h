@@ -1,22 +1,24 @@
-// The reference model of lockd's lock table: an executable form of
-// docs/semantics.md that the randomized differential test compares the BPF
-// datapath against, request by request.
+// The user-space lock engine: docs/semantics.md as plain C++. It has two
+// jobs, which is why it is written for clarity rather than speed:
+// - the daemon's slow path: it serves the locks user space owns (taken over
+//   from the kernel when a queue overflows the pool, a table is full, or a
+//   gRPC client joins; or every lock when the fast path is off);
+// - the reference the BPF datapath is checked against: the randomized
+//   differential test (tests/datapath) sends one request stream to both and
+//   compares every reply, grant, counter and state.
 //
-// The model is deliberately simple and unbounded where the datapath is
-// bounded, so that it states *what* must happen, not how the datapath fits it
-// into BPF maps:
+// Where it is unbounded, the datapath is bounded:
 // - "Recently released" memory is an unbounded map. The datapath keeps it in
 //   an LRU ("released" map); the differential test must keep the number of
 //   distinct owners below that LRU's capacity, or the two legitimately differ
-//   (the datapath forgets, answers NOT_HOLDER where the model says RELEASED).
+//   (the datapath forgets, answers NOT_HOLDER where the engine says RELEASED).
 // - Grant from the head has no per-run batch limit: one Apply() returns every
 //   grant a release causes. The datapath grants at most LOCKD_MAX_GRANTS per
 //   run and continues with KICKs; the differential test drains those kicks
 //   before it compares.
-// - There is no hand-off: the model never runs out of pool blocks, lock table
-//   entries or owner records, and has no USER_OWNED locks.
-// - Lock records are never deleted, so a lock's fence keeps growing across
-//   idle periods ("it only grows").
+// - There is no hand-off: the engine never runs out of room.
+// - Lock records are only removed by Remove() (a lock handed back to the
+//   kernel), so a lock's fence keeps growing across idle periods.
 //
 // Decisions where semantics.md leaves room (the datapath must do the same):
 // - Reply fields that a reply does not define are zero: `fence` is set only
@@ -51,8 +53,8 @@
 // - ACQUIRE with mode NONE is malformed (dropped like an unknown mode): it
 //   asks for nothing and semantics.md gives it no reply. Mode and policy are
 //   validated for every opcode.
-#ifndef LOCKD_TESTS_MODEL_LOCK_MODEL_H_
-#define LOCKD_TESTS_MODEL_LOCK_MODEL_H_
+#ifndef LOCKD_LOCKD_LOCK_ENGINE_H_
+#define LOCKD_LOCKD_LOCK_ENGINE_H_
 
 #include <array>
 #include <cstddef>
@@ -73,7 +75,7 @@ namespace lockd {
 // min_txn of an idle lock: no member bounds it.
 inline constexpr uint64_t kIdleMinTxn = ~uint64_t{0};
 
-class LockModel {
+class LockEngine {
  public:
   struct Config {
     // Lease of a request that asks for 0 ms.
@@ -154,7 +156,7 @@ class LockModel {
     uint64_t min_txn = kIdleMinTxn;    // WAIT_DIE bound; kIdleMinTxn while idle
   };
 
-  explicit LockModel(Config config);
+  explicit LockEngine(Config config);
 
   // Processes one request arriving at `now_ns` (CLOCK_MONOTONIC).
   Outcome Apply(const Request& request, uint64_t now_ns);
@@ -169,6 +171,22 @@ class LockModel {
                                        uint64_t now_ns);
   absl::StatusOr<Outcome> ExpireWaiter(uint64_t lock_id, uint64_t txn_id,
                                        uint64_t now_ns);
+
+  // Ends a hold for an operator, whatever its lease: like ExpireHolder, and a
+  // late RELEASE by the holder is told FORCE_RELEASED. NotFound: no holder.
+  absl::StatusOr<Outcome> ForceRelease(uint64_t lock_id, uint64_t txn_id,
+                                       uint64_t now_ns);
+
+  // Holders whose lease ran out and waiters whose deadline passed at
+  // `now_ns`, as (lock_id, txn_id): what the lease sweep must expire.
+  std::vector<std::pair<uint64_t, uint64_t>> DueHolders(uint64_t now_ns) const;
+  std::vector<std::pair<uint64_t, uint64_t>> DueWaiters(uint64_t now_ns) const;
+
+  // Adopts a lock taken over from the kernel (replacing any state of it).
+  void Install(uint64_t lock_id, LockState state);
+  // Forgets a lock (handed back to the kernel); returns its last state.
+  std::optional<LockState> Remove(uint64_t lock_id);
+  std::vector<uint64_t> LockIds() const;
 
   // nullptr if no ACQUIRE ever named the lock.
   const LockState* Find(uint64_t lock_id) const;
@@ -188,7 +206,7 @@ class LockModel {
   // Totals since construction.
   const Counters& stats() const { return stats_; }
 
-  // Whether the model maintains this counter. The others (rx, kicks, TC
+  // Whether the engine maintains this counter. The others (rx, kicks, TC
   // sends, retries, hand-offs, pool, bad_version, acquire_inflight) describe
   // how the datapath works, not what it decides, and stay zero here.
   static bool IsModeledCounter(enum lockd_stat stat);
@@ -206,6 +224,8 @@ class LockModel {
   void RemoveHolder(LockState& lock, uint64_t txn_id);
   void GrantFromHead(uint64_t lock_id, LockState& lock, uint64_t now_ns,
                      Outcome* outcome);
+  absl::StatusOr<Outcome> EndHold(uint64_t lock_id, uint64_t txn_id,
+                                  uint64_t now_ns, uint8_t reason);
 
   uint32_t EffectiveLeaseMs(uint32_t asked_ms) const;
   void Count(enum lockd_stat stat, Outcome* outcome);
@@ -215,17 +235,17 @@ class LockModel {
   // Why an owner's last hold or wait ended: what a late RELEASE is told.
   struct Memo {
     uint64_t fence = 0;
-    uint8_t status = LOCKD_STATUS_OK;  // OK; LEASE_EXPIRED, WAIT_EXPIRED: swept
+    uint8_t status = LOCKD_STATUS_OK;  // OK, or why the daemon ended it
   };
   std::map<OwnerKey, Memo> released_;  // recently released
   Counters stats_{};
 };
 
-bool operator==(const LockModel::Reply& a, const LockModel::Reply& b);
-bool operator==(const LockModel::Grant& a, const LockModel::Grant& b);
-std::ostream& operator<<(std::ostream& os, const LockModel::Reply& reply);
-std::ostream& operator<<(std::ostream& os, const LockModel::Grant& grant);
+bool operator==(const LockEngine::Reply& a, const LockEngine::Reply& b);
+bool operator==(const LockEngine::Grant& a, const LockEngine::Grant& b);
+std::ostream& operator<<(std::ostream& os, const LockEngine::Reply& reply);
+std::ostream& operator<<(std::ostream& os, const LockEngine::Grant& grant);
 
 }  // namespace lockd
 
-#endif  // LOCKD_TESTS_MODEL_LOCK_MODEL_H_
+#endif  // LOCKD_LOCKD_LOCK_ENGINE_H_
