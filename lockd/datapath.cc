@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <sched.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bpf/lockd_bpf.skel.h"
+#include "lockd/files.h"
 
 namespace lockd {
 namespace {
@@ -31,16 +31,6 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
 std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
   return {skel->maps.locks, skel->maps.owners,    skel->maps.released,
           skel->maps.pool,  skel->maps.pool_next, skel->maps.stats};
-}
-
-absl::Status MakeDirs(const std::string& path) {
-  for (size_t slash = 1; slash != std::string::npos;) {
-    slash = path.find('/', slash + 1);
-    std::string prefix = path.substr(0, slash);
-    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST)
-      return ErrnoStatus(errno, absl::StrCat("creating ", prefix));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace

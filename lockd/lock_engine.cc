@@ -193,6 +193,7 @@ void LockEngine::Acquire(const Request& request, uint64_t now_ns,
   waiter.policy = request.policy;
   waiter.seq = request.seq;
   waiter.lease_ms = EffectiveLeaseMs(request.lease_ms);
+  waiter.enqueued_ns = now_ns;
   waiter.deadline_ns =
       request.wait_ms == 0 ? 0 : now_ns + request.wait_ms * kNsPerMs;
   waiter.queue_pos = static_cast<uint32_t>(lock.queue.size());
@@ -269,8 +270,16 @@ void LockEngine::Renew(const Request& request, uint64_t now_ns,
     if (held != it->second.holders.end()) hold = &held->second;
   }
   if (hold == nullptr) {
-    Count(LOCKD_STAT_REJECT_NOT_HOLDER, outcome);
-    outcome->reply = Rejected(LOCKD_STATUS_NOT_HOLDER);
+    // A holder whose hold the daemon ended learns why.
+    auto memo = released_.find({request.lock_id, request.txn_id});
+    const uint8_t status =
+        memo != released_.end() && memo->second.status != LOCKD_STATUS_OK
+            ? memo->second.status
+            : uint8_t{LOCKD_STATUS_NOT_HOLDER};
+    Count(status == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_REJECT_EXPIRED
+                                               : LOCKD_STAT_REJECT_NOT_HOLDER,
+          outcome);
+    outcome->reply = Rejected(status);
     return;
   }
   if (IsExpired(*hold, now_ns)) {

@@ -142,7 +142,8 @@ class LockEngine {
     uint8_t mode = LOCKD_MODE_NONE;
     uint8_t policy = LOCKD_POLICY_WAIT;
     uint32_t seq = 0;
-    uint32_t lease_ms = 0;     // lease to grant, already defaulted and clamped
+    uint32_t lease_ms = 0;  // lease to grant, already defaulted and clamped
+    uint64_t enqueued_ns = 0;
     uint64_t deadline_ns = 0;  // 0 = waits without limit
     uint32_t queue_pos = 0;    // entries ahead at enqueue (its QUEUED reply)
     bool cancelled = false;    // still linked until it reaches the head

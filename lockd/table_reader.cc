@@ -78,8 +78,8 @@ absl::StatusOr<LockView> TableReader::Read(uint64_t lock_id) const {
       if (bpf_map_lookup_elem(maps_.owners_fd, &key, &owner) != 0) continue;
       if (owner.state != LOCKD_OWNER_HELD) continue;
       view.holders.push_back({owner.key.txn_id, owner.mode, owner.fence,
-                              owner.since_ns, owner.lease_expires_ns,
-                              owner.addr, owner.port});
+                              owner.seq, owner.lease_ms, owner.since_ns,
+                              owner.lease_expires_ns, owner.addr, owner.port});
     }
     consistent = consistent && view.holders.size() == before->holders;
 

@@ -17,6 +17,8 @@ struct HolderView {
   uint64_t txn_id = 0;
   uint8_t mode = LOCKD_MODE_NONE;
   uint64_t fence = 0;
+  uint32_t seq = 0;               // of the ACQUIRE that made the record
+  uint32_t lease_ms = 0;          // last granted or renewed
   uint64_t since_ns = 0;          // CLOCK_MONOTONIC
   uint64_t lease_expires_ns = 0;  // CLOCK_MONOTONIC
   uint32_t addr = 0;              // network order

@@ -33,7 +33,10 @@ static __always_inline void ctl_copy_grants(struct lockd_ctl *ctl,
 }
 
 /* Flags the lock USER_OWNED: from now on the datapath hands every request
- * for it to the daemon, and changes nothing of it. */
+ * for it to the daemon, and changes nothing of it. Its holders, queue and
+ * their records move to the daemon, so the entry keeps only the flag, the
+ * fence and min_txn; ctl returns what it had (head: where the queue's blocks
+ * start, for the daemon to free). */
 static __always_inline void ctl_takeover(struct lockd_ctl *ctl) {
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &ctl->lock_id);
   if (!lk) {
@@ -41,19 +44,24 @@ static __always_inline void ctl_takeover(struct lockd_ctl *ctl) {
     return;
   }
   bpf_spin_lock(&lk->guard);
-  if (lk->flags & LOCKD_LOCK_USER_OWNED) {
-    ctl->result = LOCKD_CTL_BAD_STATE;
-  } else {
-    lk->flags |= LOCKD_LOCK_USER_OWNED;
-    lk->version++;
-    ctl->result = LOCKD_CTL_OK;
-  }
   ctl->mode = lk->mode;
   ctl->holders = lk->holders;
   ctl->queue_len = lk->queue_len;
   ctl->head = lk->head;
   ctl->fence = lk->fence;
   ctl->min_txn = lk->min_txn;
+  if (lk->flags & LOCKD_LOCK_USER_OWNED) {
+    ctl->result = LOCKD_CTL_BAD_STATE;
+  } else {
+    lk->flags |= LOCKD_LOCK_USER_OWNED;
+    lk->mode = LOCKD_MODE_NONE;
+    lk->holders = 0;
+    lk->queue_len = 0;
+    lk->head = 0;
+    lk->tail = 0;
+    lk->version++;
+    ctl->result = LOCKD_CTL_OK;
+  }
   bpf_spin_unlock(&lk->guard);
 }
 

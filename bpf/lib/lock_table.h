@@ -779,8 +779,15 @@ static __always_inline void lt_renew(const struct lockd_req *req, __u64 now,
     stat_inc(LOCKD_STAT_REJECT_EXPIRED);
     result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED, 0);
   } else {
-    stat_inc(LOCKD_STAT_REJECT_NOT_HOLDER);
-    result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_NOT_HOLDER, 0);
+    /* A holder whose hold the daemon ended learns why. */
+    struct lockd_released *gone = bpf_map_lookup_elem(&released, &key);
+    __u8 status = gone && gone->status != LOCKD_STATUS_OK
+                      ? gone->status
+                      : LOCKD_STATUS_NOT_HOLDER;
+    stat_inc(status == LOCKD_STATUS_LEASE_EXPIRED
+                 ? LOCKD_STAT_REJECT_EXPIRED
+                 : LOCKD_STAT_REJECT_NOT_HOLDER);
+    result_reply(res, req, LOCKD_OP_REJECTED, status, 0);
   }
 }
 

@@ -1099,7 +1099,12 @@ class Observer {
   void ExpectRenew(const Request& request, uint64_t now_ns, const Reply& reply,
                    Counters& expected) {
     OwnerView& owner = owners_[{request.lock_id, request.txn_id}];
-    if (owner.role != Role::kHeld) {
+    if (owner.role != Role::kHeld && owner.late_release.has_value() &&
+        owner.late_release->first.opcode == LOCKD_OP_REJECTED) {
+      // The daemon ended its hold or wait: the renew learns why.
+      expected[owner.late_release->second] = 1;
+      EXPECT_EQ(reply, owner.late_release->first);
+    } else if (owner.role != Role::kHeld) {
       expected[LOCKD_STAT_REJECT_NOT_HOLDER] = 1;
       EXPECT_EQ(reply, RejectedReply(LOCKD_STATUS_NOT_HOLDER));
     } else if (owner.lease_expires_ns < now_ns) {
