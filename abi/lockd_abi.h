@@ -130,8 +130,9 @@ LOCKD_ASSERT_OFFSET(struct lockd_msg, fence, 40);
 /* ------------------------------------------------------------------------ */
 
 /* Lock table value (map "locks", key: __u64 lock id). Every field after
- * `guard` is read and written only while holding it; `version` grows on
- * every change so that readers outside the lock can detect a torn view. */
+ * `guard` is written only while holding it; reads without it are hints that
+ * a critical section checks again. `version` grows on every change so that
+ * readers outside the lock can detect a torn view. */
 #define LOCKD_LOCK_USER_OWNED 0x01 /* user space serves this lock for now */
 
 struct lockd_lock {
@@ -205,13 +206,14 @@ LOCKD_ASSERT_SIZE(struct lockd_released, 16);
 /* Kerby memory pool (map "pool", BPF_F_NO_PREALLOC hash keyed by a block
  * index that only grows; no free list). A block is a fixed-size unit;
  * variable-size data is a chain of blocks linked by `next`. */
-#define LOCKD_BLOCK_DATA 56
+/* 48 B of payload make a 64-B block value, which the kernel's allocator
+ * stores in 128 B per element (a 72-B value would take 192 B). */
+#define LOCKD_BLOCK_DATA 48
 
-/* A wait-queue entry, the payload of one pool block. Written completely
- * before the block is linked; afterwards only `cancelled` changes (under the
- * lock's guard). */
+/* A wait-queue entry, the payload of one pool block (its lock is the one
+ * whose queue links it). Written completely before the block is linked;
+ * afterwards only `cancelled` changes (under the lock's guard). */
 struct lockd_waiter {
-  __u64 lock_id;
   __u64 txn_id;
   __u64 enqueued_ns;
   __u64 deadline_ns; /* 0 = waits without limit */
@@ -235,7 +237,7 @@ struct lockd_block {
     __u8 bytes[LOCKD_BLOCK_DATA];
   };
 };
-LOCKD_ASSERT_SIZE(struct lockd_block, 72);
+LOCKD_ASSERT_SIZE(struct lockd_block, 64);
 LOCKD_ASSERT_OFFSET(struct lockd_block, waiter, 16);
 
 /* Kerby allocation map (map "allocs"): key -> the blocks of one object. */
@@ -341,6 +343,8 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl, 72 + 32 + 32 * LOCKD_MAX_GRANTS);
   X(RELEASE_TO_TC, "release_to_tc")       /* XDP passed release to TC */    \
   X(KICK, "kick")                         /* continuation kicks served */   \
   X(KICK_SENT, "kick_sent")               /* continuation kicks sent */     \
+  X(KICK_SEND_FAILED, "kick_send_failed") /* a kick could not be sent */    \
+  X(KICK_DROPPED, "kick_dropped")         /* kick chain over its hops */    \
   X(RETRY, "retry")                       /* queue changed: walk retried */ \
   X(HANDOFF_POOL_FULL, "handoff_pool_full")     /* to user: pool full */    \
   X(HANDOFF_TABLE_FULL, "handoff_table_full")   /* to user: table full */   \

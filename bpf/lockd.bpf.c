@@ -110,7 +110,10 @@ static __always_inline void tc_send_kick(struct __sk_buff *skb,
                                          const struct lockd_endpoint *them,
                                          const struct lockd_req *req) {
   struct lockd_frame *frame = tc_frame(skb);
-  if (!frame) return;
+  if (!frame) {
+    stat_inc(LOCKD_STAT_KICK_SEND_FAILED);
+    return;
+  }
   struct lockd_reply kick = {
       .opcode = LOCKD_OP_KICK,
       .lock_id = req->lock_id,
@@ -118,8 +121,9 @@ static __always_inline void tc_send_kick(struct __sk_buff *skb,
   };
   /* Addressed like a request to us, so the parser accepts it. */
   frame_write(frame, them, us, &kick);
-  if (bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS) == 0)
-    stat_inc(LOCKD_STAT_KICK_SENT);
+  stat_inc(bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS) == 0
+               ? LOCKD_STAT_KICK_SENT
+               : LOCKD_STAT_KICK_SEND_FAILED);
 }
 
 SEC("tc")
@@ -166,7 +170,7 @@ int lockd_tc(struct __sk_buff *skb) {
  * struct lockd_ctl is larger than the BPF stack). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, LOCKD_BATCH_LEVELS);
+  __uint(max_entries, 1);
   __type(key, __u32);
   __type(value, struct lockd_ctl);
 } ctl_scratch SEC(".maps");

@@ -48,8 +48,9 @@ absl::Status Errno(absl::string_view what) {
 // Where a member's messages go: a UDP client, or a gRPC call in this
 // process (addr and port 0).
 struct Endpoint {
-  uint32_t addr = 0;  // network order
-  uint16_t port = 0;  // network order
+  uint32_t addr = 0;                   // network order
+  uint16_t port = 0;                   // network order
+  uint8_t policy = LOCKD_POLICY_WAIT;  // echoed in its GRANTED
   bool grpc() const { return addr == 0 && port == 0; }
   std::string Name() const {
     if (grpc()) return "grpc";
@@ -121,7 +122,7 @@ class Server::Impl {
     absl::MutexLock hold(&mu_);
     if (absl::Status s = TakeOver(lock_id); !s.ok()) return s;
     const OwnerKey key(lock_id, txn_id);
-    endpoints_[key] = Endpoint{};
+    endpoints_[key] = Endpoint{0, 0, static_cast<uint8_t>(policy)};
     LockEngine::Request request;
     request.opcode = LOCKD_OP_ACQUIRE;
     request.lock_id = lock_id;
@@ -386,6 +387,8 @@ class Server::Impl {
       m.fence = g.fence;
       m.seq = g.seq;
       m.mode = static_cast<lockd_mode>(g.mode);
+      m.policy =
+          static_cast<lockd_policy>(EndpointOf(lock_id, g.txn_id).policy);
       m.lease_ms = g.lease_ms;
       Notify(lock_id, g.txn_id, m);
     }
@@ -473,19 +476,39 @@ class Server::Impl {
         state.holders[key.txn_id] =
             LockEngine::Hold{owner.mode, owner.fence, owner.seq, owner.lease_ms,
                              owner.lease_expires_ns};
-        endpoints_[{lock_id, key.txn_id}] = Endpoint{owner.addr, owner.port};
+        endpoints_[{lock_id, key.txn_id}] =
+            Endpoint{owner.addr, owner.port, owner.policy};
         records.push_back(key);
       } else if (owner.state == LOCKD_OWNER_QUEUED) {
         waiting_by_block[owner.block] = owner;
         records.push_back(key);
       }
     }
+    // Queue order is the chain from the head TAKEOVER returned (block
+    // indexes are not: a block is allocated before it is linked, and kept
+    // across retries). Waiters off the chain exist only when restoring after
+    // a crash, which lost the head: they follow in block order.
+    std::vector<std::pair<uint64_t, lockd_block>> chain;
     std::set<uint64_t> blocks;
+    for (uint64_t idx = taken.head;
+         idx != 0 && chain.size() <= taken.queue_len;) {
+      lockd_block block{};
+      if (bpf_map_lookup_elem(datapath_->pool_fd(), &idx, &block) != 0) break;
+      chain.emplace_back(idx, block);
+      blocks.insert(idx);
+      idx = block.next;
+    }
     for (const auto& [block_idx, owner] : waiting_by_block) {
       lockd_block block{};
-      if (bpf_map_lookup_elem(datapath_->pool_fd(), &block_idx, &block) != 0)
+      if (blocks.count(block_idx) != 0 ||
+          bpf_map_lookup_elem(datapath_->pool_fd(), &block_idx, &block) != 0)
         continue;
+      chain.emplace_back(block_idx, block);
+      blocks.insert(block_idx);
+    }
+    for (const auto& [block_idx, block] : chain) {
       const lockd_waiter& w = block.waiter;
+      if (w.cancelled) continue;
       LockEngine::Waiter waiter;
       waiter.txn_id = w.txn_id;
       waiter.mode = w.mode;
@@ -496,17 +519,8 @@ class Server::Impl {
       waiter.deadline_ns = w.deadline_ns;
       waiter.queue_pos = static_cast<uint32_t>(state.queue.size());
       state.queue.push_back(waiter);
-      endpoints_[{lock_id, w.txn_id}] = Endpoint{w.addr, w.port};
+      endpoints_[{lock_id, w.txn_id}] = Endpoint{w.addr, w.port, w.policy};
     }
-    // Every block of the queue, cancelled ones included, from the head.
-    for (uint64_t idx = taken.head;
-         idx != 0 && blocks.size() <= taken.queue_len;) {
-      lockd_block block{};
-      if (bpf_map_lookup_elem(datapath_->pool_fd(), &idx, &block) != 0) break;
-      blocks.insert(idx);
-      idx = block.next;
-    }
-    for (const auto& entry : waiting_by_block) blocks.insert(entry.first);
     engine_.Install(lock_id, std::move(state));
     dirty_ = true;
     SaveState();  // before the kernel copies go
@@ -638,7 +652,8 @@ class Server::Impl {
     request.lease_ms = m.lease_ms;
     request.wait_ms = m.wait_ms;
     const OwnerKey key(m.lock_id, m.txn_id);
-    if (m.opcode == LOCKD_OP_ACQUIRE) endpoints_[key] = from;
+    if (m.opcode == LOCKD_OP_ACQUIRE)
+      endpoints_[key] = Endpoint{from.addr, from.port, m.policy};
     LockEngine::Outcome outcome = engine_.Apply(request, MonotonicNs());
     Count("requests_served");
     if (outcome.reply) {
@@ -751,6 +766,26 @@ class Server::Impl {
           due.push_back({key, LOCKD_CTL_EXPIRE_WAITER});
       }
     }
+    // A KICK the datapath could not send or dropped leaves compatible
+    // waiters ungranted: kick every kernel lock with a queue (a no-op when
+    // its head is blocked, as it normally is).
+    uint64_t lock_id = 0, next_lock = 0;
+    const void* prev_lock = nullptr;
+    while (bpf_map_get_next_key(datapath_->locks_fd(), prev_lock, &next_lock) ==
+           0) {
+      lock_id = next_lock;
+      prev_lock = &lock_id;
+      lockd_lock entry{};
+      if (bpf_map_lookup_elem(datapath_->locks_fd(), &lock_id, &entry) != 0 ||
+          entry.queue_len == 0 || (entry.flags & LOCKD_LOCK_USER_OWNED))
+        continue;
+      lockd_ctl kick{};
+      kick.op = LOCKD_CTL_KICK;
+      kick.lock_id = lock_id;
+      absl::StatusOr<lockd_ctl> kicked = RunControl(kick);
+      if (kicked.ok() && kicked->grants > 0)
+        Count("sweep_grants", kicked->grants);
+    }
     for (const auto& [owner, op] : due) {
       lockd_ctl ctl{};
       ctl.op = op;
@@ -843,6 +878,7 @@ class Server::Impl {
             w.enqueued_ns >> w.deadline_ns >> w.cancelled >> ep.addr >> ep.port;
         w.mode = mode;
         w.policy = policy;
+        ep.policy = w.policy;
         w.queue_pos = static_cast<uint32_t>(state->queue.size());
         state->queue.push_back(w);
         endpoints_[{lock_id, w.txn_id}] = ep;

@@ -19,7 +19,9 @@
 #include "bpf/lib/reply.h"
 #include "bpf/lib/stats.h"
 
-/* Critical sections that found the queue changed under their look-ups. */
+/* Attempts of a critical section that found the queue changed under its
+ * look-ups (acquire's link, grant rounds); release, cancel and duplicate
+ * acquires instead answer nothing and let the client retransmit. */
 #define LOCKD_MAX_RETRIES 4
 /* A chain of KICKs longer than this is dropped (and counted). */
 #define LOCKD_MAX_KICK_HOPS 64
@@ -283,7 +285,11 @@ static long grant_loop_step(__u64 index, struct grant_loop *loop) {
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &loop->lock_id);
   struct lockd_grant_batch *batch =
       bpf_map_lookup_elem(&grant_batch, &loop->batch);
-  if (!lk || !batch || slot >= LOCKD_MAX_GRANTS) return 1;
+  if (!lk) {
+    loop->done = 1;  /* no such lock: nobody to grant */
+    return 1;
+  }
+  if (!batch || slot >= LOCKD_MAX_GRANTS) return 1;
   switch (grant_round(lk, loop->lock_id, loop->now, &batch->grants[slot])) {
     case ROUND_DONE:
       loop->done = 1;
@@ -434,7 +440,6 @@ static __always_inline void waiter_block_init(struct lockd_block *blk,
                                               const struct lockd_req *req,
                                               __u64 now, __u32 lease_ms) {
   blk->next = 0;
-  blk->waiter.lock_id = req->lock_id;
   blk->waiter.txn_id = req->txn_id;
   blk->waiter.enqueued_ns = now;
   blk->waiter.deadline_ns = req->wait_ms ? now + req->wait_ms * NS_PER_MS : 0;
@@ -795,9 +800,13 @@ static __always_inline void lt_renew(const struct lockd_req *req, __u64 now,
  * answered: its only effect is the grants. */
 static __always_inline void lt_kick(const struct lockd_req *req, __u64 now,
                                     struct lt_result *res) {
-  stat_inc(LOCKD_STAT_KICK);
   res->verdict = LT_SILENT;
-  if (req->hops < LOCKD_MAX_KICK_HOPS) grant_from_head(req->lock_id, now, res);
+  if (req->hops >= LOCKD_MAX_KICK_HOPS) {
+    stat_inc(LOCKD_STAT_KICK_DROPPED);
+    return;
+  }
+  stat_inc(LOCKD_STAT_KICK);
+  grant_from_head(req->lock_id, now, res);
 }
 
 #endif /* LOCKD_BPF_LIB_LOCK_TABLE_H_ */
