@@ -4,7 +4,10 @@
 // removed). Killed any other way, it leaves pins and state behind, and the
 // next start on the same --instance continues with every hold and waiter.
 // Flags can also come from a file: --flagfile=/etc/lockd/lockd.flags.
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <memory>
@@ -17,6 +20,11 @@
 #include "lockd/grpc_service.h"
 #include "lockd/server.h"
 
+ABSL_FLAG(
+    std::string, netns, "",
+    "Network namespace (a name under /run/netns) to serve in. lockd joins "
+    "it itself, keeping the host's mount namespace, so its pins stay on "
+    "the host's bpffs (`ip netns exec` would hide /sys/fs/bpf).");
 ABSL_FLAG(std::string, interface, "",
           "Interface to attach the XDP/TC fast path to; empty: no fast path "
           "(every lock is served in user space).");
@@ -47,6 +55,18 @@ namespace {
 
 bool Fits16(uint32_t value) { return value <= 0xffff; }
 
+// Moves the process (still single-threaded) into a named network namespace.
+bool JoinNetns(const std::string& name) {
+  const std::string path = "/run/netns/" + name;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+    perror(("lockd: joining network namespace " + path).c_str());
+    return false;
+  }
+  close(fd);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,6 +78,10 @@ int main(int argc, char** argv) {
     fprintf(stderr, "lockd: --port must be below 65536\n");
     return 2;
   }
+
+  if (!absl::GetFlag(FLAGS_netns).empty() &&
+      !JoinNetns(absl::GetFlag(FLAGS_netns)))
+    return 1;
 
   // Signals are taken by sigwait below; block them before any thread starts
   // so that no other thread receives them.
@@ -89,9 +113,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   int grpc_port = 0;
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc =
-      lockd::StartGrpcServer(server->get(), absl::GetFlag(FLAGS_grpc_listen),
-                             &grpc_port);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc = lockd::StartGrpcServer(
+      server->get(), absl::GetFlag(FLAGS_grpc_listen), &grpc_port);
   if (!grpc.ok()) {
     fprintf(stderr, "lockd: cannot serve gRPC on %s: %s\n",
             absl::GetFlag(FLAGS_grpc_listen).c_str(),

@@ -34,6 +34,7 @@ namespace {
 constexpr size_t kMaxDatagram = 2048;
 constexpr int kMaxKicks = 64;
 constexpr uint64_t kNsPerMs = 1000000;
+constexpr absl::Duration kCancelPoll = absl::Milliseconds(100);
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -118,7 +119,8 @@ class Server::Impl {
 
   absl::StatusOr<LockAnswer> Acquire(uint64_t lock_id, uint64_t txn_id,
                                      lockd_mode mode, lockd_policy policy,
-                                     uint32_t lease_ms, absl::Time deadline) {
+                                     uint32_t lease_ms, absl::Time deadline,
+                                     const std::function<bool()>& cancelled) {
     absl::MutexLock hold(&mu_);
     if (absl::Status s = TakeOver(lock_id); !s.ok()) return s;
     const OwnerKey key(lock_id, txn_id);
@@ -137,8 +139,13 @@ class Server::Impl {
       return absl::InvalidArgumentError("malformed acquire request");
     LockAnswer answer = ToAnswer(*outcome.reply);
     if (answer.opcode == LOCKD_OP_QUEUED) {
-      while (grpc_outcomes_.count(key) == 0 &&
-             !decided_.WaitWithDeadline(&mu_, deadline)) {
+      // Wakes for the outcome, the deadline, or every kCancelPoll to see
+      // whether the caller went away (gRPC has no wake-up for that here).
+      bool gone = false;
+      while (grpc_outcomes_.count(key) == 0 && absl::Now() < deadline &&
+             !(gone = cancelled())) {
+        decided_.WaitWithDeadline(
+            &mu_, std::min(deadline, absl::Now() + kCancelPoll));
       }
       auto it = grpc_outcomes_.find(key);
       if (it != grpc_outcomes_.end()) {
@@ -148,9 +155,14 @@ class Server::Impl {
         request.opcode = LOCKD_OP_RELEASE;  // cancel the wait
         request.seq = ++grpc_seq_;
         Deliver(lock_id, engine_.Apply(request, MonotonicNs()));
+        endpoints_.erase(key);
         Settle(lock_id);
-        return absl::DeadlineExceededError(absl::StrCat(
-            "lock ", lock_id, " txn ", txn_id, ": not granted in time"));
+        const std::string what =
+            absl::StrCat("lock ", lock_id, " txn ", txn_id, ": ");
+        if (gone)
+          return absl::CancelledError(absl::StrCat(what, "caller went away"));
+        return absl::DeadlineExceededError(
+            absl::StrCat(what, "not granted in time"));
       }
     }
     if (answer.opcode != LOCKD_OP_GRANTED) endpoints_.erase(key);
@@ -944,11 +956,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
-absl::StatusOr<LockAnswer> Server::Acquire(uint64_t lock_id, uint64_t txn_id,
-                                           lockd_mode mode, lockd_policy policy,
-                                           uint32_t lease_ms,
-                                           absl::Time deadline) {
-  return impl_->Acquire(lock_id, txn_id, mode, policy, lease_ms, deadline);
+absl::StatusOr<LockAnswer> Server::Acquire(
+    uint64_t lock_id, uint64_t txn_id, lockd_mode mode, lockd_policy policy,
+    uint32_t lease_ms, absl::Time deadline,
+    const std::function<bool()>& cancelled) {
+  return impl_->Acquire(lock_id, txn_id, mode, policy, lease_ms, deadline,
+                        cancelled);
 }
 absl::StatusOr<LockAnswer> Server::Release(uint64_t lock_id, uint64_t txn_id) {
   return impl_->Release(lock_id, txn_id);

@@ -16,6 +16,7 @@
 #define LOCKD_LOCKD_SERVER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -106,11 +107,13 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Lock service, for clients that cannot use UDP. Acquire blocks until the
-  // lock is granted or rejected, or `deadline` passes (the wait is then
-  // cancelled: DeadlineExceeded). They share the FIFO queue with UDP clients.
-  absl::StatusOr<LockAnswer> Acquire(uint64_t lock_id, uint64_t txn_id,
-                                     lockd_mode mode, lockd_policy policy,
-                                     uint32_t lease_ms, absl::Time deadline);
+  // lock is granted or rejected, or `deadline` passes, or `cancelled` says
+  // the caller went away (the wait is then cancelled: DeadlineExceeded or
+  // Cancelled). They share the FIFO queue with UDP clients.
+  absl::StatusOr<LockAnswer> Acquire(
+      uint64_t lock_id, uint64_t txn_id, lockd_mode mode, lockd_policy policy,
+      uint32_t lease_ms, absl::Time deadline,
+      const std::function<bool()>& cancelled = [] { return false; });
   absl::StatusOr<LockAnswer> Release(uint64_t lock_id, uint64_t txn_id);
   absl::StatusOr<LockAnswer> Renew(uint64_t lock_id, uint64_t txn_id,
                                    uint32_t lease_ms);

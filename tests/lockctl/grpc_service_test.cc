@@ -1,0 +1,414 @@
+// LockService and AdminService end to end: a real lockd::Server (fast path
+// off, so user space serves every lock; its maps are still loaded, which
+// needs root) behind StartGrpcServer, called over a loopback TCP channel.
+// Checks the gRPC codes, the reply-status metadata and the admin token that
+// proto/lockd.proto promises.
+#include "lockd/grpc_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "abi/codec.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "lockd/server.h"
+#include "proto/lockd.grpc.pb.h"
+
+namespace lockd {
+namespace {
+
+constexpr char kAdminToken[] = "test-admin-token";
+
+// Server::Start pins its maps under pin_root, which must be a BPF file
+// system. The test mounts its own under TEST_TMPDIR, in a private mount
+// namespace, so nothing lands in /sys/fs/bpf and no mount or pin outlives the
+// test, even when it crashes. Returns why that failed; empty when it worked.
+// Must first run before any thread starts: unshare(CLONE_NEWNS) refuses a
+// process whose threads share its file system information.
+std::string MountPrivateBpffs(const std::string& path) {
+  if (unshare(CLONE_NEWNS) != 0) {
+    return absl::StrCat("unshare(CLONE_NEWNS): ", strerror(errno));
+  }
+  // Else the mount below would propagate to the host's namespace.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return absl::StrCat("making / private: ", strerror(errno));
+  }
+  if (mkdir(path.c_str(), 0700) != 0 ||
+      mount("bpf", path.c_str(), "bpf", 0, nullptr) != 0) {
+    return absl::StrCat("mounting a BPF file system on ", path, ": ",
+                        strerror(errno));
+  }
+  return "";
+}
+
+// Long enough that no assertion depends on how fast the machine is; the
+// deadline only turns a hang into a failure.
+constexpr absl::Duration kPatience = absl::Seconds(30);
+
+// A finished call: status, response and the rejection's lockd.v1.ReplyStatus
+// name from the trailing metadata ("" when there is none).
+template <typename Response>
+struct Result {
+  grpc::Status status;
+  Response response;
+  std::string reply_status;
+};
+
+// Calls `method` of `stub`; `bearer`, unless empty, is sent as
+// "authorization: Bearer <bearer>".
+template <typename Stub, typename Request, typename Response>
+Result<Response> Call(Stub& stub,
+                      grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                   const Request&, Response*),
+                      const Request& request,
+                      absl::Duration timeout = kPatience,
+                      const std::string& bearer = "") {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!bearer.empty()) {
+    context.AddMetadata(kAuthorizationMetadataKey,
+                        absl::StrCat(kBearerPrefix, bearer));
+  }
+  Result<Response> result;
+  result.status = (stub.*method)(&context, request, &result.response);
+  const auto& trailers = context.GetServerTrailingMetadata();
+  if (const auto found = trailers.find(kReplyStatusMetadataKey);
+      found != trailers.end()) {
+    result.reply_status.assign(found->second.data(), found->second.size());
+  }
+  return result;
+}
+
+using LockStub = v1::LockService::Stub;
+using AdminStub = v1::AdminService::Stub;
+
+class GrpcServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmpdir = std::getenv("TEST_TMPDIR");
+    ASSERT_NE(tmpdir, nullptr) << "run under bazel test";
+    ServerOptions options;  // no interface: fast path off
+    options.instance = absl::StrCat("grpctest-", getpid());
+    options.pin_root = absl::StrCat(tmpdir, "/bpf");
+    static const std::string* const bpffs_refusal =
+        new std::string(MountPrivateBpffs(options.pin_root));
+    if (!bpffs_refusal->empty()) {
+      GTEST_SKIP() << "needs root for a private BPF file system: "
+                   << *bpffs_refusal;
+    }
+    options.state_root = absl::StrCat(tmpdir, "/run");
+    // An ephemeral UDP port: a lockd running on this host keeps its own.
+    options.datapath.port = 0;
+    options.admin_token = kAdminToken;
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+    if (absl::IsPermissionDenied(server.status())) {
+      GTEST_SKIP() << "lockd::Server needs root to load its maps: "
+                   << server.status();
+    }
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+
+    int port = 0;
+    absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
+        StartGrpcServer(server_.get(), "127.0.0.1:0", &port);
+    ASSERT_TRUE(grpc_server.ok()) << grpc_server.status();
+    grpc_server_ = std::move(*grpc_server);
+
+    grpc::ChannelArguments arguments;
+    // A proxy from the environment must not intercept a loopback call.
+    arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                             grpc::InsecureChannelCredentials(),
+                                             arguments);
+    locks_ = v1::LockService::NewStub(channel);
+    admin_ = v1::AdminService::NewStub(channel);
+  }
+
+  void TearDown() override {
+    // The gRPC server borrows server_: it goes first.
+    grpc_server_.reset();
+    server_.reset();
+  }
+
+  Result<v1::AcquireResponse> Acquire(const v1::AcquireRequest& request,
+                                      absl::Duration timeout = kPatience) {
+    return Call(*locks_, &LockStub::Acquire, request, timeout);
+  }
+
+  Result<v1::AcquireResponse> Acquire(uint64_t lock_id, uint64_t txn_id,
+                                      v1::Policy policy = v1::POLICY_WAIT,
+                                      absl::Duration timeout = kPatience) {
+    v1::AcquireRequest request;
+    request.set_lock_id(lock_id);
+    request.set_txn_id(txn_id);
+    request.set_mode(v1::MODE_EXCLUSIVE);
+    request.set_policy(policy);
+    return Acquire(request, timeout);
+  }
+
+  Result<v1::ReleaseResponse> Release(uint64_t lock_id, uint64_t txn_id) {
+    v1::ReleaseRequest request;
+    request.set_lock_id(lock_id);
+    request.set_txn_id(txn_id);
+    return Call(*locks_, &LockStub::Release, request);
+  }
+
+  Result<v1::GetLockResponse> GetLock(uint64_t lock_id) {
+    v1::GetLockRequest request;
+    request.set_lock_id(lock_id);
+    return Call(*admin_, &AdminStub::GetLock, request);
+  }
+
+  Result<v1::ForceReleaseResponse> ForceRelease(uint64_t lock_id,
+                                                uint64_t txn_id,
+                                                const std::string& bearer,
+                                                uint64_t fence = 0) {
+    v1::ForceReleaseRequest request;
+    request.set_lock_id(lock_id);
+    request.set_txn_id(txn_id);
+    request.set_token(fence);
+    return Call(*admin_, &AdminStub::ForceRelease, request, kPatience, bearer);
+  }
+
+  // Polls GetLock until `txn_id` is in the queue (true) or `in_queue` is
+  // false and it is not; false when that does not happen in time.
+  bool AwaitQueued(uint64_t lock_id, uint64_t txn_id, bool in_queue) {
+    const absl::Time give_up = absl::Now() + kPatience;
+    while (absl::Now() < give_up) {
+      Result<v1::GetLockResponse> lock = GetLock(lock_id);
+      bool found = false;
+      for (const v1::Waiter& waiter : lock.response.queue()) {
+        found |= waiter.txn_id() == txn_id && !waiter.cancelled();
+      }
+      if (lock.status.ok() && found == in_queue) return true;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return false;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<v1::LockService::Stub> locks_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+};
+
+TEST_F(GrpcServiceTest, AcquireByNameIsGrantedWithAFence) {
+  v1::AcquireRequest request;
+  request.set_lock_name("orders/42");
+  request.set_txn_id(1);
+  request.set_mode(v1::MODE_EXCLUSIVE);
+  const Result<v1::AcquireResponse> acquired = Acquire(request);
+
+  ASSERT_TRUE(acquired.status.ok()) << acquired.status.error_message();
+  EXPECT_EQ(acquired.response.status(), v1::REPLY_STATUS_OK);
+  EXPECT_EQ(acquired.response.lock_id(), LockIdForName("orders/42"));
+  EXPECT_GT(acquired.response.fence(), 0u);
+  EXPECT_GT(acquired.response.lease_ms(), 0u);
+
+  const Result<v1::GetLockResponse> lock = GetLock(LockIdForName("orders/42"));
+  ASSERT_TRUE(lock.status.ok()) << lock.status.error_message();
+  ASSERT_EQ(lock.response.holders_size(), 1);
+  const v1::Holder& holder = lock.response.holders(0);
+  EXPECT_EQ(holder.txn_id(), 1u);
+  EXPECT_EQ(holder.mode(), v1::MODE_EXCLUSIVE);
+  EXPECT_EQ(holder.fence(), acquired.response.fence());
+  EXPECT_GT(holder.lease_left_ms(), 0);
+  EXPECT_EQ(holder.client_address(), "grpc");
+  EXPECT_TRUE(lock.response.summary().user_owned());
+}
+
+TEST_F(GrpcServiceTest, NoWaitConflictIsAbortedAndNamesLockAndTxn) {
+  ASSERT_TRUE(Acquire(7, 1).status.ok());
+
+  const Result<v1::AcquireResponse> rejected =
+      Acquire(7, 2, v1::POLICY_NO_WAIT);
+
+  EXPECT_EQ(rejected.status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(rejected.reply_status, "REPLY_STATUS_CONFLICT");
+  EXPECT_TRUE(absl::StrContains(rejected.status.error_message(),
+                                "lock 0x0000000000000007"))
+      << rejected.status.error_message();
+  EXPECT_TRUE(absl::StrContains(rejected.status.error_message(), "txn 2"))
+      << rejected.status.error_message();
+}
+
+TEST_F(GrpcServiceTest, ReleaseByNonHolderIsFailedPrecondition) {
+  ASSERT_TRUE(Acquire(7, 1).status.ok());
+
+  const Result<v1::ReleaseResponse> released = Release(7, 2);
+
+  EXPECT_EQ(released.status.error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(released.reply_status, "REPLY_STATUS_NOT_HOLDER");
+}
+
+TEST_F(GrpcServiceTest, WaiterIsGrantedWhenTheHolderReleases) {
+  const Result<v1::AcquireResponse> first = Acquire(7, 1);
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+
+  Result<v1::AcquireResponse> second;
+  std::thread waiter([&] { second = Acquire(7, 2); });
+  ASSERT_TRUE(AwaitQueued(7, 2, /*in_queue=*/true));
+  const Result<v1::ReleaseResponse> released = Release(7, 1);
+  waiter.join();
+
+  ASSERT_TRUE(released.status.ok()) << released.status.error_message();
+  EXPECT_EQ(released.response.fence(), first.response.fence());
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  EXPECT_GT(second.response.fence(), first.response.fence());
+}
+
+TEST_F(GrpcServiceTest, RpcDeadlineWhileQueuedCancelsTheWait) {
+  ASSERT_TRUE(Acquire(7, 1).status.ok());
+
+  const Result<v1::AcquireResponse> timed_out =
+      Acquire(7, 2, v1::POLICY_WAIT, absl::Milliseconds(200));
+
+  EXPECT_EQ(timed_out.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The client gives up at the deadline; the server cancels the wait at the
+  // same deadline, a moment later.
+  EXPECT_TRUE(AwaitQueued(7, 2, /*in_queue=*/false));
+}
+
+TEST_F(GrpcServiceTest, WaitMsCancelsTheWaitWithWaitExpired) {
+  ASSERT_TRUE(Acquire(7, 1).status.ok());
+  v1::AcquireRequest request;
+  request.set_lock_id(7);
+  request.set_txn_id(2);
+  request.set_mode(v1::MODE_SHARED);
+  request.set_wait_ms(100);
+
+  const Result<v1::AcquireResponse> expired = Acquire(request);
+
+  EXPECT_EQ(expired.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(expired.reply_status, "REPLY_STATUS_WAIT_EXPIRED");
+  const Result<v1::GetLockResponse> lock = GetLock(7);
+  ASSERT_TRUE(lock.status.ok()) << lock.status.error_message();
+  EXPECT_EQ(lock.response.queue_size(), 0);
+}
+
+TEST_F(GrpcServiceTest, MalformedRequestsAreInvalidArgument) {
+  v1::AcquireRequest no_lock;
+  no_lock.set_txn_id(1);
+  no_lock.set_mode(v1::MODE_EXCLUSIVE);
+  v1::AcquireRequest empty_name = no_lock;
+  empty_name.set_lock_name("");
+  v1::AcquireRequest no_mode;
+  no_mode.set_lock_id(7);
+  v1::AcquireRequest unknown_policy = no_lock;
+  unknown_policy.set_lock_id(7);
+  unknown_policy.set_policy(static_cast<v1::Policy>(7));
+
+  for (const v1::AcquireRequest& request :
+       {no_lock, empty_name, no_mode, unknown_policy}) {
+    EXPECT_EQ(Acquire(request).status.error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << request.ShortDebugString();
+  }
+}
+
+TEST_F(GrpcServiceTest, GetLockOfAnUnusedLockIsNotFound) {
+  EXPECT_EQ(GetLock(12345).status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(GrpcServiceTest, ForceReleaseNeedsTheAdminTokenAndGrantsTheNext) {
+  const Result<v1::AcquireResponse> holder = Acquire(7, 1);
+  ASSERT_TRUE(holder.status.ok()) << holder.status.error_message();
+  Result<v1::AcquireResponse> next;
+  std::thread waiter([&] { next = Acquire(7, 2); });
+  ASSERT_TRUE(AwaitQueued(7, 2, /*in_queue=*/true));
+
+  const Result<v1::ForceReleaseResponse> anonymous = ForceRelease(7, 1, "");
+  const Result<v1::ForceReleaseResponse> wrong = ForceRelease(7, 1, "guess");
+  const Result<v1::ForceReleaseResponse> stale =
+      ForceRelease(7, 1, kAdminToken, holder.response.fence() + 1);
+  const Result<v1::ForceReleaseResponse> forced =
+      ForceRelease(7, 1, kAdminToken, holder.response.fence());
+  waiter.join();
+
+  EXPECT_EQ(anonymous.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(wrong.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stale.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(stale.reply_status, "REPLY_STATUS_NOT_HOLDER");
+  ASSERT_TRUE(forced.status.ok()) << forced.status.error_message();
+  ASSERT_TRUE(next.status.ok()) << next.status.error_message();
+  EXPECT_GT(next.response.fence(), holder.response.fence());
+  // The former holder learns why its hold is gone.
+  const Result<v1::ReleaseResponse> late = Release(7, 1);
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(late.reply_status, "REPLY_STATUS_FORCE_RELEASED");
+}
+
+TEST_F(GrpcServiceTest, ListLocksPagesInIdOrder) {
+  for (uint64_t lock_id : {5, 3, 1, 4, 2}) {
+    ASSERT_TRUE(Acquire(lock_id, 1).status.ok());
+  }
+
+  std::vector<uint64_t> listed;
+  std::vector<int> page_sizes;
+  v1::ListLocksRequest request;
+  request.set_page_size(2);
+  do {
+    const Result<v1::ListLocksResponse> page =
+        Call(*admin_, &AdminStub::ListLocks, request);
+    ASSERT_TRUE(page.status.ok()) << page.status.error_message();
+    page_sizes.push_back(page.response.locks_size());
+    for (const v1::LockSummary& lock : page.response.locks()) {
+      listed.push_back(lock.lock_id());
+      EXPECT_EQ(lock.holders(), 1u);
+      EXPECT_EQ(lock.mode(), v1::MODE_EXCLUSIVE);
+    }
+    request.set_page_token(page.response.next_page_token());
+  } while (!request.page_token().empty());
+
+  EXPECT_EQ(listed, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(page_sizes, (std::vector<int>{2, 2, 1}));
+}
+
+TEST_F(GrpcServiceTest, ListLocksRejectsAForeignPageToken) {
+  v1::ListLocksRequest request;
+  request.set_page_token("not-a-token");
+
+  EXPECT_EQ(Call(*admin_, &AdminStub::ListLocks, request).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(GrpcServiceTest, GetStatsHasEveryDatapathCounterAndThePool) {
+  const Result<v1::GetStatsResponse> stats =
+      Call(*admin_, &AdminStub::GetStats, v1::GetStatsRequest());
+
+  ASSERT_TRUE(stats.status.ok()) << stats.status.error_message();
+  for (absl::string_view name : StatNames()) {
+    EXPECT_EQ(stats.response.counters().count(std::string(name)), 1u) << name;
+  }
+  EXPECT_GT(stats.response.pool().block_capacity(), 0u);
+  EXPECT_GT(stats.response.pool().bytes_per_block(), 0u);
+}
+
+TEST_F(GrpcServiceTest, HealthReportsFastPathOffAndAFreshStart) {
+  const Result<v1::HealthResponse> health =
+      Call(*admin_, &AdminStub::Health, v1::HealthRequest());
+
+  ASSERT_TRUE(health.status.ok()) << health.status.error_message();
+  EXPECT_TRUE(health.response.serving());
+  EXPECT_FALSE(health.response.datapath_attached());
+  EXPECT_FALSE(health.response.restored());
+}
+
+}  // namespace
+}  // namespace lockd

@@ -1,0 +1,72 @@
+// The Prometheus text format of lockd's counters and pool.
+#include "lockd/metrics.h"
+
+#include <map>
+#include <string>
+
+#include "abi/codec.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/lockd.pb.h"
+
+namespace lockd {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(RenderPrometheusTest, CounterHasHelpTypeAndSample) {
+  google::protobuf::Map<std::string, uint64_t> counters;
+  counters["grant_immediate"] = 12;
+
+  EXPECT_THAT(RenderPrometheus(counters, v1::PoolUsage()),
+              HasSubstr("# HELP lockd_grant_immediate_total lockd counter "
+                        "\"grant_immediate\": LOCKD_STATS in "
+                        "abi/lockd_abi.h, or the daemon's own for daemon_*.\n"
+                        "# TYPE lockd_grant_immediate_total counter\n"
+                        "lockd_grant_immediate_total 12\n"));
+}
+
+TEST(RenderPrometheusTest, EveryCounterOnceInNameOrder) {
+  google::protobuf::Map<std::string, uint64_t> counters;
+  for (absl::string_view name : StatNames()) counters[std::string(name)] = 1;
+  counters["daemon_takeovers"] = 3;
+
+  const std::string text = RenderPrometheus(counters, v1::PoolUsage());
+
+  size_t previous = 0;
+  for (const auto& [name, value] :
+       std::map<std::string, uint64_t>(counters.begin(), counters.end())) {
+    const std::string sample =
+        absl::StrCat("\nlockd_", name, "_total ", value, "\n");
+    const size_t at = text.find(sample);
+    ASSERT_NE(at, std::string::npos) << sample;
+    EXPECT_GT(at, previous) << name << " out of order";
+    EXPECT_EQ(text.find(sample, at + 1), std::string::npos) << name;
+    previous = at;
+  }
+}
+
+TEST(RenderPrometheusTest, PoolIsGaugesAndAllocationTotalsAreCounters) {
+  v1::PoolUsage pool;
+  pool.set_blocks_in_use(16);
+  pool.set_block_capacity(64);
+  pool.set_allocated_total(20);
+  pool.set_user_waiters(2);
+
+  const std::string text = RenderPrometheus({}, pool);
+
+  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_blocks_in_use gauge\n"
+                              "lockd_pool_blocks_in_use 16\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_block_capacity gauge\n"
+                              "lockd_pool_block_capacity 64\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_user_waiters gauge\n"
+                              "lockd_pool_user_waiters 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr("# TYPE lockd_pool_blocks_allocated_total counter\n"
+                        "lockd_pool_blocks_allocated_total 20\n"));
+}
+
+}  // namespace
+}  // namespace lockd
