@@ -17,9 +17,6 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
-#include <net/if.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -29,10 +26,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -56,12 +55,13 @@
 #include "lockd/datapath.h"
 #include "lockd/test_run.h"
 #include "tests/datapath/packet.h"
+#include "tests/datapath/private_netns.h"
 
 ABSL_FLAG(int32_t, iterations, 10000,
           "measured calls per operation (after a short warm-up)");
-ABSL_FLAG(double, max_seconds, 3.0,
-          "time limit per operation: whichever of this and --iterations "
-          "comes first ends it");
+ABSL_FLAG(double, max_seconds, 20.0,
+          "time limit of the measurement: whichever of this and "
+          "--iterations comes first ends it");
 ABSL_FLAG(std::string, json, "", "also write the figures as JSON here");
 
 namespace lockd::bench {
@@ -79,10 +79,11 @@ using Deltas = std::vector<std::pair<lockd_stat, uint64_t>>;
 // figures include per clone a transmit and a receive, where a NIC would
 // only transmit.
 constexpr uint32_t kLoopbackIfindex = 1;
-// Unrecorded calls before each operation's measurement, so that first-touch
-// costs (map elements allocated for the first time, cold caches) stay out
-// of the steady state being compared.
-constexpr int kWarmupSteps = 100;
+// Steps each operation takes in a row before the next one's turn (see
+// Bench). The first pass is a warm-up and is not recorded, so that
+// first-touch costs (map elements allocated for the first time, cold caches)
+// stay out of the steady state being compared.
+constexpr size_t kPassSteps = 100;
 // Waiters queued behind one holder before the queue is drained outside the
 // measurement: bounds pool and owner use whatever --iterations says.
 constexpr int kQueueBatch = 32;
@@ -98,27 +99,6 @@ constexpr uint64_t kGrantManyLock = 5;
 constexpr uint64_t kIdleTcLock = 6;
 // Lock of the entries that FillReleased puts in the released map.
 constexpr uint64_t kFillerLock = ~0ULL;
-
-// tests/datapath's Deliverer::EnterPrivateNetns does the same, but its
-// library is visible to //tests only. Clones sent by TC must reach a private
-// loopback and nothing else.
-absl::Status EnterPrivateNetns() {
-  if (unshare(CLONE_NEWNET) != 0)
-    return absl::InternalError(
-        absl::StrCat("unshare(CLONE_NEWNET): ", strerror(errno)));
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0)
-    return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
-  ifreq ifr{};
-  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
-  int rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-  int err = errno;
-  close(fd);
-  if (rc != 0)
-    return absl::InternalError(absl::StrCat("bringing lo up: ", strerror(err)));
-  return absl::OkStatus();
-}
 
 // Keeps every call on one CPU, so per-CPU state (map element caches, the
 // per-CPU counters) stays warm between calls instead of moving around.
@@ -312,7 +292,7 @@ class Lockd {
   Datapath* datapath_;
 };
 
-// ---- Measurement loop and statistics -------------------------------------
+// ---- Statistics ----------------------------------------------------------
 
 struct Limits {
   size_t iterations = 0;
@@ -326,31 +306,6 @@ struct Series {
   std::string program;
   std::vector<uint32_t> ns;
 };
-
-// `step` prepares state, measures one call for each entry of its span (in
-// the order of `series`) and cleans up. Runs it kWarmupSteps times
-// unrecorded, then records until either limit is reached.
-absl::Status Drive(
-    const Limits& limits, absl::Span<Series* const> series,
-    const std::function<absl::Status(absl::Span<uint32_t>)>& step) {
-  std::vector<uint32_t> ns(series.size());
-  const absl::Time deadline = absl::Now() + limits.time;
-  for (size_t i = 0; i < kWarmupSteps + limits.iterations; ++i) {
-    // Past the deadline, stop; but record at least one call.
-    if (i > kWarmupSteps && absl::Now() >= deadline) break;
-    absl::Status status = step(absl::MakeSpan(ns));
-    if (!status.ok()) {
-      std::vector<absl::string_view> ids;
-      for (const Series* s : series) ids.push_back(s->id);
-      return absl::Status(status.code(),
-                          absl::StrCat(absl::StrJoin(ids, "+"), ", call ", i,
-                                       ": ", status.message()));
-    }
-    if (i < kWarmupSteps) continue;
-    for (size_t k = 0; k < series.size(); ++k) series[k]->ns.push_back(ns[k]);
-  }
-  return absl::OkStatus();
-}
 
 // Nearest-rank percentile of sorted values.
 uint32_t Percentile(const std::vector<uint32_t>& sorted, double p) {
@@ -371,216 +326,80 @@ Figures Summarize(std::vector<uint32_t> ns) {
 
 // ---- The operations ------------------------------------------------------
 
+// Measures the operations in turns, kPassSteps steps each, rather than one
+// operation to the end and then the next: on a shared machine load drifts,
+// and ratios between figures taken seconds apart would carry that drift.
+// Turns of many steps (not one) keep each operation's caches as warm as a
+// server doing the same thing repeatedly would have them.
 class Bench {
  public:
-  Bench(Datapath* datapath, baseline_bpf* baseline, const Limits& limits)
-      : lockd_(datapath), baseline_(baseline), limits_(limits) {}
+  Bench(Datapath* datapath, baseline_bpf* baseline)
+      : lockd_(datapath), baseline_(baseline) {}
 
-  // The yardsticks: an empty XDP program and one that bounces a request.
-  absl::Status Baselines() {
-    const Message ask = Acquire(kReflectLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
-    const Bytes request = From(0, ask);
-    const int empty_fd = bpf_program__fd(baseline_->progs.xdp_empty);
-    Series& empty =
-        Add("xdp_empty", "empty XDP program (yardstick)", "xdp_empty");
-    absl::Status status =
-        Drive(limits_, {&empty}, [&](absl::Span<uint32_t> ns) {
-          return Record(RunChecked("xdp_empty", empty_fd, Hook::kXdp, request,
-                                   XDP_PASS, request),
-                        &ns[0]);
-        });
-    if (!status.ok()) return status;
-
-    // Reflect rewrites the request into a GRANTED to its sender.
-    const Bytes reply = To(0, Answer(ask, LOCKD_OP_GRANTED));
-    const int reflect_fd = bpf_program__fd(baseline_->progs.xdp_reflect);
-    Series& reflect =
-        Add("xdp_reflect", "reflect a request as GRANTED", "xdp_reflect");
-    status = Drive(limits_, {&reflect}, [&](absl::Span<uint32_t> ns) {
-      return Record(RunChecked("xdp_reflect", reflect_fd, Hook::kXdp, request,
-                               XDP_TX, reply),
-                    &ns[0]);
-    });
-    if (!status.ok()) return status;
-
-    // The empty program leaves the packet alone, so repeat>1 is sound for
-    // it; the gap to its repeat=1 figure is the framing of one call.
-    empty_repeat_ = static_cast<uint32_t>(limits_.iterations);
-    absl::StatusOr<uint32_t> ns =
-        RunChecked("xdp_empty", empty_fd, Hook::kXdp, request, XDP_PASS,
-                   request, empty_repeat_);
-    if (!ns.ok()) return ns.status();
-    empty_repeat_ns_ = *ns;
-    return absl::OkStatus();
-  }
-
-  // Acquire on a free lock, then its release with nobody waiting: both
-  // served by XDP alone.
-  absl::Status AcquireFreeAndRelease() {
-    uint64_t fence = 0;
-    Series& acquire =
-        Add("acquire_free", "acquire, lock free -> GRANTED", "lockd_xdp");
-    Series& release = Add("release_idle_xdp",
-                          "release, nobody waiting -> RELEASED", "lockd_xdp");
-    return Drive(limits_, {&acquire, &release}, [&](absl::Span<uint32_t> ns) {
-      const Message take = Acquire(kFreeLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
-      absl::Status status = Record(
-          lockd_.Measure(Hook::kXdp, From(0, take), XDP_TX,
-                         To(0, Granted(take, ++fence, lockd_.lease_ms())),
-                         {{LOCKD_STAT_RX, 1},
-                          {LOCKD_STAT_ACQUIRE, 1},
-                          {LOCKD_STAT_GRANT_IMMEDIATE, 1}}),
-          &ns[0]);
-      if (!status.ok()) return status;
-      const Message give = Release(kFreeLock, take.txn_id);
-      return Record(
-          lockd_.Measure(Hook::kXdp, From(0, give), XDP_TX,
-                         To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
-                         {{LOCKD_STAT_RX, 1},
-                          {LOCKD_STAT_RELEASE, 1},
-                          {LOCKD_STAT_RELEASED, 1}}),
-          &ns[1]);
-    });
-  }
-
-  // Acquire on a held lock: the requester joins the queue. Every
-  // kQueueBatch calls the queue is drained outside the measurement.
-  absl::Status AcquireQueues() {
-    Series& queued =
-        Add("acquire_queue", "acquire, lock held -> QUEUED", "lockd_xdp");
-    std::vector<Message> members;  // holder first, then waiters in order
-    uint64_t fence = 0;
-    absl::Status status =
-        Drive(limits_, {&queued}, [&](absl::Span<uint32_t> ns) {
-          if (members.size() == kQueueBatch + 1) {
-            absl::Status drained = Drain(kQueueLock, &members, &fence);
-            if (!drained.ok()) return drained;
-          }
-          if (members.empty()) {
-            const Message hold =
-                Acquire(kQueueLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
-            absl::Status held =
-                lockd_.Send(Hook::kXdp, From(0, hold), XDP_TX,
-                            To(0, Granted(hold, ++fence, lockd_.lease_ms())));
-            if (!held.ok()) return held;
-            members.push_back(hold);
-          }
-          const int client = static_cast<int>(members.size());
-          const Message wait =
-              Acquire(kQueueLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
-          absl::Status measured =
-              Record(lockd_.Measure(Hook::kXdp, From(client, wait), XDP_TX,
-                                    To(client, Queued(wait, client - 1)),
-                                    {{LOCKD_STAT_RX, 1},
-                                     {LOCKD_STAT_ACQUIRE, 1},
-                                     {LOCKD_STAT_QUEUED, 1},
-                                     {LOCKD_STAT_POOL_ALLOC, 1}}),
-                     &ns[0]);
-          if (measured.ok()) members.push_back(wait);
-          return measured;
-        });
-    if (!status.ok()) return status;
-    return Drain(kQueueLock, &members, &fence);
-  }
-
-  // A release that wakes `waiters` waiters in `mode`: XDP hands it to TC
-  // untouched, as in service, then TC releases and sends one GRANTED clone
-  // per woken waiter. XDP's part, which every such release pays, is
-  // recorded in `handoff` when given; TC's in `release`.
-  absl::Status ReleaseGranting(uint64_t lock, int waiters, lockd_mode mode,
-                               Series* handoff, Series* release) {
-    uint64_t fence = 0;
-    std::vector<Series*> series = {release};
-    if (handoff != nullptr) series.insert(series.begin(), handoff);
-    return Drive(limits_, series, [&](absl::Span<uint32_t> ns) {
-      const Message hold = Acquire(lock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
-      const uint64_t hold_fence = ++fence;
-      absl::Status status =
-          lockd_.Send(Hook::kXdp, From(0, hold), XDP_TX,
-                      To(0, Granted(hold, hold_fence, lockd_.lease_ms())));
-      if (!status.ok()) return status;
-      std::vector<Message> queue;
-      for (int c = 1; c <= waiters; ++c) {
-        const Message wait = Acquire(lock, NextTxn(), mode);
-        status = lockd_.Send(Hook::kXdp, From(c, wait), XDP_TX,
-                             To(c, Queued(wait, c - 1)));
-        if (!status.ok()) return status;
-        queue.push_back(wait);
-      }
-
-      const Bytes give = From(0, Release(lock, hold.txn_id));
-      if (handoff != nullptr) {
-        status = Record(
-            lockd_.Measure(Hook::kXdp, give, XDP_PASS, give,
-                           {{LOCKD_STAT_RX, 1}, {LOCKD_STAT_RELEASE_TO_TC, 1}}),
-            &ns[0]);
-      } else {
-        status = lockd_.Send(Hook::kXdp, give, XDP_PASS, give);
-      }
-      if (!status.ok()) return status;
-      const uint64_t n = static_cast<uint64_t>(waiters);
-      status =
-          Record(lockd_.Measure(Hook::kTc, give, TC_ACT_REDIRECT,
-                                To(0, Answer(Release(lock, hold.txn_id),
-                                             LOCKD_OP_RELEASED, hold_fence)),
-                                {{LOCKD_STAT_RELEASE, 1},
-                                 {LOCKD_STAT_RELEASED, 1},
-                                 {LOCKD_STAT_GRANT_FROM_QUEUE, n},
-                                 {LOCKD_STAT_GRANT_SENT, n},
-                                 {LOCKD_STAT_POOL_FREE, n}}),
-                 &ns[series.size() - 1]);
-      if (!status.ok()) return status;
-
-      // The woken waiters hold the lock now, each with its own fence; their
-      // releases find nobody waiting and XDP answers them.
-      for (int c = 1; c <= waiters; ++c) {
-        const Message done = Release(lock, queue[c - 1].txn_id);
-        status = lockd_.Send(Hook::kXdp, From(c, done), XDP_TX,
-                             To(c, Answer(done, LOCKD_OP_RELEASED, ++fence)));
-        if (!status.ok()) return status;
-      }
-      return absl::OkStatus();
-    });
-  }
-
-  absl::Status ReleaseGrantsOne() {
+  // Declares every operation; the yardstick comes first.
+  void AddAll() {
+    AddEmpty();
+    AddReflect();
+    AddAcquireFreeAndRelease();
+    AddAcquireQueues();
+    // Added before the calls, not in their arguments (evaluated in no set
+    // order), because the table lists series in the order they are added.
     Series& handoff = Add("release_handoff_xdp",
                           "release with waiters: hand-off to TC", "lockd_xdp");
-    Series& release = Add("release_grant1_tc",
-                          "release, grants 1 exclusive waiter", "lockd_tc");
-    return ReleaseGranting(kGrantOneLock, 1, LOCKD_MODE_EXCLUSIVE, &handoff,
-                           &release);
-  }
-
-  absl::Status ReleaseGrantsMany() {
-    Series& release =
+    Series& grant_one = Add("release_grant1_tc",
+                            "release, grants 1 exclusive waiter", "lockd_tc");
+    AddReleaseGranting(kGrantOneLock, 1, LOCKD_MODE_EXCLUSIVE, &handoff,
+                       &grant_one);
+    Series& grant_many =
         Add("release_grant8_tc",
             absl::StrCat("release, grants ", kManyWaiters, " shared waiters"),
             "lockd_tc");
-    return ReleaseGranting(kGrantManyLock, kManyWaiters, LOCKD_MODE_SHARED,
-                           nullptr, &release);
+    AddReleaseGranting(kGrantManyLock, kManyWaiters, LOCKD_MODE_SHARED, nullptr,
+                       &grant_many);
+    AddReleaseIdleTc();
   }
 
-  // TC's cost without clones, for reading the grant figures: a release
-  // with nobody waiting, which in service XDP answers and TC never sees.
-  absl::Status ReleaseIdleTc() {
-    uint64_t fence = 0;
-    Series& release = Add("release_idle_tc",
-                          "release, nobody waiting (TC reference)", "lockd_tc");
-    return Drive(limits_, {&release}, [&](absl::Span<uint32_t> ns) {
-      const Message take =
-          Acquire(kIdleTcLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
-      absl::Status status =
-          lockd_.Send(Hook::kXdp, From(0, take), XDP_TX,
-                      To(0, Granted(take, ++fence, lockd_.lease_ms())));
-      if (!status.ok()) return status;
-      const Message give = Release(kIdleTcLock, take.txn_id);
-      return Record(
-          lockd_.Measure(Hook::kTc, From(0, give), TC_ACT_REDIRECT,
-                         To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
-                         {{LOCKD_STAT_RELEASE, 1}, {LOCKD_STAT_RELEASED, 1}}),
-          &ns[0]);
-    });
+  // A warm-up pass, then recorded passes until either limit is reached
+  // (but at least one).
+  absl::Status Run(const Limits& limits) {
+    const absl::Time deadline = absl::Now() + limits.time;
+    for (size_t pass = 0, recorded = 0; recorded < limits.iterations; ++pass) {
+      if (recorded > 0 && absl::Now() >= deadline) break;
+      const bool record = pass > 0;
+      const size_t steps =
+          record ? std::min(kPassSteps, limits.iterations - recorded)
+                 : kPassSteps;
+      for (Operation& op : operations_) {
+        std::vector<uint32_t> ns(op.series.size());
+        for (size_t i = 0; i < steps; ++i) {
+          absl::Status status = op.step(absl::MakeSpan(ns));
+          if (!status.ok()) {
+            std::vector<absl::string_view> ids;
+            for (const Series* s : op.series) ids.push_back(s->id);
+            return absl::Status(
+                status.code(),
+                absl::StrCat(absl::StrJoin(ids, "+"), ", pass ", pass,
+                             ", step ", i, ": ", status.message()));
+          }
+          if (!record) continue;
+          for (size_t k = 0; k < ns.size(); ++k)
+            op.series[k]->ns.push_back(ns[k]);
+        }
+      }
+      if (record) recorded += steps;
+    }
+    absl::Status drained = DrainQueue();
+    if (!drained.ok()) return drained;
+
+    // The empty program leaves the packet alone, so repeat>1 is sound for
+    // it; the gap to its repeat=1 figure is the framing of one call.
+    empty_repeat_ = static_cast<uint32_t>(limits.iterations);
+    absl::StatusOr<uint32_t> ns = RunChecked(
+        "xdp_empty", bpf_program__fd(baseline_->progs.xdp_empty), Hook::kXdp,
+        EmptyRequest(), XDP_PASS, EmptyRequest(), empty_repeat_);
+    if (!ns.ok()) return ns.status();
+    empty_repeat_ns_ = *ns;
+    return absl::OkStatus();
   }
 
   const std::deque<Series>& series() const { return series_; }
@@ -588,6 +407,13 @@ class Bench {
   uint32_t empty_repeat_ns() const { return empty_repeat_ns_; }
 
  private:
+  // One operation: `step` prepares state, measures one call for each entry
+  // of its span (in the order of `series`) and cleans up.
+  struct Operation {
+    std::vector<Series*> series;
+    std::function<absl::Status(absl::Span<uint32_t>)> step;
+  };
+
   Series& Add(absl::string_view id, absl::string_view operation,
               absl::string_view program) {
     series_.push_back(Series{
@@ -604,30 +430,220 @@ class Bench {
 
   uint64_t NextTxn() { return ++last_txn_; }
 
-  // Releases every member of a queue built by AcquireQueues through TC,
-  // holder first: each release grants the next waiter, which takes the
+  // Grants on `lock` so far, hence the fence of its next grant minus one.
+  uint64_t& Fence(uint64_t lock) { return fences_[lock]; }
+
+  static Bytes EmptyRequest() {
+    return From(0, Acquire(kReflectLock, 1, LOCKD_MODE_EXCLUSIVE));
+  }
+
+  void AddEmpty() {
+    const Bytes request = EmptyRequest();
+    const int fd = bpf_program__fd(baseline_->progs.xdp_empty);
+    operations_.push_back(
+        {{&Add("xdp_empty", "empty XDP program (yardstick)", "xdp_empty")},
+         [request, fd](absl::Span<uint32_t> ns) {
+           return Record(RunChecked("xdp_empty", fd, Hook::kXdp, request,
+                                    XDP_PASS, request),
+                         &ns[0]);
+         }});
+  }
+
+  // Reflect rewrites a request into a GRANTED to its sender.
+  void AddReflect() {
+    const Message ask = Acquire(kReflectLock, 1, LOCKD_MODE_EXCLUSIVE);
+    const Bytes request = From(0, ask);
+    const Bytes reply = To(0, Answer(ask, LOCKD_OP_GRANTED));
+    const int fd = bpf_program__fd(baseline_->progs.xdp_reflect);
+    operations_.push_back(
+        {{&Add("xdp_reflect", "reflect a request as GRANTED", "xdp_reflect")},
+         [request, reply, fd](absl::Span<uint32_t> ns) {
+           return Record(RunChecked("xdp_reflect", fd, Hook::kXdp, request,
+                                    XDP_TX, reply),
+                         &ns[0]);
+         }});
+  }
+
+  // Acquire on a free lock, then its release with nobody waiting: both
+  // served by XDP alone.
+  void AddAcquireFreeAndRelease() {
+    Series& acquire =
+        Add("acquire_free", "acquire, lock free -> GRANTED", "lockd_xdp");
+    Series& release = Add("release_idle_xdp",
+                          "release, nobody waiting -> RELEASED", "lockd_xdp");
+    operations_.push_back(
+        {{&acquire, &release}, [this](absl::Span<uint32_t> ns) {
+           const Message take =
+               Acquire(kFreeLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+           const uint64_t fence = ++Fence(kFreeLock);
+           absl::Status status = Record(
+               lockd_.Measure(Hook::kXdp, From(0, take), XDP_TX,
+                              To(0, Granted(take, fence, lockd_.lease_ms())),
+                              {{LOCKD_STAT_RX, 1},
+                               {LOCKD_STAT_ACQUIRE, 1},
+                               {LOCKD_STAT_GRANT_IMMEDIATE, 1}}),
+               &ns[0]);
+           if (!status.ok()) return status;
+           const Message give = Release(kFreeLock, take.txn_id);
+           return Record(
+               lockd_.Measure(Hook::kXdp, From(0, give), XDP_TX,
+                              To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
+                              {{LOCKD_STAT_RX, 1},
+                               {LOCKD_STAT_RELEASE, 1},
+                               {LOCKD_STAT_RELEASED, 1}}),
+               &ns[1]);
+         }});
+  }
+
+  // Acquire on a held lock: the requester joins the queue. Every
+  // kQueueBatch calls the queue is drained outside the measurement.
+  void AddAcquireQueues() {
+    operations_.push_back(
+        {{&Add("acquire_queue", "acquire, lock held -> QUEUED", "lockd_xdp")},
+         [this](absl::Span<uint32_t> ns) {
+           if (queue_members_.size() == kQueueBatch + 1) {
+             absl::Status drained = DrainQueue();
+             if (!drained.ok()) return drained;
+           }
+           if (queue_members_.empty()) {
+             const Message hold =
+                 Acquire(kQueueLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+             absl::Status held = lockd_.Send(
+                 Hook::kXdp, From(0, hold), XDP_TX,
+                 To(0, Granted(hold, ++Fence(kQueueLock), lockd_.lease_ms())));
+             if (!held.ok()) return held;
+             queue_members_.push_back(hold);
+           }
+           const int client = static_cast<int>(queue_members_.size());
+           const Message wait =
+               Acquire(kQueueLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+           absl::Status measured =
+               Record(lockd_.Measure(Hook::kXdp, From(client, wait), XDP_TX,
+                                     To(client, Queued(wait, client - 1)),
+                                     {{LOCKD_STAT_RX, 1},
+                                      {LOCKD_STAT_ACQUIRE, 1},
+                                      {LOCKD_STAT_QUEUED, 1},
+                                      {LOCKD_STAT_POOL_ALLOC, 1}}),
+                      &ns[0]);
+           if (measured.ok()) queue_members_.push_back(wait);
+           return measured;
+         }});
+  }
+
+  // Releases every member of the queue built by AddAcquireQueues through
+  // TC, holder first: each release grants the next waiter, which takes the
   // next fence.
-  absl::Status Drain(uint64_t lock, std::vector<Message>* members,
-                     uint64_t* fence) {
-    const uint64_t first_fence = *fence;
-    for (size_t k = 0; k < members->size(); ++k) {
-      const Message give = Release(lock, (*members)[k].txn_id);
+  absl::Status DrainQueue() {
+    for (size_t k = 0; k < queue_members_.size(); ++k) {
+      const Message give = Release(kQueueLock, queue_members_[k].txn_id);
       const int client = static_cast<int>(k);
-      absl::Status status = lockd_.Send(
-          Hook::kTc, From(client, give), TC_ACT_REDIRECT,
-          To(client, Answer(give, LOCKD_OP_RELEASED, first_fence + k)));
+      // The holder's fence was handed out when it acquired; each waiter's
+      // is handed out by the release before its own.
+      const uint64_t fence = k == 0 ? Fence(kQueueLock) : ++Fence(kQueueLock);
+      absl::Status status =
+          lockd_.Send(Hook::kTc, From(client, give), TC_ACT_REDIRECT,
+                      To(client, Answer(give, LOCKD_OP_RELEASED, fence)));
       if (!status.ok()) return status;
     }
-    if (!members->empty()) *fence = first_fence + members->size() - 1;
-    members->clear();
+    queue_members_.clear();
     return absl::OkStatus();
+  }
+
+  // A release that wakes `waiters` waiters in `mode`: XDP hands it to TC
+  // untouched, as in service, then TC releases and sends one GRANTED clone
+  // per woken waiter. XDP's part, which every such release pays, is
+  // recorded in `handoff` when given; TC's in `release`.
+  void AddReleaseGranting(uint64_t lock, int waiters, lockd_mode mode,
+                          Series* handoff, Series* release) {
+    std::vector<Series*> series = {release};
+    if (handoff != nullptr) series.insert(series.begin(), handoff);
+    const bool record_handoff = handoff != nullptr;
+    operations_.push_back(
+        {series,
+         [this, lock, waiters, mode, record_handoff](absl::Span<uint32_t> ns) {
+           const Message hold = Acquire(lock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+           const uint64_t hold_fence = ++Fence(lock);
+           absl::Status status =
+               lockd_.Send(Hook::kXdp, From(0, hold), XDP_TX,
+                           To(0, Granted(hold, hold_fence, lockd_.lease_ms())));
+           if (!status.ok()) return status;
+           std::vector<Message> queue;
+           for (int c = 1; c <= waiters; ++c) {
+             const Message wait = Acquire(lock, NextTxn(), mode);
+             status = lockd_.Send(Hook::kXdp, From(c, wait), XDP_TX,
+                                  To(c, Queued(wait, c - 1)));
+             if (!status.ok()) return status;
+             queue.push_back(wait);
+           }
+
+           const Message give = Release(lock, hold.txn_id);
+           const Bytes in = From(0, give);
+           if (record_handoff) {
+             status = Record(lockd_.Measure(Hook::kXdp, in, XDP_PASS, in,
+                                            {{LOCKD_STAT_RX, 1},
+                                             {LOCKD_STAT_RELEASE_TO_TC, 1}}),
+                             &ns[0]);
+           } else {
+             status = lockd_.Send(Hook::kXdp, in, XDP_PASS, in);
+           }
+           if (!status.ok()) return status;
+           const uint64_t n = static_cast<uint64_t>(waiters);
+           status =
+               Record(lockd_.Measure(
+                          Hook::kTc, in, TC_ACT_REDIRECT,
+                          To(0, Answer(give, LOCKD_OP_RELEASED, hold_fence)),
+                          {{LOCKD_STAT_RELEASE, 1},
+                           {LOCKD_STAT_RELEASED, 1},
+                           {LOCKD_STAT_GRANT_FROM_QUEUE, n},
+                           {LOCKD_STAT_GRANT_SENT, n},
+                           {LOCKD_STAT_POOL_FREE, n}}),
+                      &ns[ns.size() - 1]);
+           if (!status.ok()) return status;
+
+           // The woken waiters hold the lock now, each with its own fence;
+           // their releases find nobody waiting and XDP answers them.
+           for (int c = 1; c <= waiters; ++c) {
+             const Message done = Release(lock, queue[c - 1].txn_id);
+             status = lockd_.Send(
+                 Hook::kXdp, From(c, done), XDP_TX,
+                 To(c, Answer(done, LOCKD_OP_RELEASED, ++Fence(lock))));
+             if (!status.ok()) return status;
+           }
+           return absl::OkStatus();
+         }});
+  }
+
+  // TC's cost without clones, for reading the grant figures: a release
+  // with nobody waiting, which in service XDP answers and TC never sees.
+  void AddReleaseIdleTc() {
+    operations_.push_back(
+        {{&Add("release_idle_tc", "release, nobody waiting (TC reference)",
+               "lockd_tc")},
+         [this](absl::Span<uint32_t> ns) {
+           const Message take =
+               Acquire(kIdleTcLock, NextTxn(), LOCKD_MODE_EXCLUSIVE);
+           const uint64_t fence = ++Fence(kIdleTcLock);
+           absl::Status status =
+               lockd_.Send(Hook::kXdp, From(0, take), XDP_TX,
+                           To(0, Granted(take, fence, lockd_.lease_ms())));
+           if (!status.ok()) return status;
+           const Message give = Release(kIdleTcLock, take.txn_id);
+           return Record(
+               lockd_.Measure(
+                   Hook::kTc, From(0, give), TC_ACT_REDIRECT,
+                   To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
+                   {{LOCKD_STAT_RELEASE, 1}, {LOCKD_STAT_RELEASED, 1}}),
+               &ns[0]);
+         }});
   }
 
   Lockd lockd_;
   baseline_bpf* baseline_;
-  Limits limits_;
-  uint64_t last_txn_ = 0;
   std::deque<Series> series_;  // a deque: Add hands out references
+  std::vector<Operation> operations_;
+  uint64_t last_txn_ = 0;
+  std::map<uint64_t, uint64_t> fences_;
+  std::vector<Message> queue_members_;  // holder first, then waiters
   uint32_t empty_repeat_ = 0;
   uint32_t empty_repeat_ns_ = 0;
 };
@@ -644,7 +660,7 @@ std::vector<Row> Rows(const Bench& bench) {
   std::vector<Row> rows;
   for (const Series& s : bench.series())
     rows.push_back({&s, Summarize(s.ns), 0});
-  // Baselines() adds the empty program first.
+  // AddAll() declares the empty program first.
   const double empty = rows.front().figures.median_ns;
   for (Row& row : rows) row.ratio = row.figures.median_ns / empty;
   return rows;
@@ -709,7 +725,7 @@ absl::Status Main() {
   const Limits limits{static_cast<size_t>(iterations),
                       absl::Seconds(max_seconds)};
 
-  absl::Status netns = EnterPrivateNetns();
+  absl::Status netns = lockd::testing::EnterPrivateNetns();
   if (!netns.ok()) return netns;
   absl::StatusOr<int> cpu = PinToCurrentCpu();
   if (!cpu.ok()) return cpu.status();
@@ -725,21 +741,22 @@ absl::Status Main() {
     return absl::InternalError(
         absl::StrCat("loading the baseline BPF programs: ", strerror(errno)));
 
-  Bench bench(datapath->get(), baseline.get(), limits);
-  for (absl::Status (Bench::*operation)() :
-       {&Bench::Baselines, &Bench::AcquireFreeAndRelease, &Bench::AcquireQueues,
-        &Bench::ReleaseGrantsOne, &Bench::ReleaseGrantsMany,
-        &Bench::ReleaseIdleTc}) {
-    absl::Status status = (bench.*operation)();
-    if (!status.ok()) return status;
-  }
+  Bench bench(datapath->get(), baseline.get());
+  bench.AddAll();
+  absl::Status measured = bench.Run(limits);
+  if (!measured.ok()) return measured;
 
   utsname uts{};
   uname(&uts);
   const std::vector<Row> rows = Rows(bench);
   PrintTable(rows, bench, uts.release, *cpu);
-  const std::string json = absl::GetFlag(FLAGS_json);
+  std::string json = absl::GetFlag(FLAGS_json);
   if (json.empty()) return absl::OkStatus();
+  // `bazel run` starts us in the runfiles tree; a relative path means the
+  // directory the command was typed in.
+  const char* cwd = getenv("BUILD_WORKING_DIRECTORY");
+  if (json.front() != '/' && cwd != nullptr)
+    json = absl::StrCat(cwd, "/", json);
   return WriteJson(json, rows, bench, uts.release, *cpu, limits);
 }
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lockd/datapath.h"
-#include "tests/datapath/fixture.h"
+#include "tests/datapath/private_netns.h"
 
 namespace lockd::testing {
 namespace {
@@ -18,7 +18,7 @@ std::string& Refusal() {
 
 void CheckBpfAllowed(bool private_netns) {
   if (private_netns) {
-    absl::Status netns = Deliverer::EnterPrivateNetns();
+    absl::Status netns = EnterPrivateNetns();
     if (!netns.ok()) {
       Refusal() = absl::StrCat(
           "kernel refused a network namespace (run as "

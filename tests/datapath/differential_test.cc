@@ -14,10 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "lockd/lock_engine.h"
 #include "lockd/table_reader.h"
 #include "tests/datapath/bpf_allowed.h"
 #include "tests/datapath/fixture.h"
-#include "lockd/lock_engine.h"
 
 namespace lockd::testing {
 namespace {
@@ -263,8 +263,8 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
     if (reply) {
       absl::StatusOr<Message> m = MessageOf(*reply);
       ASSERT_TRUE(m.ok()) << what << ": " << m.status();
-      LockEngine::Reply got{static_cast<uint8_t>(m->opcode), m->status, m->fence,
-                           m->queue_pos, m->lease_ms};
+      LockEngine::Reply got{static_cast<uint8_t>(m->opcode), m->status,
+                            m->fence, m->queue_pos, m->lease_ms};
       ASSERT_EQ(got, *want.reply) << what << "\n" << Dump(model, r.lock_id);
       ASSERT_EQ(*reply, BuildFrame(ServerEndpoint(),
                                    ClientEndpoint(ClientOf(r.txn_id)), *m))
@@ -279,7 +279,7 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
       ASSERT_TRUE(m.ok()) << what;
       const LockEngine::Grant& g = want.grants[i];
       LockEngine::Grant got{m->lock_id, m->txn_id, m->fence,
-                           m->seq,     m->mode,   m->lease_ms};
+                            m->seq,     m->mode,   m->lease_ms};
       ASSERT_EQ(m->opcode, LOCKD_OP_GRANTED) << what;
       ASSERT_EQ(got, g) << what << " grant " << i;
       ASSERT_EQ(grants[i], BuildFrame(ServerEndpoint(),

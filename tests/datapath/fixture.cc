@@ -4,9 +4,6 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
-#include <net/if.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,19 +35,6 @@ std::string Txns(const std::vector<uint64_t>& txns) {
 }
 
 }  // namespace
-
-absl::Status Deliverer::EnterPrivateNetns() {
-  if (unshare(CLONE_NEWNET) != 0) return Errno("unshare(CLONE_NEWNET)");
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0) return Errno("socket");
-  ifreq ifr{};
-  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
-  int rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-  close(fd);
-  if (rc != 0) return Errno("bringing lo up");
-  return absl::OkStatus();
-}
 
 absl::StatusOr<Deliverer> Deliverer::Create(Datapath* datapath, bool capture) {
   if (!capture) return Deliverer(datapath, -1);

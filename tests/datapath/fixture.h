@@ -36,9 +36,6 @@ struct Delivery {
 // sends are captured on the loopback device of a private network namespace.
 class Deliverer {
  public:
-  // Moves the calling process into a new network namespace with lo up, so
-  // clones go nowhere but to the capture socket. Call once, before threads.
-  static absl::Status EnterPrivateNetns();
   // With `capture`, RunTc reports the clones TC sent (one capture socket per
   // Deliverer sees every frame on lo: stress tests with several threads turn
   // it off).
