@@ -54,6 +54,7 @@
 #include "bpf/baseline_bpf.skel.h"
 #include "lockd/datapath.h"
 #include "lockd/test_run.h"
+#include "tests/datapath/messages.h"
 #include "tests/datapath/packet.h"
 #include "tests/datapath/private_netns.h"
 
@@ -67,9 +68,16 @@ ABSL_FLAG(std::string, json, "", "also write the figures as JSON here");
 namespace lockd::bench {
 namespace {
 
+using testing::Acquire;
+using testing::Answer;
 using testing::Bytes;
 using testing::ClientEndpoint;
+using testing::From;
+using testing::Granted;
+using testing::Queued;
+using testing::Release;
 using testing::ServerEndpoint;
+using testing::To;
 using Deltas = std::vector<std::pair<lockd_stat, uint64_t>>;
 
 // Loopback of the private namespace: where TC's clones go. Loopback hands
@@ -127,61 +135,6 @@ absl::Status FillReleased(const Datapath& datapath) {
           absl::StrCat("filling the released map: ", strerror(errno)));
   }
   return absl::OkStatus();
-}
-
-// ---- Messages and frames, as in tests/datapath/fixtures_test.cc ----------
-
-Message Acquire(uint64_t lock, uint64_t txn, lockd_mode mode) {
-  Message m;
-  m.opcode = LOCKD_OP_ACQUIRE;
-  m.lock_id = lock;
-  m.txn_id = txn;
-  m.mode = mode;
-  m.policy = LOCKD_POLICY_WAIT;
-  m.seq = 1;
-  return m;
-}
-
-Message Release(uint64_t lock, uint64_t txn) {
-  Message m;
-  m.opcode = LOCKD_OP_RELEASE;
-  m.lock_id = lock;
-  m.txn_id = txn;
-  m.seq = 2;  // after its acquire's, or the release would be stale
-  return m;
-}
-
-// The reply the datapath writes for `request`.
-Message Answer(const Message& request, lockd_opcode opcode,
-               uint64_t fence = 0) {
-  Message m = request;
-  m.opcode = opcode;
-  m.status = LOCKD_STATUS_OK;
-  m.fence = fence;
-  m.lease_ms = 0;
-  m.wait_ms = 0;
-  m.queue_pos = 0;
-  return m;
-}
-
-Message Granted(const Message& request, uint64_t fence, uint32_t lease_ms) {
-  Message m = Answer(request, LOCKD_OP_GRANTED, fence);
-  m.lease_ms = lease_ms;
-  return m;
-}
-
-Message Queued(const Message& request, uint32_t position) {
-  Message m = Answer(request, LOCKD_OP_QUEUED);
-  m.queue_pos = position;
-  return m;
-}
-
-Bytes From(int client, const Message& m) {
-  return BuildFrame(ClientEndpoint(client), ServerEndpoint(), m);
-}
-
-Bytes To(int client, const Message& m) {
-  return BuildFrame(ServerEndpoint(), ClientEndpoint(client), m);
 }
 
 // ---- Checked program runs ------------------------------------------------
@@ -485,13 +438,13 @@ class Bench {
                &ns[0]);
            if (!status.ok()) return status;
            const Message give = Release(kFreeLock, take.txn_id);
-           return Record(
-               lockd_.Measure(Hook::kXdp, From(0, give), XDP_TX,
-                              To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
-                              {{LOCKD_STAT_RX, 1},
-                               {LOCKD_STAT_RELEASE, 1},
-                               {LOCKD_STAT_RELEASED, 1}}),
-               &ns[1]);
+           return Record(lockd_.Measure(Hook::kXdp, From(0, give), XDP_TX,
+                                        To(0, Answer(give, LOCKD_OP_RELEASED,
+                                                     LOCKD_STATUS_OK, fence)),
+                                        {{LOCKD_STAT_RX, 1},
+                                         {LOCKD_STAT_RELEASE, 1},
+                                         {LOCKD_STAT_RELEASED, 1}}),
+                         &ns[1]);
          }});
   }
 
@@ -540,9 +493,9 @@ class Bench {
       // The holder's fence was handed out when it acquired; each waiter's
       // is handed out by the release before its own.
       const uint64_t fence = k == 0 ? Fence(kQueueLock) : ++Fence(kQueueLock);
-      absl::Status status =
-          lockd_.Send(Hook::kTc, From(client, give), TC_ACT_REDIRECT,
-                      To(client, Answer(give, LOCKD_OP_RELEASED, fence)));
+      absl::Status status = lockd_.Send(
+          Hook::kTc, From(client, give), TC_ACT_REDIRECT,
+          To(client, Answer(give, LOCKD_OP_RELEASED, LOCKD_STATUS_OK, fence)));
       if (!status.ok()) return status;
     }
     queue_members_.clear();
@@ -589,14 +542,14 @@ class Bench {
            if (!status.ok()) return status;
            const uint64_t n = static_cast<uint64_t>(waiters);
            status =
-               Record(lockd_.Measure(
-                          Hook::kTc, in, TC_ACT_REDIRECT,
-                          To(0, Answer(give, LOCKD_OP_RELEASED, hold_fence)),
-                          {{LOCKD_STAT_RELEASE, 1},
-                           {LOCKD_STAT_RELEASED, 1},
-                           {LOCKD_STAT_GRANT_FROM_QUEUE, n},
-                           {LOCKD_STAT_GRANT_SENT, n},
-                           {LOCKD_STAT_POOL_FREE, n}}),
+               Record(lockd_.Measure(Hook::kTc, in, TC_ACT_REDIRECT,
+                                     To(0, Answer(give, LOCKD_OP_RELEASED,
+                                                  LOCKD_STATUS_OK, hold_fence)),
+                                     {{LOCKD_STAT_RELEASE, 1},
+                                      {LOCKD_STAT_RELEASED, 1},
+                                      {LOCKD_STAT_GRANT_FROM_QUEUE, n},
+                                      {LOCKD_STAT_GRANT_SENT, n},
+                                      {LOCKD_STAT_POOL_FREE, n}}),
                       &ns[ns.size() - 1]);
            if (!status.ok()) return status;
 
@@ -604,9 +557,10 @@ class Bench {
            // their releases find nobody waiting and XDP answers them.
            for (int c = 1; c <= waiters; ++c) {
              const Message done = Release(lock, queue[c - 1].txn_id);
-             status = lockd_.Send(
-                 Hook::kXdp, From(c, done), XDP_TX,
-                 To(c, Answer(done, LOCKD_OP_RELEASED, ++Fence(lock))));
+             status =
+                 lockd_.Send(Hook::kXdp, From(c, done), XDP_TX,
+                             To(c, Answer(done, LOCKD_OP_RELEASED,
+                                          LOCKD_STATUS_OK, ++Fence(lock))));
              if (!status.ok()) return status;
            }
            return absl::OkStatus();
@@ -631,7 +585,8 @@ class Bench {
            return Record(
                lockd_.Measure(
                    Hook::kTc, From(0, give), TC_ACT_REDIRECT,
-                   To(0, Answer(give, LOCKD_OP_RELEASED, fence)),
+                   To(0,
+                      Answer(give, LOCKD_OP_RELEASED, LOCKD_STATUS_OK, fence)),
                    {{LOCKD_STAT_RELEASE, 1}, {LOCKD_STAT_RELEASED, 1}}),
                &ns[0]);
          }});
