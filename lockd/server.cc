@@ -206,6 +206,8 @@ class Server::Impl {
                         static_cast<int64_t>(h.lease_expires_ns - now) /
                             static_cast<int64_t>(kNsPerMs),
                         EndpointOf(lock_id, txn).Name()}});
+      if (state->holders.empty() && state->queue.empty())
+        return IdleLock(lock_id);
       std::sort(by_fence.begin(), by_fence.end(),
                 [](const auto& a, const auto& b) { return a.first < b.first; });
       for (auto& [fence, h] : by_fence) info.holders.push_back(std::move(h));
@@ -218,6 +220,7 @@ class Server::Impl {
     }
     absl::StatusOr<LockView> view = Reader().Read(lock_id);
     if (!view.ok()) return view.status();
+    if (view->holders.empty() && view->queue.empty()) return IdleLock(lock_id);
     info.mode = view->state.mode;
     info.fence = view->state.fence;
     for (const HolderView& h : view->holders)
@@ -281,9 +284,12 @@ class Server::Impl {
     absl::MutexLock hold(&mu_);
     Count("force_releases");
     if (engine_.Find(lock_id) != nullptr) {
+      const uint64_t fence = HeldFence(lock_id, txn_id);
       absl::StatusOr<LockEngine::Outcome> outcome =
           engine_.ForceRelease(lock_id, txn_id, MonotonicNs());
       if (!outcome.ok()) return outcome.status();
+      RememberInKernel({lock_id, txn_id}, fence, 0,
+                       LOCKD_STATUS_FORCE_RELEASED);
       endpoints_.erase({lock_id, txn_id});
       Deliver(lock_id, *outcome);
       Settle(lock_id);
@@ -323,6 +329,13 @@ class Server::Impl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = endpoints_.find({lock_id, txn_id});
     return it == endpoints_.end() ? Endpoint{} : it->second;
+  }
+
+  // Lock entries outlive their use (the kernel never deletes them): a lock
+  // nobody holds or waits for is, to an operator, not there.
+  static absl::Status IdleLock(uint64_t lock_id) {
+    return absl::NotFoundError(
+        absl::StrCat("lock ", lock_id, " has no holders and no waiters"));
   }
 
   static LockAnswer ToAnswer(const LockEngine::Reply& reply) {
@@ -684,7 +697,8 @@ class Server::Impl {
       if (reply.opcode == LOCKD_OP_REJECTED ||
           reply.opcode == LOCKD_OP_RELEASED)
         endpoints_.erase(key);
-      if (reply.opcode == LOCKD_OP_RELEASED) RememberInKernel(key, reply);
+      if (reply.opcode == LOCKD_OP_RELEASED)
+        RememberInKernel(key, reply.fence, reply.seq, LOCKD_STATUS_OK);
     }
     Deliver(m.lock_id, outcome);
     Settle(m.lock_id);
@@ -704,14 +718,25 @@ class Server::Impl {
     }
   }
 
-  // And the kernel learns the releases the engine served, for after the
-  // lock is given back.
-  void RememberInKernel(const OwnerKey& key, const Message& reply) {
+  // And the kernel learns how the engine ended holds and waits (released,
+  // cancelled, swept, forced), for after the lock is given back.
+  void RememberInKernel(const OwnerKey& key, uint64_t fence, uint32_t seq,
+                        uint8_t status) {
     lockd_owner_key k{key.first, key.second};
     lockd_released memo{};
-    memo.fence = reply.fence;
-    memo.seq = reply.seq;
+    memo.fence = fence;
+    memo.seq = seq;
+    memo.status = status;
     bpf_map_update_elem(datapath_->released_fd(), &k, &memo, BPF_ANY);
+  }
+
+  // The fence of a hold the engine is about to end (0: not a holder).
+  uint64_t HeldFence(uint64_t lock_id, uint64_t txn_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const LockEngine::LockState* state = engine_.Find(lock_id);
+    if (state == nullptr) return 0;
+    auto it = state->holders.find(txn_id);
+    return it == state->holders.end() ? 0 : it->second.fence;
   }
 
   // --- Leases and wait deadlines -----------------------------------------
@@ -722,10 +747,13 @@ class Server::Impl {
       absl::MutexLock hold(&mu_);
       const uint64_t now = MonotonicNs();
       for (const auto& [lock_id, txn_id] : engine_.DueHolders(now)) {
+        const uint64_t fence = HeldFence(lock_id, txn_id);
         absl::StatusOr<LockEngine::Outcome> o =
             engine_.ExpireHolder(lock_id, txn_id, now);
         if (!o.ok()) continue;
         Count("leases_expired");
+        RememberInKernel({lock_id, txn_id}, fence, 0,
+                         LOCKD_STATUS_LEASE_EXPIRED);
         endpoints_.erase({lock_id, txn_id});
         Deliver(lock_id, *o);
         Settle(lock_id);
@@ -735,6 +763,7 @@ class Server::Impl {
             engine_.ExpireWaiter(lock_id, txn_id, now);
         if (!o.ok()) continue;
         Count("waits_expired");
+        RememberInKernel({lock_id, txn_id}, 0, 0, LOCKD_STATUS_WAIT_EXPIRED);
         NotifyWaitExpired(lock_id, txn_id);
         endpoints_.erase({lock_id, txn_id});
         Deliver(lock_id, *o);

@@ -640,7 +640,11 @@ static __always_inline void lt_release(const struct lockd_req *req, __u64 now,
   struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &req->lock_id);
   if (!own || !lk) {
     stat_inc(LOCKD_STAT_RELEASE);
-    release_unknown(req, &key, res);
+    /* The daemon took the lock over with its records: only it knows. */
+    if (lk && (READ_ONCE(lk->flags) & LOCKD_LOCK_USER_OWNED))
+      result_handoff(res, LOCKD_HANDOFF_USER_OWNED);
+    else
+      release_unknown(req, &key, res);
     return;
   }
   /* A queued owner's block, looked up now in case the release cancels. */
@@ -757,7 +761,10 @@ static __always_inline void lt_renew(const struct lockd_req *req, __u64 now,
     RENEW_USER_OWNED,
   } outcome = RENEW_NOT_HOLDER;
   __u64 fence = 0;
-  if (own && lk) {
+  if (!own && lk && (READ_ONCE(lk->flags) & LOCKD_LOCK_USER_OWNED)) {
+    /* The daemon took the lock over with its records: only it knows. */
+    outcome = RENEW_USER_OWNED;
+  } else if (own && lk) {
     bpf_spin_lock(&lk->guard);
     if (lk->flags & LOCKD_LOCK_USER_OWNED) {
       outcome = RENEW_USER_OWNED;

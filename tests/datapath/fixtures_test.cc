@@ -44,6 +44,16 @@ absl::Status FlagUserOwned(Datapath& datapath) {
   return absl::OkStatus();
 }
 
+// As the daemon leaves a lock it took over: flagged, its records moved out.
+absl::Status TakenOverWithRecords(Datapath& datapath) {
+  if (absl::Status flagged = FlagUserOwned(datapath); !flagged.ok())
+    return flagged;
+  lockd_owner_key holder{kLock, 1};
+  if (bpf_map_delete_elem(datapath.owners_fd(), &holder) != 0)
+    return absl::InternalError("deleting the holder's record");
+  return absl::OkStatus();
+}
+
 absl::Status LetLeasesLapse(Datapath&) {
   absl::SleepFor(absl::Milliseconds(5));  // leases in these fixtures: 1 ms
   return absl::OkStatus();
@@ -587,6 +597,33 @@ std::vector<Fixture> Fixtures() {
     t.stats = {{LOCKD_STAT_RX, 1},
                {LOCKD_STAT_RELEASE, 1},
                {LOCKD_STAT_HANDOFF_USER_OWNED, 1}};
+    f.push_back(t);
+  }
+
+  {
+    Fixture t;
+    t.name = "release for a taken-over lock without records goes up";
+    t.setup = {From(0, x1)};
+    t.prepare = TakenOverWithRecords;
+    t.in = From(0, Release(kLock, 1));
+    t.verdict = XDP_PASS;
+    t.out = From(0, HandedOff(Release(kLock, 1), LOCKD_HANDOFF_USER_OWNED));
+    t.owners = 0;
+    t.stats = {{LOCKD_STAT_RX, 1},
+               {LOCKD_STAT_RELEASE, 1},
+               {LOCKD_STAT_HANDOFF_USER_OWNED, 1}};
+    f.push_back(t);
+  }
+  {
+    const Message renew = Renew(kLock, 1, 0);
+    Fixture t;
+    t.name = "renew for a taken-over lock without records goes up";
+    t.setup = {From(0, x1)};
+    t.prepare = TakenOverWithRecords;
+    t.in = From(0, renew);
+    t.verdict = XDP_PASS;
+    t.out = From(0, HandedOff(renew, LOCKD_HANDOFF_USER_OWNED));
+    t.stats = {{LOCKD_STAT_RX, 1}, {LOCKD_STAT_HANDOFF_USER_OWNED, 1}};
     f.push_back(t);
   }
 

@@ -1,0 +1,72 @@
+// UdpLockClient: a lockd client over the UDP protocol, as an application on
+// a client host would be, for end-to-end tests: one socket in the client
+// namespace of a TestNetwork, one transaction on one lock, and requests
+// numbered by one increasing counter (docs/semantics.md, RELEASE rule 0).
+#ifndef LOCKD_TESTS_DAEMON_UDP_LOCK_CLIENT_H_
+#define LOCKD_TESTS_DAEMON_UDP_LOCK_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "abi/codec.h"
+#include "abi/lockd_abi.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tests/netns/test_network.h"
+
+namespace lockd::testing {
+
+// How long a test waits for one reply: generous, so that only a reply that
+// never comes fails a test, however loaded the machine is.
+inline constexpr absl::Duration kReplyTimeout = absl::Seconds(10);
+
+class UdpLockClient {
+ public:
+  // A socket on the client end of net.link(), talking to lockd's default
+  // port on the server end, as transaction `txn_id` on lock `lock_id`.
+  static absl::StatusOr<std::unique_ptr<UdpLockClient>> Open(
+      const netns::TestNetwork& net, uint64_t lock_id, uint64_t txn_id);
+
+  // Sends one request for this client's lock and txn with the next seq.
+  absl::Status Send(lockd_opcode opcode, lockd_mode mode = LOCKD_MODE_NONE,
+                    lockd_policy policy = LOCKD_POLICY_WAIT,
+                    uint32_t lease_ms = 0);
+
+  // The next datagram, which must come from lockd's port on the server, be
+  // a well-formed reply, and be about this client's lock and txn.
+  // DeadlineExceeded when none came within `timeout`.
+  absl::StatusOr<Message> Receive(absl::Duration timeout = kReplyTimeout);
+
+  // Send, then Receive.
+  absl::StatusOr<Message> Call(lockd_opcode opcode,
+                               lockd_mode mode = LOCKD_MODE_NONE,
+                               lockd_policy policy = LOCKD_POLICY_WAIT,
+                               uint32_t lease_ms = 0);
+
+  uint64_t lock_id() const { return lock_id_; }
+  uint64_t txn_id() const { return txn_id_; }
+
+ private:
+  UdpLockClient(netns::UdpSocket socket, std::string server, uint64_t lock_id,
+                uint64_t txn_id)
+      : socket_(std::move(socket)),
+        server_(std::move(server)),
+        lock_id_(lock_id),
+        txn_id_(txn_id) {}
+
+  netns::UdpSocket socket_;
+  std::string server_;  // dotted quad
+  uint64_t lock_id_;
+  uint64_t txn_id_;
+  uint32_t seq_ = 0;
+};
+
+// `reply` when it is `opcode`; otherwise an error that shows what came.
+absl::StatusOr<Message> ExpectReply(absl::StatusOr<Message> reply,
+                                    lockd_opcode opcode);
+
+}  // namespace lockd::testing
+
+#endif  // LOCKD_TESTS_DAEMON_UDP_LOCK_CLIENT_H_
