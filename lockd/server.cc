@@ -132,7 +132,9 @@ class Server::Impl {
     request.mode = mode;
     request.policy = policy;
     request.lease_ms = lease_ms;
-    request.seq = ++grpc_seq_;
+    // gRPC calls carry no sequence number; 0 is never newer than a UDP
+    // client's later RELEASE of the same hold, so that one is never stale.
+    request.seq = 0;
     LockEngine::Outcome outcome = engine_.Apply(request, MonotonicNs());
     Deliver(lock_id, outcome);
     if (!outcome.reply)
@@ -153,7 +155,7 @@ class Server::Impl {
         grpc_outcomes_.erase(it);
       } else {
         request.opcode = LOCKD_OP_RELEASE;  // cancel the wait
-        request.seq = ++grpc_seq_;
+        request.seq = RecordSeq(lock_id, txn_id);
         Deliver(lock_id, engine_.Apply(request, MonotonicNs()));
         endpoints_.erase(key);
         Settle(lock_id);
@@ -354,7 +356,8 @@ class Server::Impl {
     request.lock_id = lock_id;
     request.txn_id = txn_id;
     request.lease_ms = lease_ms;
-    request.seq = ++grpc_seq_;
+    // Acts on the owner's record, whichever path made it: never stale.
+    request.seq = RecordSeq(lock_id, txn_id);
     LockEngine::Outcome outcome = engine_.Apply(request, MonotonicNs());
     Deliver(lock_id, outcome);
     Settle(lock_id);
@@ -730,6 +733,19 @@ class Server::Impl {
     bpf_map_update_elem(datapath_->released_fd(), &k, &memo, BPF_ANY);
   }
 
+  // The seq of the ACQUIRE that made the owner's record (0 if none): what a
+  // gRPC release or renew uses, so the engine never judges it stale.
+  uint32_t RecordSeq(uint64_t lock_id, uint64_t txn_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const LockEngine::LockState* state = engine_.Find(lock_id);
+    if (state == nullptr) return 0;
+    if (auto it = state->holders.find(txn_id); it != state->holders.end())
+      return it->second.seq;
+    for (const LockEngine::Waiter& w : state->queue)
+      if (w.txn_id == txn_id && !w.cancelled) return w.seq;
+    return 0;
+  }
+
   // The fence of a hold the engine is about to end (0: not a holder).
   uint64_t HeldFence(uint64_t lock_id, uint64_t txn_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -959,7 +975,6 @@ class Server::Impl {
   std::map<OwnerKey, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   std::map<OwnerKey, LockAnswer> grpc_outcomes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, uint64_t> daemon_counters_ ABSL_GUARDED_BY(mu_);
-  uint32_t grpc_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   const std::string state_path_;
   bool restored_ = false;

@@ -112,5 +112,42 @@ TEST_F(GrpcContentionTest, GrpcAndUdpClientsAreGrantedInArrivalOrder) {
       ExpectReply((*u2)->Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED).status()));
 }
 
+TEST_F(GrpcContentionTest, HoldTakenOverUdpIsReleasedOverGrpc) {
+  // The client library falls back to gRPC mid-hold: its release must end
+  // the hold, whatever sequence numbers the UDP side used.
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd = StartLockd();
+  ASSERT_TRUE(lockd.ok()) << lockd.status();
+  const uint64_t lock = LockIdForName("udp-then-grpc");
+  absl::StatusOr<std::unique_ptr<UdpLockClient>> holder =
+      OpenClient(lock, kHolderTxn);
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  absl::StatusOr<std::unique_ptr<UdpLockClient>> waiter =
+      OpenClient(lock, kFirstUdpWaiterTxn);
+  ASSERT_TRUE(waiter.ok()) << waiter.status();
+  // A few requests first, so the holder's ACQUIRE has a seq above 1.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE((*holder)->Call(LOCKD_OP_RENEW).ok());  // REJECTED: no hold
+  absl::StatusOr<Message> granted =
+      ExpectReply((*holder)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                  LOCKD_OP_GRANTED);
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*waiter)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_QUEUED)
+               .status()));
+
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> grpc = StartGrpcLockClient(
+      {absl::StrCat("--lock_id=", lock), absl::StrCat("--txn_id=", kHolderTxn),
+       "--release_only"});
+  ASSERT_TRUE(grpc.ok()) << grpc.status();
+  absl::StatusOr<uint64_t> released = FenceOf(**grpc, "released");
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(*released, granted->fence) << "the hold itself was released";
+  absl::StatusOr<Message> next =
+      ExpectReply((*waiter)->Receive(), LOCKD_OP_GRANTED);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_GT(next->fence, granted->fence);
+}
+
 }  // namespace
 }  // namespace lockd::testing

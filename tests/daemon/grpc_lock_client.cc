@@ -20,6 +20,8 @@ ABSL_FLAG(std::string, server, lockd::DefaultGrpcAddress(),
           "lockd's gRPC address.");
 ABSL_FLAG(uint64_t, lock_id, 0, "Lock to acquire.");
 ABSL_FLAG(uint64_t, txn_id, 0, "Transaction (owner) id.");
+ABSL_FLAG(bool, release_only, false,
+          "Only release (a hold made some other way, e.g. over UDP).");
 
 namespace {
 
@@ -32,6 +34,18 @@ int Fail(const char* what, const grpc::Status& status) {
 
 }  // namespace
 
+int Release(lockd::v1::LockService::Stub& stub) {
+  lockd::v1::ReleaseRequest release;
+  release.set_lock_id(absl::GetFlag(FLAGS_lock_id));
+  release.set_txn_id(absl::GetFlag(FLAGS_txn_id));
+  lockd::v1::ReleaseResponse released;
+  grpc::ClientContext release_context;
+  const grpc::Status done = stub.Release(&release_context, release, &released);
+  if (!done.ok()) return Fail("Release", done);
+  printf("released %llu\n", static_cast<unsigned long long>(released.fence()));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "grpc_lock_client --server=ADDR --lock_id=N --txn_id=N");
@@ -43,6 +57,8 @@ int main(int argc, char** argv) {
       lockd::v1::LockService::NewStub(grpc::CreateCustomChannel(
           absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(),
           arguments));
+
+  if (absl::GetFlag(FLAGS_release_only)) return Release(*stub);
 
   lockd::v1::AcquireRequest acquire;
   acquire.set_lock_id(absl::GetFlag(FLAGS_lock_id));
@@ -60,14 +76,5 @@ int main(int argc, char** argv) {
 
   std::string line;
   std::getline(std::cin, line);
-
-  lockd::v1::ReleaseRequest release;
-  release.set_lock_id(absl::GetFlag(FLAGS_lock_id));
-  release.set_txn_id(absl::GetFlag(FLAGS_txn_id));
-  lockd::v1::ReleaseResponse released;
-  grpc::ClientContext release_context;
-  const grpc::Status done = stub->Release(&release_context, release, &released);
-  if (!done.ok()) return Fail("Release", done);
-  printf("released %llu\n", static_cast<unsigned long long>(released.fence()));
-  return 0;
+  return Release(*stub);
 }

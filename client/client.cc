@@ -1,0 +1,794 @@
+#include "client/client.h"
+
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <limits>
+#include <optional>
+#include <random>
+#include <utility>
+
+#include "absl/memory/memory.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/client_impl.h"
+#include "client/transaction.h"
+#include "lockd/grpc_conventions.h"
+
+namespace lockd::client {
+
+struct Client::Impl::Server {
+  std::string name;
+  std::string grpc_address;
+  sockaddr_in udp{};
+  std::string description;                      // how messages name the server
+  std::unique_ptr<v1::LockService::Stub> grpc;  // null: no fallback
+
+  absl::Mutex mu;
+  // The UDP path failed: calls go to gRPC until `udp_retry_at`, when one
+  // call tries UDP again.
+  bool udp_down ABSL_GUARDED_BY(mu) = false;
+  absl::Time udp_retry_at ABSL_GUARDED_BY(mu);
+
+  std::atomic<uint64_t> udp_requests{0};
+  std::atomic<uint64_t> udp_retransmissions{0};
+  std::atomic<uint64_t> udp_replies{0};
+  std::atomic<uint64_t> udp_fallbacks{0};
+  std::atomic<uint64_t> grpc_requests{0};
+  std::atomic<uint64_t> renewals{0};
+  std::atomic<uint64_t> leases_lost{0};
+};
+
+namespace {
+
+// Low bits of a txn id that are random per client (Client::NewTxnId).
+constexpr int kTxnRandomBits = 14;
+
+absl::Time TxnEpoch() {
+  return absl::FromCivil(absl::CivilSecond(2024, 1, 1, 0, 0, 0),
+                         absl::UTCTimeZone());
+}
+
+absl::StatusOr<sockaddr_in> ParseUdpAddress(const std::string& text) {
+  std::pair<std::string, std::string> host_port =
+      absl::StrSplit(text, absl::MaxSplits(':', 1));
+  uint32_t port = LOCKD_DEFAULT_PORT;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  if (inet_pton(AF_INET, host_port.first.c_str(), &address.sin_addr) != 1 ||
+      (!host_port.second.empty() &&
+       (!absl::SimpleAtoi(host_port.second, &port) || port == 0 ||
+        port > 0xffff))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UDP address \"", text, "\" is not IPv4 \"a.b.c.d[:port]\""));
+  }
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  return address;
+}
+
+std::string FormatUdpAddress(const sockaddr_in& address) {
+  char ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &address.sin_addr, ip, sizeof(ip));
+  return absl::StrCat(ip, ":", ntohs(address.sin_port));
+}
+
+// The wait_ms of an ACQUIRE that must not wait past `deadline`, so that the
+// server cancels the wait itself should the client be gone by then.
+uint32_t WaitMs(absl::Time deadline) {
+  if (deadline == absl::InfiniteFuture()) return 0;  // no limit
+  const int64_t ms = absl::ToInt64Milliseconds(
+      absl::Ceil(std::max(deadline - absl::Now(), absl::ZeroDuration()),
+                 absl::Milliseconds(1)));
+  // 0 would mean "no limit".
+  return static_cast<uint32_t>(
+      std::clamp<int64_t>(ms, 1, std::numeric_limits<uint32_t>::max()));
+}
+
+// The client's status code for each rejection (client/transaction.h). The
+// gRPC service's codes (proto/lockd.proto) but one: a lease that ran out is,
+// to the holder, a lost hold (FAILED_PRECONDITION), not a deadline.
+absl::StatusCode CodeForRejection(lockd_status status) {
+  switch (status) {
+    case LOCKD_STATUS_CONFLICT:
+    case LOCKD_STATUS_DIE:
+    case LOCKD_STATUS_UPGRADE_CONFLICT:
+      return absl::StatusCode::kAborted;
+    case LOCKD_STATUS_NO_CAPACITY:
+      return absl::StatusCode::kResourceExhausted;
+    case LOCKD_STATUS_NOT_HOLDER:
+    case LOCKD_STATUS_LEASE_EXPIRED:
+    case LOCKD_STATUS_FORCE_RELEASED:
+      return absl::StatusCode::kFailedPrecondition;
+    case LOCKD_STATUS_WAIT_EXPIRED:
+      return absl::StatusCode::kDeadlineExceeded;
+    case LOCKD_STATUS_BAD_REQUEST:
+      return absl::StatusCode::kInvalidArgument;
+    case LOCKD_STATUS_OK:
+    case LOCKD_STATUS_COUNT:
+      break;
+  }
+  return absl::StatusCode::kInternal;  // a rejection must give a reason
+}
+
+absl::string_view ExplainRejection(lockd_status status) {
+  switch (status) {
+    case LOCKD_STATUS_CONFLICT:
+      return "the lock is held or awaited in a conflicting mode (no-wait "
+             "request)";
+    case LOCKD_STATUS_DIE:
+      return "an older transaction holds or awaits the lock (wait-die): "
+             "restart the transaction with Transaction::Restart, which keeps "
+             "its txn id";
+    case LOCKD_STATUS_UPGRADE_CONFLICT:
+      return "others hold the lock or wait for it, so it cannot be upgraded";
+    case LOCKD_STATUS_NO_CAPACITY:
+      return "the server has no room for the request";
+    case LOCKD_STATUS_NOT_HOLDER:
+      return "the transaction does not hold the lock";
+    case LOCKD_STATUS_LEASE_EXPIRED:
+      return "the lease ran out";
+    case LOCKD_STATUS_FORCE_RELEASED:
+      return "an operator force-released the hold";
+    case LOCKD_STATUS_WAIT_EXPIRED:
+      return "not granted before the deadline; the server cancelled the wait";
+    case LOCKD_STATUS_BAD_REQUEST:
+      return "the server found the request malformed";
+    case LOCKD_STATUS_OK:
+    case LOCKD_STATUS_COUNT:
+      break;
+  }
+  return "no reason given";
+}
+
+absl::Status RejectionError(lockd_status status, const std::string& what,
+                            absl::string_view path) {
+  return absl::Status(
+      CodeForRejection(status),
+      absl::StrCat(what, ": rejected over ", path, ": ", StatusName(status),
+                   ": ", ExplainRejection(status)));
+}
+
+// The exact rejection of a failed lock RPC, from its trailing metadata.
+std::optional<lockd_status> RejectionOf(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(kReplyStatusMetadataKey);
+  v1::ReplyStatus status;
+  if (it == trailers.end() ||
+      !v1::ReplyStatus_Parse(std::string(it->second.data(), it->second.size()),
+                             &status))
+    return std::nullopt;
+  return static_cast<lockd_status>(status);
+}
+
+// A LockService request for the owner (lock, txn) of `request`.
+template <typename Rpc>
+Rpc OwnerRpc(const Message& request) {
+  Rpc rpc;
+  rpc.set_lock_id(request.lock_id);
+  rpc.set_txn_id(request.txn_id);
+  return rpc;
+}
+
+void Accumulate(const ServerStats& from, ServerStats& into) {
+  into.udp_requests += from.udp_requests;
+  into.udp_retransmissions += from.udp_retransmissions;
+  into.udp_replies += from.udp_replies;
+  into.udp_fallbacks += from.udp_fallbacks;
+  into.grpc_requests += from.grpc_requests;
+  into.renewals += from.renewals;
+  into.leases_lost += from.leases_lost;
+  into.udp_path_up = into.udp_path_up && from.udp_path_up;
+}
+
+}  // namespace
+
+// --- Creation ----------------------------------------------------------------
+
+absl::StatusOr<std::vector<std::unique_ptr<Client::Impl::Server>>>
+Client::Impl::MakeServers(const std::vector<ServerConfig>& configs) {
+  if (configs.empty())
+    return absl::InvalidArgumentError("the client has no servers configured");
+  std::vector<std::unique_ptr<Server>> servers;
+  for (const ServerConfig& config : configs) {
+    auto server = std::make_unique<Server>();
+    server->name = config.name.empty() ? config.udp_address : config.name;
+    absl::StatusOr<sockaddr_in> udp = ParseUdpAddress(config.udp_address);
+    if (!udp.ok())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "server \"", server->name, "\": ", udp.status().message()));
+    for (const std::unique_ptr<Server>& other : servers)
+      if (other->name == server->name)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "two servers are named \"", server->name,
+            "\": names place locks on servers, so they must differ"));
+    server->udp = *udp;
+    server->grpc_address = config.grpc_address;
+    server->description = absl::StrCat(
+        "server \"", server->name, "\" (udp ", FormatUdpAddress(*udp),
+        config.grpc_address.empty()
+            ? ""
+            : absl::StrCat(", grpc ", config.grpc_address),
+        ")");
+    if (!config.grpc_address.empty()) {
+      grpc::ChannelArguments arguments;
+      // Lock servers are addressed directly; a proxy from the environment
+      // must not capture the fallback path.
+      arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+      server->grpc = v1::LockService::NewStub(grpc::CreateCustomChannel(
+          config.grpc_address, grpc::InsecureChannelCredentials(), arguments));
+    }
+    servers.push_back(std::move(server));
+  }
+  return servers;
+}
+
+absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
+    ClientOptions options) {
+  if (options.udp_max_transmissions < 1)
+    return absl::InvalidArgumentError(
+        "udp_max_transmissions must be at least 1");
+  absl::StatusOr<std::vector<std::unique_ptr<Server>>> servers =
+      MakeServers(options.servers);
+  if (!servers.ok()) return servers.status();
+  auto impl =
+      absl::WrapUnique(new Impl(std::move(options), std::move(*servers)));
+  absl::StatusOr<std::unique_ptr<UdpChannel>> udp =
+      UdpChannel::Open([impl = impl.get()](const sockaddr_in& from) {
+        Server* server = impl->ServerAt(from);
+        if (server == nullptr) return;
+        ++server->udp_replies;
+        absl::MutexLock lock(&server->mu);
+        server->udp_down = false;  // whatever the call, UDP works again
+      });
+  if (!udp.ok()) return udp.status();
+  impl->udp_ = std::move(*udp);
+  impl->renewer_ =
+      std::thread([impl = impl.get()] { impl->RenewUntilStopped(); });
+  return impl;
+}
+
+Client::Impl::Impl(ClientOptions options,
+                   std::vector<std::unique_ptr<Server>> servers)
+    : options_(std::move(options)),
+      servers_(std::move(servers)),
+      rendezvous_([this] {
+        std::vector<std::string> names;
+        for (const std::unique_ptr<Server>& server : servers_)
+          names.push_back(server->name);
+        return names;
+      }()),
+      txn_random_bits_(std::random_device()() &
+                       ((uint64_t{1} << kTxnRandomBits) - 1)) {}
+
+Client::Impl::~Impl() {
+  {
+    absl::MutexLock lock(&renew_mu_);
+    stopping_ = true;
+    renew_changed_.Signal();
+  }
+  if (renewer_.joinable()) renewer_.join();
+}
+
+// --- Names, ids, stats -------------------------------------------------------
+
+LockTarget Client::Impl::Target(uint64_t lock_id, std::string name) const {
+  return LockTarget{ServerIndexFor(lock_id), lock_id, std::move(name)};
+}
+
+size_t Client::Impl::ServerIndexFor(uint64_t lock_id) const {
+  return rendezvous_.ServerFor(lock_id);
+}
+
+const std::string& Client::Impl::ServerName(size_t server) const {
+  return servers_[server]->name;
+}
+
+uint64_t Client::Impl::NewTxnId() {
+  const uint64_t micros = static_cast<uint64_t>(
+      absl::ToInt64Microseconds(absl::Now() - TxnEpoch()));
+  absl::MutexLock lock(&txn_mu_);
+  // Two transactions started in one microsecond still get distinct ids.
+  last_txn_micros_ = std::max(micros, last_txn_micros_ + 1);
+  return (last_txn_micros_ << kTxnRandomBits) | txn_random_bits_;
+}
+
+std::string Client::Impl::DescribeTxn(uint64_t txn_id) {
+  return absl::StrFormat("txn 0x%016x", txn_id);
+}
+
+std::string Client::Impl::DescribeLock(const LockTarget& target) {
+  if (target.name.empty())
+    return absl::StrFormat("lock 0x%016x", target.lock_id);
+  return absl::StrFormat("lock \"%s\" (0x%016x)", target.name, target.lock_id);
+}
+
+ClientStats Client::Impl::Stats() const {
+  ClientStats stats;
+  stats.total.name = "total";
+  for (const std::unique_ptr<Server>& server : servers_) {
+    ServerStats s;
+    s.name = server->name;
+    s.udp_requests = server->udp_requests;
+    s.udp_retransmissions = server->udp_retransmissions;
+    s.udp_replies = server->udp_replies;
+    s.udp_fallbacks = server->udp_fallbacks;
+    s.grpc_requests = server->grpc_requests;
+    s.renewals = server->renewals;
+    s.leases_lost = server->leases_lost;
+    {
+      absl::MutexLock lock(&server->mu);
+      s.udp_path_up = !server->udp_down;
+    }
+    Accumulate(s, stats.total);
+    stats.servers.push_back(std::move(s));
+  }
+  return stats;
+}
+
+Client::Impl::Server* Client::Impl::ServerAt(const sockaddr_in& address) const {
+  for (const std::unique_ptr<Server>& server : servers_)
+    if (server->udp.sin_addr.s_addr == address.sin_addr.s_addr &&
+        server->udp.sin_port == address.sin_port)
+      return server.get();
+  return nullptr;
+}
+
+// --- Requests ----------------------------------------------------------------
+
+bool Client::Impl::UseUdp(Server& server) {
+  if (server.grpc == nullptr) return true;  // nothing to fall back to
+  absl::MutexLock lock(&server.mu);
+  if (!server.udp_down) return true;
+  const absl::Time now = absl::Now();
+  if (now < server.udp_retry_at) return false;
+  // This call probes UDP; the others keep to gRPC until it answers.
+  server.udp_retry_at = now + options_.udp_probe_interval;
+  return true;
+}
+
+absl::StatusOr<Client::Impl::Answer> Client::Impl::Exchange(
+    const LockTarget& target, Message request, absl::Time deadline, Path path,
+    const std::string& what) {
+  Server& server = *servers_[target.server];
+  request.seq = NextSeq();
+  std::string udp_failure;
+  if (path == Path::kUdp && UseUdp(server)) {
+    const UdpOutcome udp = ExchangeUdp(server, request, deadline);
+    switch (udp.kind) {
+      case UdpOutcome::Kind::kAnswered:
+        if (udp.reply.opcode == LOCKD_OP_REJECTED) {
+          const auto status = static_cast<lockd_status>(udp.reply.status);
+          if (status != LOCKD_STATUS_NO_CAPACITY || server.grpc == nullptr)
+            return RejectionError(status, what, "UDP");
+          udp_failure = "the UDP path had no capacity for it; ";
+          break;
+        }
+        return Answer{udp.reply, Path::kUdp, udp.lease_start, false};
+      case UdpOutcome::Kind::kDeadline:
+        return absl::DeadlineExceededError(
+            absl::StrCat(what, ": no answer over UDP before the deadline"));
+      case UdpOutcome::Kind::kUnanswered: {
+        absl::MutexLock lock(&server.mu);
+        server.udp_down = true;
+        server.udp_retry_at = absl::Now() + options_.udp_probe_interval;
+        udp_failure = absl::StrCat("no answer over UDP to ", udp.transmissions,
+                                   " transmissions; ");
+        break;
+      }
+    }
+    ++server.udp_fallbacks;
+  }
+  if (server.grpc == nullptr)
+    return absl::UnavailableError(absl::StrCat(
+        what, ": ", udp_failure, "and no gRPC address to fall back to"));
+  return ExchangeGrpc(server, request, deadline, what, udp_failure);
+}
+
+Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
+                                                   const Message& request,
+                                                   absl::Time deadline) {
+  UdpChannel::Call call;
+  call.server = server.udp;
+  call.request = request;
+  udp_->Register(&call);
+  UdpOutcome outcome{UdpOutcome::Kind::kUnanswered, {}, {}, 0};
+  // An attempt: transmissions of the request until the server answers it.
+  // A queued ACQUIRE starts a new attempt every queued_probe_interval.
+  bool awaiting_answer = true;
+  int attempt_transmissions = 0;
+  absl::Time attempt_start;
+  absl::Time next_send = absl::Now();
+  absl::Duration timeout = options_.udp_initial_timeout;
+  bool queued = false;
+  absl::Time queued_attempt_start;  // of the attempt last answered QUEUED
+  for (;;) {
+    const absl::Time now = absl::Now();
+    if (now >= next_send) {
+      if (!awaiting_answer) {  // time to ask a queued request's state again
+        awaiting_answer = true;
+        attempt_transmissions = 0;
+        timeout = options_.udp_initial_timeout;
+      }
+      if (attempt_transmissions == options_.udp_max_transmissions ||
+          (attempt_transmissions > 0 &&
+           now >= attempt_start + options_.udp_budget)) {
+        break;  // kUnanswered
+      }
+      if (attempt_transmissions == 0) attempt_start = now;
+      ++(outcome.transmissions == 0 ? server.udp_requests
+                                    : server.udp_retransmissions);
+      // A failed send is a lost packet: retransmission deals with both.
+      udp_->Send(call).IgnoreError();
+      ++attempt_transmissions;
+      ++outcome.transmissions;
+      next_send = std::min(now + timeout, attempt_start + options_.udp_budget);
+      timeout = std::min(2 * timeout, options_.udp_max_timeout);
+    }
+    std::optional<Message> reply =
+        udp_->NextReply(&call, std::min(next_send, deadline));
+    if (!reply.has_value()) {
+      if (absl::Now() < deadline) continue;
+      outcome.kind = UdpOutcome::Kind::kDeadline;
+      break;
+    }
+    if (reply->opcode == LOCKD_OP_QUEUED) {
+      if (awaiting_answer) queued_attempt_start = attempt_start;
+      queued = true;
+      awaiting_answer = false;
+      next_send = absl::Now() + options_.queued_probe_interval;
+      continue;
+    }
+    outcome.kind = UdpOutcome::Kind::kAnswered;
+    outcome.reply = *reply;
+    // The server granted (or renewed) after the first transmission of the
+    // attempt it answered; when queued, after answering QUEUED, so after
+    // that attempt began.
+    outcome.lease_start = queued ? queued_attempt_start : attempt_start;
+    break;
+  }
+  udp_->Unregister(&call);
+  return outcome;
+}
+
+absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
+    Server& server, const Message& request, absl::Time deadline,
+    const std::string& what, const std::string& udp_failure) {
+  grpc::ClientContext context;
+  const bool may_wait = request.opcode == LOCKD_OP_ACQUIRE &&
+                        request.policy != LOCKD_POLICY_NO_WAIT;
+  const absl::Time rpc_deadline =
+      may_wait ? deadline
+               : std::min(deadline, absl::Now() + options_.grpc_timeout);
+  if (rpc_deadline != absl::InfiniteFuture())
+    context.set_deadline(absl::ToChronoTime(rpc_deadline));
+  ++server.grpc_requests;
+  const absl::Time sent = absl::Now();
+  Message reply = request;
+  grpc::Status status;
+  switch (request.opcode) {
+    case LOCKD_OP_ACQUIRE: {
+      auto rpc = OwnerRpc<v1::AcquireRequest>(request);
+      rpc.set_mode(static_cast<v1::Mode>(request.mode));
+      rpc.set_policy(static_cast<v1::Policy>(request.policy));
+      rpc.set_lease_ms(request.lease_ms);
+      rpc.set_wait_ms(request.wait_ms);
+      v1::AcquireResponse response;
+      status = server.grpc->Acquire(&context, rpc, &response);
+      reply.opcode = LOCKD_OP_GRANTED;
+      reply.fence = response.fence();
+      reply.lease_ms = response.lease_ms();
+      break;
+    }
+    case LOCKD_OP_RELEASE: {
+      v1::ReleaseResponse response;
+      status = server.grpc->Release(
+          &context, OwnerRpc<v1::ReleaseRequest>(request), &response);
+      reply.opcode = LOCKD_OP_RELEASED;
+      reply.fence = response.fence();
+      break;
+    }
+    case LOCKD_OP_RENEW: {
+      auto rpc = OwnerRpc<v1::RenewRequest>(request);
+      rpc.set_lease_ms(request.lease_ms);
+      v1::RenewResponse response;
+      status = server.grpc->Renew(&context, rpc, &response);
+      reply.opcode = LOCKD_OP_RENEWED;
+      reply.fence = response.fence();
+      reply.lease_ms = response.lease_ms();
+      break;
+    }
+    default:
+      return absl::InternalError(
+          absl::StrCat(what, ": no RPC for ", OpcodeName(request.opcode)));
+  }
+  if (status.ok()) {
+    // A wait may have been granted at any moment of the call: its lease is
+    // counted from the end of the call and confirmed by renewing at once.
+    return may_wait ? Answer{reply, Path::kGrpc, absl::Now(), true}
+                    : Answer{reply, Path::kGrpc, sent, false};
+  }
+  if (std::optional<lockd_status> rejection = RejectionOf(context))
+    return RejectionError(*rejection, what, "gRPC");
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && may_wait)
+    return absl::DeadlineExceededError(absl::StrCat(
+        what, ": ", udp_failure,
+        "not granted over gRPC before the deadline; the wait is cancelled"));
+  return absl::Status(
+      static_cast<absl::StatusCode>(status.error_code()),
+      absl::StrCat(what, ": ", udp_failure, "gRPC to ", server.grpc_address,
+                   " failed: ", status.error_message()));
+}
+
+void Client::Impl::CancelWait(const LockTarget& target, uint64_t txn_id) {
+  Message cancel;
+  cancel.opcode = LOCKD_OP_RELEASE;
+  cancel.lock_id = target.lock_id;
+  cancel.txn_id = txn_id;
+  // Best effort: the ACQUIRE carried wait_ms, so the server ends the wait by
+  // itself if this RELEASE does not reach it.
+  Exchange(target, cancel, absl::InfiniteFuture(), Path::kUdp,
+           absl::StrCat(servers_[target.server]->description, ": ",
+                        DescribeTxn(txn_id), " cancelling its wait for ",
+                        DescribeLock(target)))
+      .IgnoreError();
+}
+
+// --- Holds -------------------------------------------------------------------
+
+absl::StatusOr<std::shared_ptr<Hold>> Client::Impl::Acquire(
+    const LockTarget& target, uint64_t txn_id, lockd_mode mode,
+    lockd_policy policy, uint32_t lease_ms, absl::Time deadline,
+    LostCallback on_lost) {
+  Message request;
+  request.opcode = LOCKD_OP_ACQUIRE;
+  request.mode = mode;
+  request.policy = policy;
+  request.lease_ms = lease_ms;
+  request.wait_ms = WaitMs(deadline);
+  request.lock_id = target.lock_id;
+  request.txn_id = txn_id;
+  const std::string what =
+      absl::StrCat(servers_[target.server]->description, ": ",
+                   DescribeTxn(txn_id), " acquiring ", DescribeLock(target),
+                   " ", ModeName(mode), " (", PolicyName(policy), ")");
+  absl::StatusOr<Answer> answer =
+      Exchange(target, request, deadline, Path::kUdp, what);
+  if (absl::IsDeadlineExceeded(answer.status())) {
+    // The server may have queued the request (or even granted it since):
+    // take it back.
+    CancelWait(target, txn_id);
+  }
+  if (!answer.ok()) return answer.status();
+  auto hold =
+      std::make_shared<Hold>(target, txn_id, lease_ms, std::move(on_lost));
+  {
+    absl::MutexLock lock(&hold->mu);
+    hold->mode = mode;
+    Granted(*hold, *answer);
+  }
+  StartRenewing(hold);
+  return hold;
+}
+
+absl::StatusOr<uint64_t> Client::Impl::Upgrade(Hold& hold, lockd_policy policy,
+                                               absl::Time deadline) {
+  absl::MutexLock operation(&hold.operation_mu);
+  Message request;
+  Path path;
+  {
+    absl::MutexLock lock(&hold.mu);
+    if (!hold.lost.ok()) return hold.lost;
+    path = hold.path;
+  }
+  request.opcode = LOCKD_OP_ACQUIRE;
+  request.mode = LOCKD_MODE_EXCLUSIVE;
+  request.policy = policy;
+  request.lease_ms = hold.requested_lease_ms;
+  request.lock_id = hold.target.lock_id;
+  request.txn_id = hold.txn_id;
+  // An upgrade is granted or refused at once, never queued: no wait_ms and
+  // nothing to cancel when the deadline passes.
+  absl::StatusOr<Answer> answer = Exchange(
+      hold.target, request, deadline, path,
+      absl::StrCat(servers_[hold.target.server]->description, ": ",
+                   DescribeTxn(hold.txn_id), " upgrading ",
+                   DescribeLock(hold.target), " from SHARED to EXCLUSIVE"));
+  if (!answer.ok()) return answer.status();
+  absl::MutexLock lock(&hold.mu);
+  hold.mode = LOCKD_MODE_EXCLUSIVE;
+  Granted(hold, *answer);
+  return hold.fence;
+}
+
+void Client::Impl::Granted(Hold& hold, const Answer& answer) {
+  const absl::Duration lease = absl::Milliseconds(answer.reply.lease_ms);
+  hold.fence = answer.reply.fence;
+  hold.path = answer.path;
+  hold.lease_end = answer.lease_start + lease;
+  hold.next_renewal =
+      answer.renew_now ? absl::Now() : answer.lease_start + lease / 3;
+}
+
+absl::Status Client::Impl::Release(const std::shared_ptr<Hold>& hold) {
+  StopRenewing(hold);
+  absl::MutexLock operation(&hold->operation_mu);
+  Path path;
+  absl::Status result;
+  bool ended_by_server;
+  {
+    absl::MutexLock lock(&hold->mu);
+    hold->released = true;
+    path = hold->path;
+    result = hold->lost;
+    ended_by_server = hold->ended_by_server;
+  }
+  if (ended_by_server) return result;
+  Message request;
+  request.opcode = LOCKD_OP_RELEASE;
+  request.lock_id = hold->target.lock_id;
+  request.txn_id = hold->txn_id;
+  absl::StatusOr<Answer> answer =
+      Exchange(hold->target, request, absl::InfiniteFuture(), path,
+               absl::StrCat(servers_[hold->target.server]->description, ": ",
+                            DescribeTxn(hold->txn_id), " releasing ",
+                            DescribeLock(hold->target)));
+  if (answer.ok() || !result.ok()) return result;
+  if (absl::IsFailedPrecondition(answer.status())) return answer.status();
+  return absl::Status(
+      answer.status().code(),
+      absl::StrCat(answer.status().message(),
+                   "; the lock stays held until its lease runs out"));
+}
+
+// --- Lease renewal -----------------------------------------------------------
+
+void Client::Impl::PauseRenewals(bool paused) {
+  renewals_paused_ = paused;
+  absl::MutexLock lock(&renew_mu_);
+  renew_changed_.Signal();  // due times depend on it
+}
+
+void Client::Impl::StartRenewing(std::shared_ptr<Hold> hold) {
+  absl::MutexLock lock(&renew_mu_);
+  renewing_.insert(std::move(hold));
+  renew_changed_.Signal();
+}
+
+void Client::Impl::StopRenewing(const std::shared_ptr<Hold>& hold) {
+  absl::MutexLock lock(&renew_mu_);
+  renewing_.erase(hold);
+}
+
+void Client::Impl::RenewUntilStopped() {
+  for (;;) {
+    std::vector<std::shared_ptr<Hold>> due;
+    {
+      absl::MutexLock lock(&renew_mu_);
+      for (;;) {
+        if (stopping_) return;
+        const absl::Time now = absl::Now();
+        absl::Time wake = absl::InfiniteFuture();
+        for (const std::shared_ptr<Hold>& hold : renewing_) {
+          absl::MutexLock hold_lock(&hold->mu);
+          // Paused, a hold is only looked at again when its lease ends.
+          const absl::Time at =
+              renewals_paused_ ? hold->lease_end
+                               : std::min(hold->next_renewal, hold->lease_end);
+          if (at <= now) {
+            due.push_back(hold);
+          } else {
+            wake = std::min(wake, at);
+          }
+        }
+        if (!due.empty()) break;
+        renew_changed_.WaitWithDeadline(&renew_mu_, wake);
+      }
+    }
+    for (const std::shared_ptr<Hold>& hold : due) RenewOrLose(hold);
+  }
+}
+
+void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
+  Server& server = *servers_[hold->target.server];
+  const std::string what =
+      absl::StrCat(server.description, ": ", DescribeTxn(hold->txn_id),
+                   " renewing its lease of ", DescribeLock(hold->target));
+  absl::Status lost;
+  {
+    absl::MutexLock operation(&hold->operation_mu);
+    Path path;
+    absl::Time lease_end;
+    uint64_t fence;
+    {
+      absl::MutexLock lock(&hold->mu);
+      if (hold->released || !hold->lost.ok()) return;
+      path = hold->path;
+      lease_end = hold->lease_end;
+      fence = hold->fence;
+      if (absl::Now() >= lease_end) {
+        lost = absl::FailedPreconditionError(absl::StrCat(
+            what, ": the lease ran out before a renewal reached the server (",
+            renewals_paused_ ? "renewals paused for testing"
+                             : hold->last_renewal_error.ToString(),
+            "); fence ", fence, " must not be used any more"));
+      }
+    }
+    if (lost.ok()) {
+      if (renewals_paused_) return;
+      Message request;
+      request.opcode = LOCKD_OP_RENEW;
+      request.lease_ms = hold->requested_lease_ms;
+      request.lock_id = hold->target.lock_id;
+      request.txn_id = hold->txn_id;
+      absl::StatusOr<Answer> answer =
+          Exchange(hold->target, request, lease_end, path, what);
+      absl::MutexLock lock(&hold->mu);
+      if (answer.ok()) {
+        ++server.renewals;
+        const absl::Duration lease = absl::Milliseconds(answer->reply.lease_ms);
+        hold->lease_end = answer->lease_start + lease;
+        hold->next_renewal = answer->lease_start + lease / 3;
+        hold->last_renewal_error = absl::OkStatus();
+      } else if (absl::IsFailedPrecondition(answer.status())) {
+        // The server says the hold is over (lease swept, force-released).
+        hold->ended_by_server = true;
+        lost = absl::FailedPreconditionError(
+            absl::StrCat(answer.status().message(), "; fence ", fence,
+                         " must not be used any more"));
+      } else {
+        // Unreachable for now: try again soon, until the lease runs out.
+        hold->last_renewal_error = answer.status();
+        const absl::Time now = absl::Now();
+        hold->next_renewal =
+            std::min(lease_end, now + std::max((lease_end - now) / 4,
+                                               options_.udp_initial_timeout));
+      }
+    }
+    if (!lost.ok()) {
+      absl::MutexLock lock(&hold->mu);
+      hold->lost = lost;
+      ++server.leases_lost;
+    }
+  }
+  if (lost.ok()) return;
+  StopRenewing(hold);
+  if (hold->on_lost) hold->on_lost(lost);
+}
+
+// --- Client ------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  absl::StatusOr<std::unique_ptr<Impl>> impl = Impl::Create(std::move(options));
+  if (!impl.ok()) return impl.status();
+  return absl::WrapUnique(new Client(std::move(*impl)));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+Transaction Client::Begin(const TransactionOptions& options) {
+  return Transaction(impl_.get(), impl_->NewTxnId(), options);
+}
+
+Transaction Client::Begin() { return Begin(TransactionOptions()); }
+
+size_t Client::ServerIndexFor(uint64_t lock_id) const {
+  return impl_->ServerIndexFor(lock_id);
+}
+
+const std::string& Client::ServerNameFor(uint64_t lock_id) const {
+  return impl_->ServerName(impl_->ServerIndexFor(lock_id));
+}
+
+uint64_t Client::NewTxnId() { return impl_->NewTxnId(); }
+
+ClientStats Client::Stats() const { return impl_->Stats(); }
+
+void Client::PauseRenewalsForTesting(bool paused) {
+  impl_->PauseRenewals(paused);
+}
+
+}  // namespace lockd::client

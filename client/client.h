@@ -1,0 +1,183 @@
+// lockd client library: what transactional applications link to take locks
+// from one or many lockd servers.
+//
+//   lockd::client::ClientOptions options;
+//   options.servers = {{"lock1", "10.0.0.1:20231", "10.0.0.1:7451"}};
+//   absl::StatusOr<std::unique_ptr<lockd::client::Client>> client =
+//       lockd::client::Client::Create(options);
+//   lockd::client::Transaction txn = (*client)->Begin();
+//   absl::StatusOr<uint64_t> fence =
+//       txn.Lock("account/42", lockd::client::Mode::kExclusive);
+//   ... write, passing *fence to the storage so it rejects stale writers ...
+//   absl::Status committed = txn.Commit();
+//
+// Transactions (client/transaction.h) and the single-lock guard ScopedLock
+// (client/scoped_lock.h) are the API; Client is the shared connection to the
+// servers that they run on. Lock semantics are those of docs/semantics.md.
+//
+// Which server serves a lock: lock names hash to ids with LockIdForName
+// (abi/codec.h) and each id belongs to one server chosen by rendezvous
+// (highest-random-weight) hashing over the server names
+// (client/rendezvous.h). Adding a server to a list of n moves about 1/(n+1)
+// of the locks, all of them to the new server; removing one moves only its
+// own locks. Every client of a lock must be configured with the same server
+// names, or two clients could take "the same" lock on different servers.
+//
+// Transport: every request goes over the UDP fast path first (one socket for
+// the whole Client, shared by all threads; a receiver thread hands each reply
+// and GRANTED packet to the waiting call by lock and txn id). Requests are
+// retransmitted with exponential backoff, each retransmission reusing the
+// request's seq, so the server answers it idempotently. A request the UDP
+// path does not answer within its budget, or that the server hands back as
+// one it cannot serve (REJECTED/NO_CAPACITY), continues through the server's
+// gRPC LockService with the same txn id: the daemon keeps one FIFO per lock
+// for both paths (lockd/server.h). After such a failure the server's calls
+// go to gRPC directly, and every `udp_probe_interval` one call tries UDP
+// again; the first UDP answer brings the server's calls back to UDP. A hold
+// is renewed and released through the path that acquired it (gRPC holds
+// always; UDP holds fall back to gRPC when UDP does not answer).
+//
+// Leases: while a lock is held, a background thread renews it every third of
+// the lease the server granted. When the server rejects a renewal
+// (LEASE_EXPIRED, FORCE_RELEASED, NOT_HOLDER), or the lease runs out before
+// the client could reach the server, the hold is *lost*: its lost() turns
+// true, its on_lost callback runs, and the transaction can no longer commit.
+// The client counts a lease from the earliest moment the server could have
+// granted it (up to network transit), so it never believes in a lease the
+// server has already ended by more than a transit time. (A wait that went
+// through gRPC does not say when it was granted: its lease is counted from
+// the end of the call and renewed at once, which pins it down.)
+//
+// Thread safety: Client is thread-safe. A Transaction or ScopedLock is used
+// by one thread at a time.
+#ifndef LOCKD_CLIENT_CLIENT_H_
+#define LOCKD_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace lockd::client {
+
+class Transaction;
+struct TransactionOptions;
+
+enum class Mode { kShared, kExclusive };
+
+// What a lock request does when the lock is held in a conflicting mode or
+// others are already waiting (docs/semantics.md, ACQUIRE).
+enum class Policy {
+  kWait,     // queue until granted (or until the call's deadline)
+  kNoWait,   // fail at once with ABORTED (a try-lock)
+  kWaitDie,  // wait if older than every holder and waiter, else ABORTED
+};
+
+// One lock server.
+struct ServerConfig {
+  // Identity for rendezvous hashing and for error messages. It must be the
+  // same in every client and stay the same when addresses change: renaming
+  // a server moves its locks. Empty: the UDP address is the name.
+  std::string name;
+  // IPv4 "a.b.c.d:port" of the UDP fast path; ":port" may be left out for
+  // LOCKD_DEFAULT_PORT (20231).
+  std::string udp_address;
+  // gRPC LockService target ("a.b.c.d:7451", any gRPC target string).
+  // Empty: no fallback, the server is reached by UDP only.
+  std::string grpc_address;
+};
+
+struct ClientOptions {
+  std::vector<ServerConfig> servers;
+
+  // UDP retransmission of one request: the first retransmission after
+  // `udp_initial_timeout`, then at doubling intervals of at most
+  // `udp_max_timeout`, until `udp_max_transmissions` are sent or
+  // `udp_budget` has passed since the first. Then the request continues
+  // over gRPC (or fails UNAVAILABLE without a gRPC address).
+  absl::Duration udp_initial_timeout = absl::Milliseconds(20);
+  absl::Duration udp_max_timeout = absl::Milliseconds(250);
+  int udp_max_transmissions = 8;
+  absl::Duration udp_budget = absl::Seconds(1);
+  // While an ACQUIRE is queued the client waits for the GRANTED packet, and
+  // retransmits the ACQUIRE this often (the server answers QUEUED again, or
+  // GRANTED with the same fence), so a lost GRANTED is recovered and a dead
+  // server noticed.
+  absl::Duration queued_probe_interval = absl::Milliseconds(500);
+  // After the UDP path of a server failed, its calls use gRPC; this long
+  // after, one call tries UDP first again.
+  absl::Duration udp_probe_interval = absl::Seconds(1);
+  // Deadline of gRPC calls that do not wait for a lock (Release, Renew, and
+  // Acquire with policy NO_WAIT).
+  absl::Duration grpc_timeout = absl::Seconds(5);
+};
+
+// Request counters of one server, as this client saw them.
+struct ServerStats {
+  std::string name;
+  uint64_t udp_requests = 0;         // first transmissions
+  uint64_t udp_retransmissions = 0;  // same seq again
+  uint64_t udp_replies = 0;          // replies and GRANTED packets matched
+  uint64_t udp_fallbacks = 0;        // requests that gave up on UDP
+  uint64_t grpc_requests = 0;        // RPCs started
+  uint64_t renewals = 0;             // leases renewed
+  uint64_t leases_lost = 0;
+  bool udp_path_up = true;  // false while calls go to gRPC first
+};
+
+struct ClientStats {
+  std::vector<ServerStats> servers;  // in ClientOptions::servers order
+  ServerStats total;                 // sums; name "total"
+};
+
+class Client {
+ public:
+  // Opens the UDP socket and the gRPC channels in the calling thread's
+  // network namespace, and starts the receiver and lease renewal threads.
+  // InvalidArgument for a bad server list. gRPC connects from the threads
+  // that call it and from its own threads, which keep the namespace of the
+  // thread that started them: a process that uses several network
+  // namespaces calls a Client only from threads in the namespace it was
+  // created in.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+  // Transactions and ScopedLocks must be gone first.
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // A new transaction with a new txn id (see NewTxnId).
+  Transaction Begin(const TransactionOptions& options);
+  Transaction Begin();
+
+  // Index (in ClientOptions::servers) and name of the server of a lock.
+  size_t ServerIndexFor(uint64_t lock_id) const;
+  const std::string& ServerNameFor(uint64_t lock_id) const;
+
+  // A txn id: microseconds since 2024-01-01 UTC in the high 50 bits (so a
+  // smaller id is an older transaction, which WAIT_DIE favours) and a number
+  // drawn at random once per Client in the low 14 bits (so clients that
+  // start transactions in the same microsecond differ). Strictly increasing
+  // within one Client. Transaction::Restart keeps its id, so a transaction
+  // that died ages and eventually wins.
+  uint64_t NewTxnId();
+
+  ClientStats Stats() const;
+
+  // Test hook: while paused, leases are not renewed; they run out and their
+  // holds are reported lost as if the server were unreachable.
+  void PauseRenewalsForTesting(bool paused);
+
+ private:
+  class Impl;  // client/client_impl.h
+  friend class Transaction;
+
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lockd::client
+
+#endif  // LOCKD_CLIENT_CLIENT_H_

@@ -1,0 +1,81 @@
+// The client's one UDP socket: every request of every thread goes out
+// through it, and a receiver thread hands each datagram that comes back to
+// the call waiting for it. Calls block on their own CondVar; nothing polls.
+//
+// Internal to the client library (client/client_impl.h drives it).
+#ifndef LOCKD_CLIENT_UDP_CHANNEL_H_
+#define LOCKD_CLIENT_UDP_CHANNEL_H_
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "abi/codec.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace lockd::client {
+
+class UdpChannel {
+ public:
+  // A request waiting for its answers: one ACQUIRE may get QUEUED and then,
+  // much later, GRANTED. Owned by the waiting thread; registered with the
+  // channel while it waits.
+  struct Call {
+    sockaddr_in server{};
+    Message request;
+    std::deque<Message> replies;  // guarded by the channel's mutex
+    absl::CondVar replied;
+  };
+
+  // Counts replies matched, per server address, for ClientStats.
+  using ReplyObserver = std::function<void(const sockaddr_in& server)>;
+
+  // Binds a socket to an ephemeral port on every address of the calling
+  // thread's network namespace and starts the receiver thread.
+  static absl::StatusOr<std::unique_ptr<UdpChannel>> Open(
+      ReplyObserver on_reply);
+  ~UdpChannel();  // stops the receiver; no call may be registered
+  UdpChannel(const UdpChannel&) = delete;
+  UdpChannel& operator=(const UdpChannel&) = delete;
+
+  // While registered, replies to (request.lock_id, request.txn_id) from
+  // `server` whose seq is the request's (or, for an ACQUIRE, a WAIT_EXPIRED
+  // notice, which the daemon may send without a seq) go to `call`. One call
+  // per (lock, txn) at a time.
+  void Register(Call* call);
+  void Unregister(Call* call);
+
+  // Sends call->request to call->server.
+  absl::Status Send(const Call& call);
+
+  // The oldest reply not yet taken, waiting for one until `deadline`;
+  // nullopt when none came in time.
+  std::optional<Message> NextReply(Call* call, absl::Time deadline);
+
+ private:
+  UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply);
+  void ReceiveUntilStopped();
+  void Dispatch(const Message& reply, const sockaddr_in& from);
+
+  const int socket_fd_;
+  const int stop_fd_;  // eventfd: wakes the receiver out of poll() to exit
+  const ReplyObserver on_reply_;
+  absl::Mutex mu_;
+  std::map<std::pair<uint64_t, uint64_t>, Call*> calls_ ABSL_GUARDED_BY(mu_);
+  std::thread receiver_;
+};
+
+}  // namespace lockd::client
+
+#endif  // LOCKD_CLIENT_UDP_CHANNEL_H_

@@ -1,0 +1,216 @@
+#include "tests/client/client_fixture.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/scoped_lock.h"
+#include "tests/datapath/bpf_allowed.h"
+
+namespace lockd::client::testing {
+
+using lockd::testing::NetnsProcess;
+
+void ClientTest::SetUp() { SKIP_UNLESS_BPF_ALLOWED(); }
+
+void ClientTest::TearDown() {
+  client_.reset();
+  daemons_.clear();
+  if (!pin_root_.empty()) {
+    std::error_code error;
+    std::filesystem::remove_all(pin_root_, error);
+    EXPECT_FALSE(error) << "removing " << pin_root_ << ": " << error.message();
+  }
+  net_.reset();
+}
+
+std::string ClientTest::LockdPath() {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  return absl::StrCat(srcdir == nullptr ? "." : srcdir, "/lockd/lockd/lockd");
+}
+
+std::string ClientTest::ServerNetns(size_t server) const {
+  return net_->Netns(server_roles_[server]);
+}
+
+absl::Status ClientTest::StartServers(
+    int count, const std::vector<std::string>& lockd_flags) {
+  netns::TestNetwork::Options options;
+  options.roles = {"client"};
+  options.links.clear();
+  for (int i = 0; i < count; ++i) {
+    const std::string role =
+        count == 1 ? "server" : absl::StrCat("server", i + 1);
+    server_roles_.push_back(role);
+    options.roles.push_back(role);
+    options.links.push_back({role, "client"});
+  }
+  absl::StatusOr<std::unique_ptr<netns::TestNetwork>> net =
+      netns::TestNetwork::Create(options);
+  if (!net.ok()) return net.status();
+  net_ = std::move(*net);
+
+  pin_root_ = absl::StrCat("/sys/fs/bpf/lockd-clienttest-", getpid());
+  const char* tmpdir = getenv("TEST_TMPDIR");
+  const std::string state_root =
+      absl::StrCat(tmpdir == nullptr ? "/tmp" : tmpdir, "/state");
+  for (int i = 0; i < count; ++i) {
+    const netns::Interface& server = net_->links()[i].server;
+    std::vector<std::string> argv = {
+        LockdPath(),
+        absl::StrCat("--interface=", server.name),
+        absl::StrCat("--instance=clienttest-", getpid(), "-", i),
+        absl::StrCat("--pin_root=", pin_root_),
+        absl::StrCat("--state_root=", state_root),
+        // On the veth, not loopback: the client reaches it from its
+        // namespace when UDP fails.
+        absl::StrCat("--grpc_listen=", server.ipv4, ":", kGrpcPort),
+    };
+    argv.insert(argv.end(), lockd_flags.begin(), lockd_flags.end());
+    absl::StatusOr<std::unique_ptr<NetnsProcess>> daemon =
+        NetnsProcess::Start(ServerNetns(i), argv);
+    if (!daemon.ok()) return daemon.status();
+    absl::StatusOr<std::string> ready =
+        (*daemon)->ReadLineContaining("ready", lockd::testing::kStartTimeout);
+    if (!ready.ok()) return ready.status();
+    daemons_.push_back(std::move(*daemon));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClientTest::StartServersAndClient(
+    int count, const std::vector<std::string>& lockd_flags) {
+  if (absl::Status started = StartServers(count, lockd_flags); !started.ok())
+    return started;
+  absl::StatusOr<std::unique_ptr<Client>> client = NewClient(Options());
+  if (!client.ok()) return client.status();
+  client_ = std::move(*client);
+  return absl::OkStatus();
+}
+
+absl::Status ClientTest::StopDaemon(size_t server) {
+  NetnsProcess& daemon = *daemons_[server];
+  if (absl::Status signalled = daemon.Signal(SIGTERM); !signalled.ok())
+    return signalled;
+  absl::StatusOr<int> exit_code = daemon.Wait(lockd::testing::kStopTimeout);
+  if (!exit_code.ok()) return exit_code.status();
+  if (*exit_code != 0)
+    return absl::InternalError(absl::StrCat("lockd of ", server_roles_[server],
+                                            " exited with ", *exit_code));
+  return absl::OkStatus();
+}
+
+ClientOptions ClientTest::Options() const {
+  ClientOptions options;
+  for (size_t i = 0; i < server_roles_.size(); ++i) {
+    const std::string& ip = net_->links()[i].server.ipv4;
+    options.servers.push_back({server_roles_[i], absl::StrCat(ip, ":20231"),
+                               absl::StrCat(ip, ":", kGrpcPort)});
+  }
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> ClientTest::NewClient(
+    const ClientOptions& options) {
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      absl::InternalError("the client thread did not run");
+  absl::Status joined =
+      netns::RunIn(ClientNetns(), [&] { client = Client::Create(options); });
+  if (!joined.ok()) return joined;
+  return client;
+}
+
+void ClientTest::RunInClient(int threads, const std::function<void(int)>& fn) {
+  std::vector<std::thread> running;
+  for (int i = 0; i < threads; ++i)
+    running.push_back(SpawnInClient([&fn, i] { fn(i); }));
+  for (std::thread& thread : running)
+    if (thread.joinable()) thread.join();
+}
+
+std::thread ClientTest::SpawnInClient(std::function<void()> fn) {
+  absl::StatusOr<std::thread> thread = netns::SpawnIn(ClientNetns(), fn);
+  if (!thread.ok()) {
+    ADD_FAILURE() << "joining the client namespace: " << thread.status();
+    return std::thread();
+  }
+  return std::move(*thread);
+}
+
+// --- FencedCounterFile -------------------------------------------------------
+
+namespace {
+
+// The file's content: counter value, then the fence of its last writer.
+using CounterRecord = std::array<uint64_t, 2>;
+
+absl::StatusOr<CounterRecord> ReadRecord(int fd, const std::string& path) {
+  CounterRecord record{};
+  const ssize_t got = pread(fd, record.data(), sizeof(record), 0);
+  if (got != static_cast<ssize_t>(sizeof(record)))
+    return absl::DataLossError(
+        absl::StrCat(path, ": short read (", got, " bytes)"));
+  return record;
+}
+
+absl::Status WriteRecord(int fd, const std::string& path,
+                         const CounterRecord& record) {
+  if (pwrite(fd, record.data(), sizeof(record), 0) !=
+      static_cast<ssize_t>(sizeof(record)))
+    return absl::ErrnoToStatus(errno, absl::StrCat("writing ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status FencedCounterFile::Reset() {
+  netns::ScopedFd fd(
+      open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, path_);
+  return WriteRecord(fd.get(), path_, {0, 0});
+}
+
+absl::Status FencedCounterFile::Increment(uint64_t fence) {
+  netns::ScopedFd fd(open(path_.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, path_);
+  absl::StatusOr<CounterRecord> record = ReadRecord(fd.get(), path_);
+  if (!record.ok()) return record.status();
+  if (fence <= (*record)[1])
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": write with fence ", fence,
+                     " after a write with fence ", (*record)[1]));
+  return WriteRecord(fd.get(), path_, {(*record)[0] + 1, fence});
+}
+
+absl::StatusOr<uint64_t> FencedCounterFile::Value() const {
+  netns::ScopedFd fd(open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, path_);
+  absl::StatusOr<CounterRecord> record = ReadRecord(fd.get(), path_);
+  if (!record.ok()) return record.status();
+  return (*record)[0];
+}
+
+absl::Status IncrementUnderLock(Client& client, absl::string_view lock_name,
+                                FencedCounterFile& counter, int increments) {
+  for (int i = 0; i < increments; ++i) {
+    absl::StatusOr<ScopedLock> lock =
+        ScopedLock::Acquire(client, lock_name, Mode::kExclusive);
+    if (!lock.ok()) return lock.status();
+    if (absl::Status incremented = counter.Increment(lock->fence());
+        !incremented.ok())
+      return incremented;
+    if (absl::Status released = lock->Release(); !released.ok())
+      return released;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lockd::client::testing
