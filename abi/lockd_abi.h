@@ -20,9 +20,11 @@
 #define LOCKD_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define LOCKD_ASSERT_SIZE(type, size) \
-  LOCKD_STATIC_ASSERT(sizeof(type) == (size), #type " size is part of the ABI")
-#define LOCKD_ASSERT_OFFSET(type, field, off)                     \
+#define LOCKD_ASSERT_SIZE(type, size)               \
+  LOCKD_STATIC_ASSERT(sizeof(type) == (size), #type \
+                      " size is part of the "       \
+                      "ABI")
+#define LOCKD_ASSERT_OFFSET(type, field, off)                   \
   LOCKD_STATIC_ASSERT(__builtin_offsetof(type, field) == (off), \
                       #type "." #field " offset is part of the ABI")
 
@@ -99,14 +101,14 @@ enum lockd_handoff {
 struct lockd_msg {
   __be16 magic;
   __u8 version;
-  __u8 opcode;    /* enum lockd_opcode */
-  __u8 mode;      /* enum lockd_mode */
-  __u8 policy;    /* enum lockd_policy */
-  __u8 status;    /* enum lockd_status, or enum lockd_handoff on hand-off */
-  __u8 flags;     /* LOCKD_FLAG_* */
-  __be32 seq;     /* request sequence number, echoed in the reply */
-  __be32 lease_ms; /* asked for (request) / granted (GRANTED, RENEWED) */
-  __be32 wait_ms;  /* longest time to wait in the queue, 0 = no limit */
+  __u8 opcode;      /* enum lockd_opcode */
+  __u8 mode;        /* enum lockd_mode */
+  __u8 policy;      /* enum lockd_policy */
+  __u8 status;      /* enum lockd_status, or enum lockd_handoff on hand-off */
+  __u8 flags;       /* LOCKD_FLAG_* */
+  __be32 seq;       /* request sequence number, echoed in the reply */
+  __be32 lease_ms;  /* asked for (request) / granted (GRANTED, RENEWED) */
+  __be32 wait_ms;   /* longest time to wait in the queue, 0 = no limit */
   __be32 queue_pos; /* QUEUED: waiters ahead at enqueue time */
   __be64 lock_id;
   __be64 txn_id; /* owner identity; for WAIT_DIE, smaller = older */
@@ -176,9 +178,9 @@ struct lockd_owner {
   __u8 mode;
   __u8 policy;
   __u8 reserved;
-  __u32 seq;   /* sequence number of the request that created it */
-  __u64 fence; /* valid once HELD */
-  __u64 block; /* pool block while QUEUED */
+  __u32 seq;              /* sequence number of the request that created it */
+  __u64 fence;            /* valid once HELD */
+  __u64 block;            /* pool block while QUEUED */
   __u64 since_ns;         /* enqueue or grant time (CLOCK_MONOTONIC) */
   __u64 lease_expires_ns; /* valid once HELD */
   __u32 lease_ms;
@@ -262,12 +264,12 @@ LOCKD_ASSERT_SIZE(struct lockd_alloc, 72);
 #define LOCKD_MAX_GRANTS 16
 
 enum lockd_ctl_op {
-  LOCKD_CTL_TAKEOVER = 1,       /* flag the lock USER_OWNED, return its state */
-  LOCKD_CTL_GIVE_BACK = 2,      /* install holders-only state, clear the flag */
-  LOCKD_CTL_EXPIRE_HOLDER = 3,  /* end a hold whose lease ran out */
-  LOCKD_CTL_EXPIRE_WAITER = 4,  /* cancel a wait whose deadline passed */
-  LOCKD_CTL_FORCE_RELEASE = 5,  /* end a hold for an operator */
-  LOCKD_CTL_KICK = 6,           /* grant whatever is compatible now */
+  LOCKD_CTL_TAKEOVER = 1,      /* flag the lock USER_OWNED, return its state */
+  LOCKD_CTL_GIVE_BACK = 2,     /* install holders-only state, clear the flag */
+  LOCKD_CTL_EXPIRE_HOLDER = 3, /* end a hold whose lease ran out */
+  LOCKD_CTL_EXPIRE_WAITER = 4, /* cancel a wait whose deadline passed */
+  LOCKD_CTL_FORCE_RELEASE = 5, /* end a hold for an operator */
+  LOCKD_CTL_KICK = 6,          /* grant whatever is compatible now */
 };
 
 enum lockd_ctl_result {
@@ -316,44 +318,44 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl, 72 + 32 + 32 * LOCKD_MAX_GRANTS);
 /* Per-CPU counters (map "stats", PERCPU_ARRAY indexed by enum lockd_stat).
  * Every outcome the datapath can produce has one. One list, expanded into
  * the enum here and into names on the C++ side: X(ENUM_SUFFIX, "name"). */
-#define LOCKD_STATS(X)                                                      \
-  X(RX, "rx")                             /* packets to lockd's port */     \
-  X(MALFORMED, "malformed")               /* truncated/bad magic: dropped */\
-  X(BAD_VERSION, "bad_version")           /* wrong version: dropped */      \
-  X(ACQUIRE, "acquire")                   /* ACQUIRE requests processed */  \
-  X(GRANT_IMMEDIATE, "grant_immediate")   /* granted on arrival */          \
-  X(QUEUED, "queued")                     /* enqueued as a waiter */        \
-  X(REJECT_CONFLICT, "reject_conflict")   /* NO_WAIT conflict */            \
-  X(REJECT_DIE, "reject_die")             /* WAIT_DIE: younger died */      \
-  X(REJECT_UPGRADE, "reject_upgrade")     /* S->X upgrade refused */        \
-  X(ACQUIRE_DUP, "acquire_dup")           /* retransmit answered again */   \
-  X(ACQUIRE_INFLIGHT, "acquire_inflight") /* dup of one being decided */    \
-  X(UPGRADE, "upgrade")                   /* S->X upgrade granted */        \
-  X(RELEASE, "release")                   /* RELEASE requests processed */  \
-  X(RELEASED, "released")                 /* releases that freed a hold */  \
-  X(RELEASE_DUP, "release_dup")           /* retransmit answered again */   \
-  X(CANCELLED, "cancelled")               /* RELEASE by a waiter */         \
-  X(REJECT_NOT_HOLDER, "reject_not_holder") /* by a non-holder */           \
-  X(REJECT_EXPIRED, "reject_expired")     /* after the lease ran out */     \
-  X(RENEW, "renew")                       /* leases renewed */              \
-  X(GRANT_FROM_QUEUE, "grant_from_queue") /* waiters granted by release */  \
-  X(GRANT_SENT, "grant_sent")             /* GRANTED packets sent by TC */  \
-  X(GRANT_SEND_FAILED, "grant_send_failed") /* clone_redirect failed */     \
-  X(SKIPPED_CANCELLED, "skipped_cancelled") /* cancelled waiters unlinked */\
-  X(RELEASE_TO_TC, "release_to_tc")       /* XDP passed release to TC */    \
-  X(KICK, "kick")                         /* continuation kicks served */   \
-  X(KICK_SENT, "kick_sent")               /* continuation kicks sent */     \
-  X(KICK_SEND_FAILED, "kick_send_failed") /* a kick could not be sent */    \
-  X(KICK_DROPPED, "kick_dropped")         /* kick chain over its hops */    \
-  X(RETRY, "retry")                       /* queue changed: walk retried */ \
-  X(HANDOFF_POOL_FULL, "handoff_pool_full")     /* to user: pool full */    \
-  X(HANDOFF_TABLE_FULL, "handoff_table_full")   /* to user: table full */   \
-  X(HANDOFF_OWNERS_FULL, "handoff_owners_full") /* to user: owners full */  \
-  X(HANDOFF_USER_OWNED, "handoff_user_owned")   /* to user: lock owned */   \
-  X(HANDOFF_CONTENDED, "handoff_contended")     /* to user: retries spent */\
-  X(POOL_ALLOC, "pool_alloc")             /* pool blocks allocated */       \
-  X(POOL_FREE, "pool_free")               /* pool blocks freed */           \
-  X(POOL_ALLOC_FAILED, "pool_alloc_failed") /* pool insert refused */
+#define LOCKD_STATS(X)                                                         \
+  X(RX, "rx")                               /* packets to lockd's port */      \
+  X(MALFORMED, "malformed")                 /* truncated/bad magic: dropped */ \
+  X(BAD_VERSION, "bad_version")             /* wrong version: dropped */       \
+  X(ACQUIRE, "acquire")                     /* ACQUIRE requests processed */   \
+  X(GRANT_IMMEDIATE, "grant_immediate")     /* granted on arrival */           \
+  X(QUEUED, "queued")                       /* enqueued as a waiter */         \
+  X(REJECT_CONFLICT, "reject_conflict")     /* NO_WAIT conflict */             \
+  X(REJECT_DIE, "reject_die")               /* WAIT_DIE: younger died */       \
+  X(REJECT_UPGRADE, "reject_upgrade")       /* S->X upgrade refused */         \
+  X(ACQUIRE_DUP, "acquire_dup")             /* retransmit answered again */    \
+  X(ACQUIRE_INFLIGHT, "acquire_inflight")   /* dup of one being decided */     \
+  X(UPGRADE, "upgrade")                     /* S->X upgrade granted */         \
+  X(RELEASE, "release")                     /* RELEASE requests processed */   \
+  X(RELEASED, "released")                   /* releases that freed a hold */   \
+  X(RELEASE_DUP, "release_dup")             /* retransmit answered again */    \
+  X(CANCELLED, "cancelled")                 /* RELEASE by a waiter */          \
+  X(REJECT_NOT_HOLDER, "reject_not_holder") /* by a non-holder */              \
+  X(REJECT_EXPIRED, "reject_expired")       /* after the lease ran out */      \
+  X(RENEW, "renew")                         /* leases renewed */               \
+  X(GRANT_FROM_QUEUE, "grant_from_queue")   /* waiters granted by release */   \
+  X(GRANT_SENT, "grant_sent")               /* GRANTED packets sent by TC */   \
+  X(GRANT_SEND_FAILED, "grant_send_failed") /* clone_redirect failed */        \
+  X(SKIPPED_CANCELLED, "skipped_cancelled") /* cancelled waiters unlinked */   \
+  X(RELEASE_TO_TC, "release_to_tc")         /* XDP passed release to TC */     \
+  X(KICK, "kick")                           /* continuation kicks served */    \
+  X(KICK_SENT, "kick_sent")                 /* continuation kicks sent */      \
+  X(KICK_SEND_FAILED, "kick_send_failed")   /* a kick could not be sent */     \
+  X(KICK_DROPPED, "kick_dropped")           /* kick chain over its hops */     \
+  X(RETRY, "retry")                         /* queue changed: walk retried */  \
+  X(HANDOFF_POOL_FULL, "handoff_pool_full") /* to user: pool full */           \
+  X(HANDOFF_TABLE_FULL, "handoff_table_full")   /* to user: table full */      \
+  X(HANDOFF_OWNERS_FULL, "handoff_owners_full") /* to user: owners full */     \
+  X(HANDOFF_USER_OWNED, "handoff_user_owned")   /* to user: lock owned */      \
+  X(HANDOFF_CONTENDED, "handoff_contended")     /* to user: retries spent */   \
+  X(POOL_ALLOC, "pool_alloc")                   /* pool blocks allocated */    \
+  X(POOL_FREE, "pool_free")                     /* pool blocks freed */        \
+  X(POOL_ALLOC_FAILED, "pool_alloc_failed")     /* pool insert refused */
 
 #define LOCKD_STAT_ENUM_ENTRY(suffix, name) LOCKD_STAT_##suffix,
 enum lockd_stat { LOCKD_STATS(LOCKD_STAT_ENUM_ENTRY) LOCKD_STAT_COUNT };

@@ -1,8 +1,9 @@
 /* Drives the Kerby pool library (bpf/lib/pool.h) for its unit tests: the
  * packet is a struct pool_command, executed and written back (XDP_TX), so
  * BPF_PROG_TEST_RUN returns the result. Never attached to an interface. */
-#include "bpf/lib/common.h"
 #include "bpf/lib/pool.h"
+
+#include "bpf/lib/common.h"
 #include "bpf/pool_test_command.h"
 
 char LICENSE[] SEC("license") = "GPL";

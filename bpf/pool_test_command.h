@@ -22,8 +22,8 @@ struct pool_command {
   __u64 idx[LOCKD_ALLOC_MAX_BLOCKS];
   __u8 data[LOCKD_ALLOC_MAX_BLOCKS * LOCKD_BLOCK_DATA];
 };
-LOCKD_ASSERT_SIZE(struct pool_command, 24 + 8 * LOCKD_ALLOC_MAX_BLOCKS +
-                                           LOCKD_ALLOC_MAX_BLOCKS *
-                                               LOCKD_BLOCK_DATA);
+LOCKD_ASSERT_SIZE(struct pool_command,
+                  24 + 8 * LOCKD_ALLOC_MAX_BLOCKS +
+                      LOCKD_ALLOC_MAX_BLOCKS * LOCKD_BLOCK_DATA);
 
 #endif /* LOCKD_BPF_POOL_TEST_COMMAND_H_ */

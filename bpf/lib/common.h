@@ -2,6 +2,8 @@
 #ifndef LOCKD_BPF_LIB_COMMON_H_
 #define LOCKD_BPF_LIB_COMMON_H_
 
+// Kernel headers first: libbpf's use their types.
+// clang-format off
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -13,6 +15,7 @@
 
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+// clang-format on
 
 #include "abi/lockd_abi.h"
 

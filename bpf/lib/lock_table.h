@@ -87,7 +87,7 @@ static __always_inline __u32 batch_enter(void) {
 static __always_inline void batch_exit(__u32 slot) {
   __u32 zero = 0;
   __u32 *depth = bpf_map_lookup_elem(&batch_depth, &zero);
-  if (depth && slot < LOCKD_BATCH_LEVELS && *depth > 0) (*depth)--;
+  if (depth && slot<LOCKD_BATCH_LEVELS && * depth> 0) (*depth)--;
 }
 
 enum lt_verdict {
@@ -160,9 +160,8 @@ static __always_inline void lock_note_maybe_idle(struct lockd_lock *lk) {
 
 /* Makes `own` a holder in `mode`; returns its fencing token. */
 static __always_inline __u64 lock_add_holder(struct lockd_lock *lk,
-                                             struct lockd_owner *own,
-                                             __u8 mode, __u64 now,
-                                             __u32 lease_ms) {
+                                             struct lockd_owner *own, __u8 mode,
+                                             __u64 now, __u32 lease_ms) {
   lk->holders++;
   lk->mode = mode;
   lk->fence++;
@@ -213,9 +212,9 @@ enum round_outcome {
 /* One step of "grant from the head" (docs/semantics.md): looks up the head
  * block and its owner, then under the guard unlinks a cancelled head, or
  * grants a compatible one into *grant. */
-static __always_inline enum round_outcome grant_round(struct lockd_lock *lk,
-                                                      __u64 lock_id, __u64 now,
-                                                      struct lockd_grant *grant) {
+static __always_inline enum round_outcome grant_round(
+    struct lockd_lock *lk, __u64 lock_id, __u64 now,
+    struct lockd_grant *grant) {
   __u64 head_idx = READ_ONCE(lk->head);
   struct lockd_block *head = NULL;
   struct lockd_owner *own = NULL;
@@ -244,8 +243,8 @@ static __always_inline enum round_outcome grant_round(struct lockd_lock *lk,
     outcome = ROUND_RETRY;
   } else {
     lock_unlink_head(lk, head);
-    __u64 fence = lock_add_holder(lk, own, head->waiter.mode, now,
-                                  head->waiter.lease_ms);
+    __u64 fence =
+        lock_add_holder(lk, own, head->waiter.mode, now, head->waiter.lease_ms);
     grant->reply.opcode = LOCKD_OP_GRANTED;
     grant->reply.status = LOCKD_STATUS_OK;
     grant->reply.fence = fence;
@@ -286,7 +285,7 @@ static long grant_loop_step(__u64 index, struct grant_loop *loop) {
   struct lockd_grant_batch *batch =
       bpf_map_lookup_elem(&grant_batch, &loop->batch);
   if (!lk) {
-    loop->done = 1;  /* no such lock: nobody to grant */
+    loop->done = 1; /* no such lock: nobody to grant */
     return 1;
   }
   if (!batch || slot >= LOCKD_MAX_GRANTS) return 1;
@@ -313,8 +312,7 @@ static __always_inline void grant_from_head(__u64 lock_id, __u64 now,
                                             struct lt_result *res) {
   struct grant_loop loop = {
       .lock_id = lock_id, .now = now, .batch = res->batch};
-  bpf_loop(LOCKD_MAX_GRANTS + 2 * LOCKD_MAX_RETRIES, grant_loop_step, &loop,
-           0);
+  bpf_loop(LOCKD_MAX_GRANTS + 2 * LOCKD_MAX_RETRIES, grant_loop_step, &loop, 0);
   res->grants = loop.granted;
   res->kick = !loop.done;
 }
@@ -338,9 +336,8 @@ static __always_inline bool lock_looks_like_queueing(struct lockd_lock *lk,
                                                      __u8 asked) {
   if (READ_ONCE(lk->flags) & LOCKD_LOCK_USER_OWNED) return false;
   if (READ_ONCE(lk->queue_len)) return true;
-  return READ_ONCE(lk->holders) &&
-         !(READ_ONCE(lk->mode) == LOCKD_MODE_SHARED &&
-           asked == LOCKD_MODE_SHARED);
+  return READ_ONCE(lk->holders) && !(READ_ONCE(lk->mode) == LOCKD_MODE_SHARED &&
+                                     asked == LOCKD_MODE_SHARED);
 }
 
 /* Whether a conflicting request would wait, judged from a min_txn read
@@ -418,16 +415,15 @@ static __always_inline void acquire_again(const struct lockd_req *req,
       break;
     case AGAIN_UPGRADE_CONFLICT:
       stat_inc(LOCKD_STAT_REJECT_UPGRADE);
-      result_reply(res, req, LOCKD_OP_REJECTED,
-                   LOCKD_STATUS_UPGRADE_CONFLICT, 0);
+      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_UPGRADE_CONFLICT,
+                   0);
       break;
     case AGAIN_USER_OWNED:
       result_handoff(res, LOCKD_HANDOFF_USER_OWNED);
       break;
     case AGAIN_EXPIRED:
       stat_inc(LOCKD_STAT_REJECT_EXPIRED);
-      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED,
-                   0);
+      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED, 0);
       break;
     default:
       stat_inc(LOCKD_STAT_ACQUIRE_INFLIGHT);
@@ -486,8 +482,8 @@ static __always_inline void lt_acquire(const struct lockd_req *req, __u64 now,
   struct lockd_lock *lk = lock_lookup_or_create(req->lock_id);
   if (!own || !lk) {
     bpf_map_delete_elem(&owners, &key);
-    result_handoff(res, lk ? LOCKD_HANDOFF_CONTENDED
-                           : LOCKD_HANDOFF_TABLE_FULL);
+    result_handoff(res,
+                   lk ? LOCKD_HANDOFF_CONTENDED : LOCKD_HANDOFF_TABLE_FULL);
     return;
   }
 
@@ -710,8 +706,7 @@ static __always_inline void lt_release(const struct lockd_req *req, __u64 now,
       return;
     case REL_EXPIRED:
       stat_inc(LOCKD_STAT_REJECT_EXPIRED);
-      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED,
-                   0);
+      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED, 0);
       return;
     case REL_TO_TC:
       stat_inc(LOCKD_STAT_RELEASE_TO_TC);

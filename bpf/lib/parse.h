@@ -18,9 +18,11 @@ LOCKD_STATIC_ASSERT(sizeof(struct lockd_frame) == 14 + 20 + 8 + 48,
 
 /* Members of a packed frame are reached by offset: the compiler refuses to
  * take their address directly, since packet data has no alignment. */
-#define FRAME_PART(frame, member)                  \
-  ((__typeof__(&((struct lockd_frame *)0)->member))( \
-      (void *)(frame) + __builtin_offsetof(struct lockd_frame, member)))
+#define FRAME_PART(frame, member)                                           \
+  ((__typeof__(&((struct lockd_frame *)0)->member))((void *)(frame) +       \
+                                                    __builtin_offsetof(     \
+                                                        struct lockd_frame, \
+                                                        member)))
 
 enum parse_result {
   PARSE_NOT_OURS = 0, /* pass it on untouched */
@@ -87,8 +89,8 @@ static __always_inline enum parse_result parse_request(void *data,
   struct lockd_frame *frame = data;
   if ((void *)(frame + 1) > data_end) return PARSE_MALFORMED;
   /* Lengths must say exactly one message: no truncation, no trailer. */
-  if (frame->udp.len != bpf_htons(sizeof(struct udphdr) +
-                                  sizeof(struct lockd_msg)) ||
+  if (frame->udp.len !=
+          bpf_htons(sizeof(struct udphdr) + sizeof(struct lockd_msg)) ||
       bpf_ntohs(frame->ip.tot_len) < sizeof(struct iphdr) +
                                          sizeof(struct udphdr) +
                                          sizeof(struct lockd_msg))

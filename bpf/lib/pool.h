@@ -57,7 +57,8 @@ struct {
 
 /* Indexes into an idx[] array, masked so the verifier sees them bounded
  * (callers check the range first; the mask never changes a valid index). */
-LOCKD_STATIC_ASSERT((LOCKD_ALLOC_MAX_BLOCKS & (LOCKD_ALLOC_MAX_BLOCKS - 1)) == 0,
+LOCKD_STATIC_ASSERT((LOCKD_ALLOC_MAX_BLOCKS & (LOCKD_ALLOC_MAX_BLOCKS - 1)) ==
+                        0,
                     "LOCKD_ALLOC_MAX_BLOCKS must be a power of two");
 static __always_inline __u64 pool_slot(__u64 i) {
   /* The empty asm keeps clang from folding the mask into an earlier range

@@ -63,9 +63,8 @@ static __always_inline void frame_fix_checksums(struct lockd_frame *f) {
   f->ip.check = csum_fold(sum);
 
   /* UDP: pseudo header, then the UDP header and the message. */
-  sum = (f->ip.saddr & 0xffff) + (f->ip.saddr >> 16) +
-        (f->ip.daddr & 0xffff) + (f->ip.daddr >> 16) +
-        bpf_htons(IPPROTO_UDP) + f->udp.len;
+  sum = (f->ip.saddr & 0xffff) + (f->ip.saddr >> 16) + (f->ip.daddr & 0xffff) +
+        (f->ip.daddr >> 16) + bpf_htons(IPPROTO_UDP) + f->udp.len;
   f->udp.check = 0;
   words = (const __u16 *)FRAME_PART(f, udp);
 #pragma unroll

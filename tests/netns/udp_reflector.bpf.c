@@ -4,6 +4,8 @@
  * not depend on order), so a reply is exactly as good as its request.
  * test_network_test attaches it natively to a server veth to show that the
  * client end needs the harness's XDP_PASS program for replies to arrive. */
+// Kernel headers first: libbpf's use their types.
+// clang-format off
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -12,6 +14,7 @@
 
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+// clang-format on
 
 #define REFLECT_PORT 7
 
