@@ -108,7 +108,8 @@ static __always_inline void tc_send_grants(struct __sk_buff *skb,
 static __always_inline void tc_send_kick(struct __sk_buff *skb,
                                          const struct lockd_endpoint *us,
                                          const struct lockd_endpoint *them,
-                                         const struct lockd_req *req) {
+                                         const struct lockd_req *req,
+                                         __u32 hops) {
   struct lockd_frame *frame = tc_frame(skb);
   if (!frame) {
     stat_inc(LOCKD_STAT_KICK_SEND_FAILED);
@@ -117,7 +118,7 @@ static __always_inline void tc_send_kick(struct __sk_buff *skb,
   struct lockd_reply kick = {
       .opcode = LOCKD_OP_KICK,
       .lock_id = req->lock_id,
-      .queue_pos = req->hops + 1,
+      .queue_pos = hops,
   };
   /* Addressed like a request to us, so the parser accepts it. */
   frame_write(frame, them, us, &kick);
@@ -158,7 +159,10 @@ int lockd_tc(struct __sk_buff *skb) {
     if (frame) frame_mark_handoff(frame, res.handoff);
     return TC_ACT_OK;
   }
-  if (res.kick) tc_send_kick(skb, &us, &them, &req);
+  if (res.kick)
+    tc_send_kick(
+        skb, &us, &them, &req,
+        req.opcode == LOCKD_OP_KICK && !res.progress ? req.hops + 1 : 1);
   if (res.verdict != LT_REPLY) return TC_ACT_SHOT;
   frame = tc_frame(skb);
   if (!frame) return TC_ACT_SHOT;

@@ -3,12 +3,15 @@
 // scripts (`metrics` prints the Prometheus text format either way).
 //
 // Exit status: 0 on success, 2 when the daemon cannot be reached, 1 for
-// every other error (bad usage, or an error the daemon answered).
+// every other error (bad usage, or an error the daemon answered). `lock` is
+// the exception: it runs a command under a lock through the client library
+// (lockctl/lock_command.h) and passes on the command's exit status.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +25,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/client.h"
+#include "lockctl/lock_command.h"
 #include "lockctl/render.h"
+#include "lockctl/server_list.h"
 #include "lockd/grpc_conventions.h"
 #include "lockd/metrics.h"
 #include "proto/lockd.grpc.pb.h"
@@ -33,10 +39,21 @@ ABSL_FLAG(std::string, token, "",
           "admin token, required by `release --force` when the daemon has "
           "one");
 ABSL_FLAG(bool, json, false, "print JSON instead of tables");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(5),
-          "deadline of each call to the daemon");
+// Optional: `lock` waits without a limit unless it is given.
+ABSL_FLAG(std::optional<absl::Duration>, timeout, std::nullopt,
+          "deadline of each call to the daemon (default 5s); for `lock`, how "
+          "long to wait for the lock (default: no limit; 0: do not wait)");
 ABSL_FLAG(bool, force, false,
           "confirms `release`: it ends a hold on the operator's word");
+ABSL_FLAG(std::string, lock_servers, lockd::lockctl::DefaultServerList(),
+          lockd::lockctl::kLockServersHelp);
+ABSL_FLAG(bool, shared, false, "`lock` takes the lock shared");
+ABSL_FLAG(absl::Duration, lease, absl::ZeroDuration(),
+          "`lock`: lease to ask for, renewed while the command runs (at "
+          "least 1s; 0: the server's default)");
+ABSL_FLAG(absl::Duration, kill_after, absl::Seconds(10),
+          "`lock`: when the hold is lost, the command gets SIGTERM, and "
+          "SIGKILL this much later");
 
 namespace lockd::lockctl {
 namespace {
@@ -55,6 +72,7 @@ Commands:
                                end TXN's hold on LOCK (needs --token when
                                lockd has an admin token); with FENCE only
                                the hold that has that fence
+  lock NAME -- COMMAND...      run COMMAND while holding lock NAME (below)
 LOCK is a decimal id, a 0x-hex id or a lock name.)";
 
 using Stub = v1::AdminService::Stub;
@@ -65,7 +83,7 @@ class Daemon {
   Daemon()
       : address_(absl::GetFlag(FLAGS_server)),
         token_(absl::GetFlag(FLAGS_token)),
-        timeout_(absl::GetFlag(FLAGS_timeout)) {
+        timeout_(absl::GetFlag(FLAGS_timeout).value_or(absl::Seconds(5))) {
     grpc::ChannelArguments arguments;
     // An operator's proxy settings must not reroute a call to the daemon.
     arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
@@ -228,13 +246,39 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
       absl::StrCat("unknown command \"", command, "\"\n", kUsage));
 }
 
+// `lock NAME COMMAND...` ("--" ends the flags, so COMMAND may have its own):
+// the flags become LockCommandOptions.
+int Lock(const std::vector<char*>& arguments) {
+  absl::StatusOr<std::vector<client::ServerConfig>> servers =
+      ParseServerList(absl::GetFlag(FLAGS_lock_servers));
+  if (!servers.ok()) {
+    fprintf(stderr, "lockctl: %s\n",
+            std::string(servers.status().message()).c_str());
+    return kExitUsage;
+  }
+  LockCommandOptions options;
+  options.servers = *std::move(servers);
+  if (arguments.size() > 1) options.lock_name = arguments[1];
+  if (arguments.size() > 2)
+    options.command.assign(arguments.begin() + 2, arguments.end());
+  if (absl::GetFlag(FLAGS_shared)) options.mode = client::Mode::kShared;
+  if (std::optional<absl::Duration> timeout = absl::GetFlag(FLAGS_timeout))
+    options.timeout = *timeout;
+  options.lease = absl::GetFlag(FLAGS_lease);
+  options.kill_after = absl::GetFlag(FLAGS_kill_after);
+  return RunLockCommand(options);
+}
+
 }  // namespace
 }  // namespace lockd::lockctl
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(lockd::lockctl::kUsage);
+  absl::SetProgramUsageMessage(absl::StrCat(
+      lockd::lockctl::kUsage, "\n\n", lockd::lockctl::LockCommandUsage()));
   std::vector<char*> arguments = absl::ParseCommandLine(argc, argv);
   arguments.erase(arguments.begin());  // the program name
+  if (!arguments.empty() && absl::string_view(arguments[0]) == "lock")
+    return lockd::lockctl::Lock(arguments);
   const absl::StatusOr<std::string> output = lockd::lockctl::Run(arguments);
   if (!output.ok()) {
     fprintf(stderr, "lockctl: %s\n",

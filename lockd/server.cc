@@ -566,11 +566,14 @@ class Server::Impl {
   // After the engine served a lock: give it back to the kernel when nothing
   // needs the daemon any more.
   void Settle(uint64_t lock_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (fast_path()) GiveBack(lock_id);
+    GiveBack(lock_id);
     SaveState();
   }
 
   void GiveBack(uint64_t lock_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // Without a fast path the engine is the only decider: nothing to give
+    // back to, and forgetting the lock would forget its holders.
+    if (!fast_path()) return;
     const LockEngine::LockState* state = engine_.Find(lock_id);
     if (state == nullptr || !state->queue.empty()) return;
     for (const auto& [txn, h] : state->holders)

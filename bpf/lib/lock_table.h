@@ -23,7 +23,9 @@
  * look-ups (acquire's link, grant rounds); release, cancel and duplicate
  * acquires instead answer nothing and let the client retransmit. */
 #define LOCKD_MAX_RETRIES 4
-/* A chain of KICKs longer than this is dropped (and counted). */
+/* A chain of KICKs that grant and unlink nothing, longer than this, is
+ * dropped (and counted); a KICK that made progress starts the count again,
+ * since the queue it works through is finite. */
 #define LOCKD_MAX_KICK_HOPS 64
 
 #define NS_PER_MS 1000000ULL
@@ -101,9 +103,10 @@ struct lt_result {
   struct lockd_reply reply;
   __u32 verdict;
   __u32 handoff;
-  __u32 batch;  /* grant_batch slot of this run (batch_enter) */
-  __u32 grants; /* entries of that batch filled */
-  __u32 kick;   /* compatible waiters may remain: continue with a KICK */
+  __u32 batch;    /* grant_batch slot of this run (batch_enter) */
+  __u32 grants;   /* entries of that batch filled */
+  __u32 kick;     /* compatible waiters may remain: continue with a KICK */
+  __u32 progress; /* waiters granted or unlinked by this run */
 };
 
 static __always_inline void result_reply(struct lt_result *res,
@@ -271,6 +274,7 @@ struct grant_loop {
   __u64 now;
   __u32 batch;
   __u32 granted;
+  __u32 skipped;
   __u32 retries;
   __u32 done;
 };
@@ -298,6 +302,7 @@ static long grant_loop_step(__u64 index, struct grant_loop *loop) {
       return ++loop->granted >= LOCKD_MAX_GRANTS;
     case ROUND_SKIPPED:
       stat_inc(LOCKD_STAT_SKIPPED_CANCELLED);
+      loop->skipped++;
       return 0;
     default:
       stat_inc(LOCKD_STAT_RETRY);
@@ -314,6 +319,7 @@ static __always_inline void grant_from_head(__u64 lock_id, __u64 now,
       .lock_id = lock_id, .now = now, .batch = res->batch};
   bpf_loop(LOCKD_MAX_GRANTS + 2 * LOCKD_MAX_RETRIES, grant_loop_step, &loop, 0);
   res->grants = loop.granted;
+  res->progress = loop.granted + loop.skipped;
   res->kick = !loop.done;
 }
 

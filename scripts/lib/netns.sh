@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# netns.sh: a "server" and a "client" network namespace joined by one veth
-# pair, for demos and shell tests. The shell twin of tests/netns/test_network.
+# netns.sh: network namespaces joined by veth pairs, for demos and shell
+# tests. The shell twin of tests/netns/test_network.
 #
 #   source scripts/lib/netns.sh
 #   netns_setup demo             # demo-<pid>-server, demo-<pid>-client
@@ -14,29 +14,39 @@
 #   NETNS_SERVER_IP=198.18.0.1, NETNS_CLIENT_IP=198.18.0.2   (both /24)
 #   NETNS_SERVER_MAC, NETNS_CLIENT_MAC
 #
+# Several servers, one client reaching each over a veth pair of its own:
+#
+#   netns_setup_servers demo 2   # demo-<pid>-server1, -server2, -client
+#
+# sets NETNS_CLIENT (exported) and these arrays, index i - 1 for server i
+# (bash cannot export arrays: they exist in the calling shell only):
+#   NETNS_SERVERS                namespace of each server
+#   NETNS_SERVER_IFS, NETNS_CLIENT_IFS   the pair's ends: lk<pid>s<i>, lk<pid>c<i>
+#   NETNS_SERVER_IPS, NETNS_CLIENT_IPS   198.18.<i-1>.1 and .2 (each pair a /24)
+#
 # Like the C++ harness: veths are created directly inside the namespaces
 # (never in the root one), IPv6 is off in them (the wire carries only ARP and
-# what the script sends), and TX checksum offload is off on the client end,
+# what the script sends), and TX checksum offload is off on client ends,
 # so client packets carry complete UDP checksums as from a real wire (needs
 # python3 for the ethtool ioctl, so ethtool itself is not required). With
 # NETNS_CLIENT_XDP_OBJ set to an XDP object (bazel-bin/tests/netns/xdp_pass.o)
-# its "xdp" section is attached natively to the client end: veth delivers the
-# server's native XDP_TX replies only to an end that runs XDP too.
+# its "xdp" section is attached natively to every client end: veth delivers
+# the server's native XDP_TX replies only to an end that runs XDP too.
 #
-# Cleanup: netns_setup installs `trap netns_teardown EXIT` and, for INT, TERM
+# Cleanup: a setup installs `trap netns_teardown EXIT` and, for INT, TERM
 # and HUP, a trap that tears down and then dies of the same signal. A script
 # that sets its own EXIT/INT/TERM/HUP trap afterwards replaces these: it must
 # call netns_teardown from its own trap. netns_teardown stops processes still
 # running inside the namespaces (the script started them there), deletes the
-# veth and the namespaces, and may be called any number of times.
-# netns_setup first removes leftovers "<prefix>-<pid>-*" of dead pids
+# veths and the namespaces, and may be called any number of times.
+# A setup first removes leftovers "<prefix>-<pid>-*" of dead pids
 # (netns_cleanup_stale), so even a SIGKILLed run does not leak for long.
 #
 # Safe under `set -euo pipefail`; one setup per shell at a time.
 
 # Sourcing twice must not forget what an earlier setup created.
 [[ -v _NETNS_CREATED ]] || _NETNS_CREATED=() # namespaces, in creation order
-: "${_NETNS_LINK:=}"                          # server-side veth name
+[[ -v _NETNS_LINKS ]] || _NETNS_LINKS=()     # "<netns> <veth>", one end each
 
 _netns_fail() {
   echo "netns.sh: $*" >&2
@@ -82,19 +92,20 @@ _netns_stop_processes() {
 }
 
 netns_teardown() {
-  local ns
+  local ns link
   for ns in "${_NETNS_CREATED[@]}"; do
     _netns_stop_processes "$ns"
   done
   # Deleting one end deletes both, even if something keeps a namespace alive.
-  if [[ -n "$_NETNS_LINK" && "${#_NETNS_CREATED[@]}" -gt 0 ]]; then
-    ip -n "${_NETNS_CREATED[0]}" link delete "$_NETNS_LINK" 2>/dev/null || true
-  fi
+  for link in "${_NETNS_LINKS[@]}"; do
+    # shellcheck disable=SC2086  # "<netns> <veth>"
+    ip -n ${link% *} link delete "${link#* }" 2>/dev/null || true
+  done
   for ns in "${_NETNS_CREATED[@]}"; do
     ip netns delete "$ns" 2>/dev/null || true
   done
   _NETNS_CREATED=()
-  _NETNS_LINK=""
+  _NETNS_LINKS=()
 }
 
 # Turns TX checksum offload off on interface $2 inside namespace $1
@@ -119,10 +130,11 @@ _netns_identity() {
     tr '\n' ' '
 }
 
-netns_setup() {
-  local prefix="${1:-}"
+# Checks the prefix, removes stale leftovers and installs the cleanup traps.
+_netns_begin() {
+  local prefix="$1" usage="$2"
   if [[ ! "$prefix" =~ ^[A-Za-z0-9_]+$ ]]; then
-    echo "usage: netns_setup PREFIX   (letters, digits, _)" >&2
+    echo "usage: $usage   (PREFIX: letters, digits, _)" >&2
     return 1
   fi
   if [[ "${#_NETNS_CREATED[@]}" -gt 0 ]]; then
@@ -135,41 +147,58 @@ netns_setup() {
   trap '_netns_on_signal INT' INT
   trap '_netns_on_signal TERM' TERM
   trap '_netns_on_signal HUP' HUP
+}
 
+# Creates namespace $1 with lo up and IPv6 off.
+_netns_add_namespace() {
+  local ns="$1"
+  # Recorded first: a signal during `ip netns add` still removes it.
+  _NETNS_CREATED+=("$ns")
+  ip netns add "$ns" || _netns_fail "cannot create namespace $ns" || return 1
+  ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv6/conf 2>/dev/null || exit 0
+      echo 1 >all/disable_ipv6 && echo 1 >default/disable_ipv6' ||
+    _netns_fail "cannot turn IPv6 off in $ns" || return 1
+  ip -n "$ns" link set lo up || _netns_fail "lo down in $ns" || return 1
+}
+
+# A veth pair from server end $2 (address $3/24) in namespace $1 to client
+# end $5 ($6/24) in namespace $4, up, the client end set as described above.
+_netns_add_link() {
+  local server_ns="$1" server_if="$2" server_ip="$3"
+  local client_ns="$4" client_if="$5" client_ip="$6"
+  _NETNS_LINKS+=("$server_ns $server_if")
+  ip link add "$server_if" netns "$server_ns" type veth \
+    peer name "$client_if" netns "$client_ns" ||
+    _netns_fail "cannot create the veth pair $server_if" || return 1
+  ip -n "$server_ns" address add "$server_ip/24" dev "$server_if" &&
+    ip -n "$client_ns" address add "$client_ip/24" dev "$client_if" ||
+    _netns_fail "cannot assign addresses to $server_if" || return 1
+  _netns_tx_checksum_off "$client_ns" "$client_if" ||
+    _netns_fail "cannot turn TX checksum offload off on $client_if" ||
+    return 1
+  if [[ -n "${NETNS_CLIENT_XDP_OBJ:-}" ]]; then
+    ip -n "$client_ns" link set dev "$client_if" \
+      xdpdrv obj "$NETNS_CLIENT_XDP_OBJ" sec xdp ||
+      _netns_fail "cannot attach $NETNS_CLIENT_XDP_OBJ to $client_if" ||
+      return 1
+  fi
+  ip -n "$server_ns" link set "$server_if" up &&
+    ip -n "$client_ns" link set "$client_if" up ||
+    _netns_fail "cannot bring the veth pair $server_if up" || return 1
+}
+
+netns_setup() {
+  local prefix="${1:-}"
+  _netns_begin "$prefix" "netns_setup PREFIX" || return 1
   export NETNS_SERVER="${prefix}-$$-server"
   export NETNS_CLIENT="${prefix}-$$-client"
   export NETNS_SERVER_IF="lk$$s" NETNS_CLIENT_IF="lk$$c"
   export NETNS_SERVER_IP=198.18.0.1 NETNS_CLIENT_IP=198.18.0.2
-  local ns identity
-  for ns in "$NETNS_SERVER" "$NETNS_CLIENT"; do
-    # Recorded first: a signal during `ip netns add` still removes it.
-    _NETNS_CREATED+=("$ns")
-    ip netns add "$ns" || _netns_fail "cannot create namespace $ns" || return 1
-    ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv6/conf 2>/dev/null || exit 0
-        echo 1 >all/disable_ipv6 && echo 1 >default/disable_ipv6' ||
-      _netns_fail "cannot turn IPv6 off in $ns" || return 1
-    ip -n "$ns" link set lo up || _netns_fail "lo down in $ns" || return 1
-  done
-
-  _NETNS_LINK="$NETNS_SERVER_IF"
-  ip link add "$NETNS_SERVER_IF" netns "$NETNS_SERVER" type veth \
-    peer name "$NETNS_CLIENT_IF" netns "$NETNS_CLIENT" ||
-    _netns_fail "cannot create the veth pair" || return 1
-  ip -n "$NETNS_SERVER" address add "$NETNS_SERVER_IP/24" \
-    dev "$NETNS_SERVER_IF" &&
-    ip -n "$NETNS_CLIENT" address add "$NETNS_CLIENT_IP/24" \
-      dev "$NETNS_CLIENT_IF" ||
-    _netns_fail "cannot assign addresses" || return 1
-  _netns_tx_checksum_off "$NETNS_CLIENT" "$NETNS_CLIENT_IF" ||
-    _netns_fail "cannot turn TX checksum offload off" || return 1
-  if [[ -n "${NETNS_CLIENT_XDP_OBJ:-}" ]]; then
-    ip -n "$NETNS_CLIENT" link set dev "$NETNS_CLIENT_IF" \
-      xdpdrv obj "$NETNS_CLIENT_XDP_OBJ" sec xdp ||
-      _netns_fail "cannot attach $NETNS_CLIENT_XDP_OBJ" || return 1
-  fi
-  ip -n "$NETNS_SERVER" link set "$NETNS_SERVER_IF" up &&
-    ip -n "$NETNS_CLIENT" link set "$NETNS_CLIENT_IF" up ||
-    _netns_fail "cannot bring the veth pair up" || return 1
+  local identity
+  _netns_add_namespace "$NETNS_SERVER" || return 1
+  _netns_add_namespace "$NETNS_CLIENT" || return 1
+  _netns_add_link "$NETNS_SERVER" "$NETNS_SERVER_IF" "$NETNS_SERVER_IP" \
+    "$NETNS_CLIENT" "$NETNS_CLIENT_IF" "$NETNS_CLIENT_IP" || return 1
 
   identity="$(_netns_identity "$NETNS_SERVER" "$NETNS_SERVER_IF")" ||
     _netns_fail "cannot read $NETNS_SERVER_IF" || return 1
@@ -179,4 +208,27 @@ netns_setup() {
   read -r NETNS_CLIENT_IFINDEX NETNS_CLIENT_MAC <<<"$identity"
   export NETNS_SERVER_IFINDEX NETNS_SERVER_MAC
   export NETNS_CLIENT_IFINDEX NETNS_CLIENT_MAC
+}
+
+netns_setup_servers() {
+  local prefix="${1:-}" count="${2:-}" i
+  if [[ ! "$count" =~ ^[1-9][0-9]?$ ]]; then
+    echo "usage: netns_setup_servers PREFIX COUNT   (COUNT: 1 to 99)" >&2
+    return 1
+  fi
+  _netns_begin "$prefix" "netns_setup_servers PREFIX COUNT" || return 1
+  export NETNS_CLIENT="${prefix}-$$-client"
+  NETNS_SERVERS=() NETNS_SERVER_IFS=() NETNS_CLIENT_IFS=()
+  NETNS_SERVER_IPS=() NETNS_CLIENT_IPS=()
+  _netns_add_namespace "$NETNS_CLIENT" || return 1
+  for ((i = 1; i <= count; i++)); do
+    NETNS_SERVERS+=("${prefix}-$$-server$i")
+    NETNS_SERVER_IFS+=("lk$$s$i") NETNS_CLIENT_IFS+=("lk$$c$i")
+    NETNS_SERVER_IPS+=("198.18.$((i - 1)).1")
+    NETNS_CLIENT_IPS+=("198.18.$((i - 1)).2")
+    _netns_add_namespace "${NETNS_SERVERS[i - 1]}" || return 1
+    _netns_add_link "${NETNS_SERVERS[i - 1]}" "${NETNS_SERVER_IFS[i - 1]}" \
+      "${NETNS_SERVER_IPS[i - 1]}" "$NETNS_CLIENT" \
+      "${NETNS_CLIENT_IFS[i - 1]}" "${NETNS_CLIENT_IPS[i - 1]}" || return 1
+  done
 }

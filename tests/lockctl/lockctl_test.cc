@@ -92,5 +92,20 @@ TEST(LockctlTest, ReleaseWithoutForceIsRefusedBeforeAnyCall) {
   EXPECT_THAT(run.output, HasSubstr("--force"));
 }
 
+TEST(LockctlTest, LockWithoutACommandExitsOneBeforeAnyCall) {
+  const Outcome run = RunLockctl("lock jobs/nightly");
+
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("lock needs a command"));
+}
+
+TEST(LockctlTest, LockWithABadServerListExitsOneNamingTheEntry) {
+  const Outcome run =
+      RunLockctl("--lock_servers=a=10.0.0.1,=10.0.0.2 lock x -- true");
+
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("--lock_servers entry \"=10.0.0.2\""));
+}
+
 }  // namespace
 }  // namespace lockd

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/lib/netns.sh: setup under `set -euo pipefail`, traffic, the
 # client's XDP program and checksum setting, and cleanup on exit, on SIGTERM
-# (with a process left running inside) and of stale leftovers.
+# (with a process left running inside) and of stale leftovers; the same for
+# the several-server setup.
 set -euo pipefail
 
 readonly lib="scripts/lib/netns.sh"
@@ -90,6 +91,54 @@ test_setup_traffic_and_exit_cleanup() {
   return 0
 }
 
+test_servers_setup_traffic_and_exit_cleanup() {
+  local names
+  names="$(
+    bash -c '
+      set -euo pipefail
+      source "$1"
+      NETNS_CLIENT_XDP_OBJ="$2" netns_setup_servers shmulti 2
+      echo "${NETNS_SERVERS[*]} $NETNS_CLIENT"
+      ((${#NETNS_SERVERS[@]} == 2)) || exit 11
+      for i in 0 1; do
+        ip -n "${NETNS_SERVERS[i]}" -o -4 address show \
+          dev "${NETNS_SERVER_IFS[i]}" >&2
+        ip -n "$NETNS_CLIENT" -o -4 address show dev "${NETNS_CLIENT_IFS[i]}" >&2
+        ip -n "$NETNS_CLIENT" -o link show dev "${NETNS_CLIENT_IFS[i]}" >&2
+        [[ "$(NETNS_SERVER="${NETNS_SERVERS[i]}" \
+          NETNS_SERVER_IP="${NETNS_SERVER_IPS[i]}" udp_roundtrip)" == hello ]] ||
+          exit 14
+        [[ "$(tx_checksum_offload "$NETNS_CLIENT" "${NETNS_CLIENT_IFS[i]}")" \
+          == 0 ]] || exit 15
+      done
+      ip -o link show type veth | grep -q "lk$$" && exit 13
+      exit 0
+    ' _ "$lib" "$xdp_obj" 2>"$TEST_TMPDIR/servers.err"
+  )" || fail "servers setup script exited with $?: $(cat "$TEST_TMPDIR/servers.err")"
+  local server1 server2 client
+  read -r server1 server2 client <<<"$names"
+  local expected
+  for expected in "inet 198.18.0.1/24" "inet 198.18.0.2/24" \
+    "inet 198.18.1.1/24" "inet 198.18.1.2/24"; do
+    grep -q "$expected" "$TEST_TMPDIR/servers.err" ||
+      fail "$expected missing: $(cat "$TEST_TMPDIR/servers.err")"
+  done
+  (($(grep -cE " xdp qdisc .*prog/xdp id [0-9]+ name xdp_pass" \
+    "$TEST_TMPDIR/servers.err") == 2)) ||
+    fail "not both client ends run XDP_PASS: $(cat "$TEST_TMPDIR/servers.err")"
+  [[ "$server1" == shmulti-*-server1 && "$server2" == shmulti-*-server2 &&
+    "$client" == shmulti-*-client ]] || fail "unexpected names '$names'"
+  local ns
+  for ns in "$server1" "$server2" "$client"; do
+    netns_exists "$ns" && fail "$ns left after exit"
+  done
+  if bash -c 'set -euo pipefail; source "$1"; netns_setup_servers shmulti 0' \
+    _ "$lib" 2>/dev/null; then
+    fail "a count of 0 servers was accepted"
+  fi
+  return 0
+}
+
 test_sigterm_cleanup_stops_processes_and_still_kills() {
   local fifo="$TEST_TMPDIR/names"
   rm -f "$fifo"
@@ -148,6 +197,7 @@ test_bad_prefix_fails() {
 export -f udp_roundtrip tx_checksum_offload
 
 test_setup_traffic_and_exit_cleanup
+test_servers_setup_traffic_and_exit_cleanup
 test_sigterm_cleanup_stops_processes_and_still_kills
 test_stale_leftovers_are_removed
 test_bad_prefix_fails
