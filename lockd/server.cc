@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -73,8 +74,8 @@ class Server::Impl {
         datapath_(std::move(datapath)),
         engine_(LockEngine::Config{options.datapath.default_lease_ms,
                                    options.datapath.max_lease_ms}),
-        state_path_(absl::StrCat(options.state_root, "/", options.instance,
-                                 "/engine.state")) {}
+        state_dir_(absl::StrCat(options.state_root, "/", options.instance,
+                                "/locks")) {}
 
   ~Impl() {
     stopping_ = true;
@@ -84,7 +85,10 @@ class Server::Impl {
     datapath_->Detach();
     if (!options_.datapath.pin_dir.empty()) {
       datapath_->Unpin();
-      unlink(state_path_.c_str());
+      std::error_code ignored;
+      std::filesystem::remove_all(state_dir_, ignored);
+      std::filesystem::remove(std::filesystem::path(state_dir_).parent_path(),
+                              ignored);  // the instance's, if now empty
     }
   }
 
@@ -421,7 +425,7 @@ class Server::Impl {
       Notify(lock_id, g.txn_id, m);
     }
     Count("grants_sent", outcome.grants.size());
-    dirty_ = true;
+    dirty_.insert(lock_id);
   }
 
   // Sends the grants a control operation decided, and continues with KICKs
@@ -550,7 +554,7 @@ class Server::Impl {
       endpoints_[{lock_id, w.txn_id}] = Endpoint{w.addr, w.port, w.policy};
     }
     engine_.Install(lock_id, std::move(state));
-    dirty_ = true;
+    dirty_.insert(lock_id);
     SaveState();  // before the kernel copies go
     for (const lockd_owner_key& k : records)
       bpf_map_delete_elem(datapath_->owners_fd(), &k);
@@ -567,6 +571,7 @@ class Server::Impl {
   // needs the daemon any more.
   void Settle(uint64_t lock_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     GiveBack(lock_id);
+    dirty_.insert(lock_id);
     SaveState();
   }
 
@@ -632,7 +637,7 @@ class Server::Impl {
          it != endpoints_.end() && it->first.first == lock_id;)
       it = endpoints_.erase(it);
     Count("give_backs");
-    dirty_ = true;
+    dirty_.insert(lock_id);
   }
 
   // --- The UDP slow path ------------------------------------------------
@@ -870,14 +875,21 @@ class Server::Impl {
 
   // --- Surviving a restart -------------------------------------------------
 
-  // The engine's locks, one line per lock, holder and waiter, written
-  // atomically whenever they changed. Kernel state survives in the pins.
+  // Each engine lock in a file of its own under state_dir_ (one line for the
+  // lock, one per holder and waiter), rewritten atomically when the lock
+  // changed and removed when the engine let it go: a request costs one small
+  // write, whatever the number of locks. Kernel state survives in the pins.
   void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!dirty_ || options_.datapath.pin_dir.empty()) return;
-    dirty_ = false;
-    std::ostringstream out;
-    for (uint64_t lock_id : engine_.LockIds()) {
+    if (options_.datapath.pin_dir.empty()) return;
+    std::set<uint64_t> failed;
+    for (uint64_t lock_id : dirty_) {
+      const std::string path = absl::StrFormat("%s/%016x", state_dir_, lock_id);
       const LockEngine::LockState* s = engine_.Find(lock_id);
+      if (s == nullptr) {
+        unlink(path.c_str());
+        continue;
+      }
+      std::ostringstream out;
       out << "lock " << lock_id << " " << int{s->mode} << " " << s->fence << " "
           << s->min_txn << "\n";
       for (const auto& [txn, h] : s->holders) {
@@ -893,31 +905,27 @@ class Server::Impl {
             << w.deadline_ns << " " << w.cancelled << " " << ep.addr << " "
             << ep.port << "\n";
       }
+      if (!WriteFileAtomically(path, out.str()).ok()) {
+        Count("state_write_failures");
+        failed.insert(lock_id);  // try again at the next change or sweep
+      }
     }
-    if (!WriteFileAtomically(state_path_, out.str()).ok()) {
-      Count("state_write_failures");
-      dirty_ = true;  // try again at the next change or sweep
-    }
+    dirty_ = std::move(failed);
   }
 
-  absl::Status Restore() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    restored_ = datapath_->reused_pins();
-    if (options_.datapath.pin_dir.empty()) return absl::OkStatus();
-    if (absl::Status made =
-            MakeDirs(absl::StrCat(options_.state_root, "/", options_.instance));
-        !made.ok())
-      return made;
-    std::ifstream file(state_path_);
+  // Reads one saved lock file into `loaded` (and the members' endpoints).
+  absl::Status ReadLockFile(const std::string& path,
+                            std::map<uint64_t, LockEngine::LockState>* loaded)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    std::ifstream file(path);
     std::string word;
     uint64_t lock_id = 0;
     LockEngine::LockState* state = nullptr;
-    std::map<uint64_t, LockEngine::LockState> loaded;
     while (file >> word) {
-      restored_ = true;
       if (word == "lock") {
         int mode;
         file >> lock_id >> mode;
-        state = &loaded[lock_id];
+        state = &(*loaded)[lock_id];
         state->mode = mode;
         file >> state->fence >> state->min_txn;
       } else if (word == "hold" && state != nullptr) {
@@ -944,8 +952,25 @@ class Server::Impl {
         endpoints_[{lock_id, w.txn_id}] = ep;
       } else {
         return absl::DataLossError(
-            absl::StrCat("unreadable state file ", state_path_));
+            absl::StrCat("unreadable state file ", path));
       }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Restore() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    restored_ = datapath_->reused_pins();
+    if (options_.datapath.pin_dir.empty()) return absl::OkStatus();
+    if (absl::Status made = MakeDirs(state_dir_); !made.ok()) return made;
+    std::map<uint64_t, LockEngine::LockState> loaded;
+    std::error_code error;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(state_dir_, error)) {
+      if (entry.path().extension() == ".tmp") continue;  // a write cut short
+      restored_ = true;
+      if (absl::Status read = ReadLockFile(entry.path().string(), &loaded);
+          !read.ok())
+        return read;
     }
     for (auto& [id, s] : loaded) engine_.Install(id, std::move(s));
     if (!fast_path()) return absl::OkStatus();
@@ -978,8 +1003,8 @@ class Server::Impl {
   std::map<OwnerKey, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   std::map<OwnerKey, LockAnswer> grpc_outcomes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, uint64_t> daemon_counters_ ABSL_GUARDED_BY(mu_);
-  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
-  const std::string state_path_;
+  std::set<uint64_t> dirty_ ABSL_GUARDED_BY(mu_);  // locks to save
+  const std::string state_dir_;
   bool restored_ = false;
   int socket_ = -1;
   std::atomic<bool> stopping_{false};
