@@ -58,6 +58,7 @@ absl::Status ClientTest::StartServers(
   if (!net.ok()) return net.status();
   net_ = std::move(*net);
 
+  lockd::testing::RemoveStalePinRoots("lockd-clienttest-");
   pin_root_ = absl::StrCat("/sys/fs/bpf/lockd-clienttest-", getpid());
   const char* tmpdir = getenv("TEST_TMPDIR");
   const std::string state_root =

@@ -49,23 +49,6 @@ std::string ShellQuote(absl::string_view word) {
   return absl::StrCat("'", absl::StrReplaceAll(word, {{"'", "'\\''"}}), "'");
 }
 
-// Pin roots of test processes that died without their TearDown (SIGKILL):
-// "lockd-test-<pid>-<n>" for a pid that is gone.
-void RemoveStalePinRoots() {
-  std::error_code error;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(std::string(kBpffs), error)) {
-    std::string name = entry.path().filename().string();
-    absl::string_view rest = name;
-    if (!absl::ConsumePrefix(&rest, kPinRootPrefix)) continue;
-    int pid = 0;
-    if (!absl::SimpleAtoi(rest.substr(0, rest.find('-')), &pid) || pid <= 0)
-      continue;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-      std::filesystem::remove_all(entry.path(), error);
-  }
-}
-
 // lockctl --json output (or its error) parsed into the response it prints.
 template <typename Response>
 absl::StatusOr<Response> ParseJson(const absl::StatusOr<std::string>& json) {
@@ -82,6 +65,21 @@ absl::StatusOr<Response> ParseJson(const absl::StatusOr<std::string>& json) {
 }
 
 }  // namespace
+
+void RemoveStalePinRoots(absl::string_view prefix) {
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(kBpffs), error)) {
+    std::string name = entry.path().filename().string();
+    absl::string_view rest = name;
+    if (!absl::ConsumePrefix(&rest, prefix)) continue;
+    int pid = 0;
+    if (!absl::SimpleAtoi(rest.substr(0, rest.find('-')), &pid) || pid <= 0)
+      continue;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+      std::filesystem::remove_all(entry.path(), error);
+  }
+}
 
 // ---------------------------------------------------------------------------
 // NetnsProcess
@@ -335,7 +333,7 @@ void DaemonTest::SetUp() {
   const char* tmpdir = getenv("TEST_TMPDIR");
   state_root_ =
       absl::StrCat(tmpdir == nullptr ? "/tmp" : tmpdir, "/lockd-state-", n);
-  RemoveStalePinRoots();
+  RemoveStalePinRoots(kPinRootPrefix);
   std::error_code error;
   std::filesystem::create_directories(pin_root_, error);
   ASSERT_FALSE(error) << pin_root_ << ": " << error.message();

@@ -32,6 +32,10 @@
 
 namespace lockd::testing {
 
+// Removes pin roots under /sys/fs/bpf named "<prefix><pid>[-...]" whose test
+// process died without its teardown (SIGKILL), so killed runs do not leak.
+void RemoveStalePinRoots(absl::string_view prefix);
+
 // How long a test waits for a daemon to start, stop, or reach a state.
 inline constexpr absl::Duration kStartTimeout = absl::Seconds(20);
 inline constexpr absl::Duration kStopTimeout = absl::Seconds(20);
