@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""Turns the runs of scripts/bench.sh into bench/out/results.json, plots
+(gnuplot, PNG) and docs/benchmarks.md. Every figure in the document comes
+from the runs' JSON; the only hand-written text is the --reading file."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+REFERENCE = "lockd"  # the fast path: every ratio is against it
+SYSTEMS = {
+    "lockd": "lockd, fast path (XDP/TC), policy WAIT, UDP",
+    "lockd-user": "the same daemon with the fast path off (`--interface=`): "
+                  "every request served by the user-space engine, same UDP protocol",
+    "lockd-nowait": "lockd fast path, policy NO_WAIT (DINT-Lock behaviour: a "
+                    "conflict is rejected, the transaction aborts and retries)",
+    "lockd-grpc": "lockd through its gRPC LockService (blocking Acquire, WAIT)",
+    "xdp-reflect": "`xdp_reflect` (bpf/baseline.bpf.c) natively on the server veth: "
+                   "answers every request with GRANTED and keeps no lock "
+                   "(the physical ceiling)",
+    "redis": "Redis: `SET key token NX PX 10000`, a busy lock polled again after "
+             "random exponential backoff (20 us .. 2 ms), release by an owner-checking "
+             "Lua script (EVALSHA); exclusive only",
+    "etcd": "etcd v3: one lease per session, `/v3/lock/lock` and `/v3/lock/unlock` "
+            "through the HTTP/JSON gateway; exclusive only; data dir on tmpfs",
+}
+WORKLOADS = {
+    "uniform": "1M locks, uniform, 5-10 locks/txn, 20 % exclusive (DINT)",
+    "zipf09_x0": "1M locks, Zipf 0.9, 5-10 locks/txn, 0 % exclusive",
+    "zipf09_x10": "1M locks, Zipf 0.9, 5-10 locks/txn, 10 % exclusive",
+    "zipf09_x50": "1M locks, Zipf 0.9, 5-10 locks/txn, 50 % exclusive",
+    "zipf099_x0": "1M locks, Zipf 0.99, 5-10 locks/txn, 0 % exclusive",
+    "zipf099_x10": "1M locks, Zipf 0.99, 5-10 locks/txn, 10 % exclusive",
+    "zipf099_x50": "1M locks, Zipf 0.99, 5-10 locks/txn, 50 % exclusive",
+    "hot1": "hot set of 1 lock, 1 exclusive lock/txn",
+    "hot10": "hot set of 10 locks, 1 exclusive lock/txn",
+    "hot100": "hot set of 100 locks, 1 exclusive lock/txn",
+    "hot1000": "hot set of 1000 locks, 1 exclusive lock/txn",
+    "hot10000": "hot set of 10000 locks, 1 exclusive lock/txn",
+}
+MIB = 1024 * 1024
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(command):
+        try:
+            return subprocess.run(command, capture_output=True, text=True,
+                                  check=False).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "not installed"
+
+    return {
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": model,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
+                            os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"),
+        "redis": version(["redis-server", "--version"]),
+        "etcd": version(["etcd", "--version"]),
+    }
+
+
+def closed(runs):
+    return [r for r in runs if r["mode"] == "closed"]
+
+
+def index(runs):
+    return {(r["system"], r["workload"]): r for r in closed(runs)}
+
+
+def ratio(value, reference):
+    return value / reference if reference else None
+
+
+def server_rss_mib(run):
+    processes = run["memory"]["processes"]
+    return max((p["rss_peak_kib"] for p in processes), default=0) / 1024
+
+
+def maps_mib(run):
+    maps = run["memory"]["maps"]
+    return sum(m["memlock_peak"] for m in maps) / MIB if maps else None
+
+
+def per_element(runs):
+    """lockd's measured cost per element of its growing maps: the memlock
+    the map gained divided by the elements it gained, at the sample with the
+    most elements (for `locks`, which never shrinks: at the end)."""
+    best = {}
+    for run in runs:
+        if run["system"] not in ("lockd", "lockd-nowait"):  # fast path on
+            continue
+        for m in run["memory"]["maps"]:
+            if m["name"] not in ("locks", "owners", "pool"):
+                continue
+            candidates = [(m["entries_end"], m["memlock_end"]),
+                          (m["entries_at_peak"], m["memlock_peak"])]
+            for entries, memlock in candidates:
+                grown = entries - m["entries_start"]
+                if entries < 0 or m["entries_start"] < 0 or grown <= 0:
+                    continue
+                if grown > best.get(m["name"], {}).get("elements", 0):
+                    best[m["name"]] = {
+                        "elements": grown,
+                        "bytes_per_element": (memlock - m["memlock_start"]) / grown,
+                        "memlock_empty": m["memlock_start"],
+                        "max_entries": m["max_entries"],
+                        "value_size": m["value_size"],
+                        "run": f'{run["system"]}/{run["workload"]}',
+                    }
+    return best
+
+
+def prealloc_summary(prealloc):
+    maps = {m["name"]: m for m in prealloc["maps"]}
+    locks = prealloc["locks"]
+    slots = prealloc["waiter_slots_per_lock"]
+    return {
+        "locks": locks,
+        "waiter_slots_per_lock": slots,
+        "dint_bytes_per_lock": maps["dint_slots"]["memlock"] / locks,
+        "fixed_bytes_per_lock": maps["fixed_locks"]["memlock"] / locks,
+        "fixed_bytes_per_waiter_slot": maps["fixed_waiters"]["memlock"] / (locks * slots),
+        "fixed_total_mib": (maps["fixed_locks"]["memlock"] +
+                            maps["fixed_waiters"]["memlock"]) / MIB,
+        "maps": prealloc["maps"],
+    }
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "-"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_ratio(value):
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def workload_tables(runs, systems):
+    by = index(runs)
+    lines = []
+    for workload in WORKLOADS:
+        present = [s for s in systems if (s, workload) in by]
+        if not present:
+            continue
+        ref = by.get((REFERENCE, workload))
+        lines += [f"### {workload}: {WORKLOADS[workload]}", "",
+                  "| system | sessions | locks/s | txn/s (attempts) | goodput (commits/s) | "
+                  "x lockd goodput | abort rate | retries/commit | grant p50 us | "
+                  "p99 us | p99.9 us | Jain | server RSS MiB | BPF maps MiB | load before |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for system in present:
+            r = by[(system, workload)]
+            g = r["grant_latency"]
+            lines.append(
+                f'| {system} | {r["sessions"]} | {fmt(r["locks_per_s"])} | '
+                f'{fmt(r["txn_attempts_per_s"])} | {fmt(r["goodput_txn_per_s"])} | '
+                f'{fmt_ratio(ratio(r["goodput_txn_per_s"], ref["goodput_txn_per_s"]) if ref else None)} | '
+                f'{r["abort_rate"]:.3f} | {r["retries_per_commit"]:.2f} | '
+                f'{fmt(g["p50_us"])} | {fmt(g["p99_us"])} | {fmt(g["p999_us"])} | '
+                f'{r["jain_fairness"]:.3f} | {fmt(server_rss_mib(r), 1)} | '
+                f'{fmt(maps_mib(r), 1)} | {r["loadavg_before"]:.1f} |')
+        lines.append("")
+    return lines
+
+
+def ratio_matrix(runs, systems):
+    by = index(runs)
+    others = [s for s in systems if s != REFERENCE]
+    lines = ["| workload | lockd goodput (commits/s) | " +
+             " | ".join(others) + " |",
+             "|---|---|" + "---|" * len(others)]
+    verdicts = []
+    for workload in WORKLOADS:
+        ref = by.get((REFERENCE, workload))
+        if not ref:
+            continue
+        cells = []
+        for system in others:
+            r = by.get((system, workload))
+            if not r:
+                cells.append("-")
+                continue
+            x = ratio(r["goodput_txn_per_s"], ref["goodput_txn_per_s"])
+            cells.append(fmt_ratio(x))
+            if system != "xdp-reflect" and x is not None:
+                verdicts.append((workload, system, x))
+        lines.append(f'| {workload} | {fmt(ref["goodput_txn_per_s"])} | ' +
+                     " | ".join(cells) + " |")
+    return lines, verdicts
+
+
+def open_loop_table(runs):
+    rows = sorted((r for r in runs if r["mode"] == "open"),
+                  key=lambda r: (r["workload"], r["offered_txn_per_s"], r["system"]))
+    if not rows:
+        return []
+    lines = ["| system | workload | offered txn/s | goodput commits/s | dropped arrivals | "
+             "txn latency p50 us | p99 us | p99.9 us | grant p50 us | grant p99 us |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t, g = r["txn_latency"], r["grant_latency"]
+        lines.append(
+            f'| {r["system"]} | {r["workload"]} | {fmt(r["offered_txn_per_s"])} | '
+            f'{fmt(r["goodput_txn_per_s"])} | {r["arrivals_dropped"]:,} | '
+            f'{fmt(t["p50_us"])} | {fmt(t["p99_us"])} | {fmt(t["p999_us"])} | '
+            f'{fmt(g["p50_us"])} | {fmt(g["p99_us"])} |')
+    return lines
+
+
+def memory_section(runs, elements, prealloc):
+    lines = ["lockd's maps are NO_PREALLOC hashes (plus a preallocated LRU "
+             "`released` map): the kernel charges the bucket array at creation "
+             "and each element as it is inserted. Measured per element as "
+             "(memlock gained) / (elements gained) in the run with the most "
+             "elements of that map:", "",
+             "| map | value bytes | elements measured | bytes per element (memlock) | "
+             "empty map memlock MiB | max_entries | run |",
+             "|---|---|---|---|---|---|---|"]
+    for name in ("locks", "owners", "pool"):
+        e = elements.get(name)
+        if e:
+            lines.append(
+                f'| {name} | {e["value_size"]} | {e["elements"]:,} | '
+                f'{e["bytes_per_element"]:.1f} | {e["memlock_empty"] / MIB:.1f} | '
+                f'{e["max_entries"]:,} | {e["run"]} |')
+    lines.append("")
+    if prealloc:
+        p = prealloc
+        lines += [
+            f'A preallocated fixed-slot table sized for the worst case, measured '
+            f'by creating the BPF ARRAY maps (bench/prealloc_memory.cc) for '
+            f'{p["locks"]:,} locks and reading their memlock:', "",
+            "| map | value bytes | entries | memlock MiB | bytes per entry |",
+            "|---|---|---|---|---|"]
+        for m in p["maps"]:
+            lines.append(f'| {m["name"]} | {m["value_size"]} | {m["max_entries"]:,} | '
+                         f'{m["memlock"] / MIB:,.1f} | {m["memlock"] / m["max_entries"]:.1f} |')
+        lines.append("")
+        lock = elements.get("locks", {}).get("bytes_per_element")
+        owner = elements.get("owners", {}).get("bytes_per_element")
+        block = elements.get("pool", {}).get("bytes_per_element")
+        if lock and owner and block:
+            waiter = owner + block
+            lines += [
+                f'Per lock: lockd {lock:.0f} B for a lock entry once the lock is '
+                f'used (+ {owner:.0f} B per holder); the fixed table '
+                f'{p["fixed_bytes_per_lock"]:.0f} B for every lock whether used or '
+                f'not, plus {p["waiter_slots_per_lock"]} x '
+                f'{p["fixed_bytes_per_waiter_slot"]:.0f} B of waiter slots = '
+                f'{p["fixed_bytes_per_lock"] + p["waiter_slots_per_lock"] * p["fixed_bytes_per_waiter_slot"]:,.0f} B '
+                f'per lock ({p["fixed_total_mib"]:,.0f} MiB for {p["locks"]:,} locks, '
+                f'up front); DINT-Lock\'s queue-less slot {p["dint_bytes_per_lock"]:.0f} B.',
+                f'Per waiter: lockd {waiter:.0f} B (owner record {owner:.0f} B + pool '
+                f'block {block:.0f} B), only while it waits; the fixed table '
+                f'{p["fixed_bytes_per_waiter_slot"]:.0f} B per slot, always, and a '
+                f'queue longer than {p["waiter_slots_per_lock"]} does not fit.', ""]
+    lines += ["Servers' resident memory (largest VmRSS sampled during the run), in MiB:", "",
+              "| system | workload | RSS at start | RSS peak | BPF maps memlock peak |",
+              "|---|---|---|---|---|"]
+    for r in closed(runs):
+        if r["workload"] not in ("uniform", "hot1"):
+            continue
+        for p in r["memory"]["processes"]:
+            lines.append(f'| {r["system"]} | {r["workload"]} | '
+                         f'{p["rss_start_kib"] / 1024:.1f} | {p["rss_peak_kib"] / 1024:.1f} | '
+                         f'{fmt(maps_mib(r), 1)} |')
+    lines.append("")
+    return lines
+
+
+def verdict_lines(verdicts):
+    wins = [v for v in verdicts if v[2] < 1]
+    losses = [v for v in verdicts if v[2] >= 1]
+    lines = ["**Where lockd's fast path loses** (another system's goodput is at "
+             "least lockd's):", ""]
+    lines += [f"- {w}: {s} {x:.2f}x lockd" for w, s, x in sorted(losses, key=lambda v: -v[2])] \
+        or ["- nowhere in this run"]
+    lines += ["", "**Where it wins** (the other system's goodput as a fraction of lockd's; "
+              "the smallest margins first):", ""]
+    lines += [f"- {w}: {s} {x:.2f}x lockd" for w, s, x in sorted(wins, key=lambda v: -v[2])]
+    lines.append("")
+    return lines
+
+
+def reflect_lines(runs):
+    by = index(runs)
+    lines = []
+    for workload in WORKLOADS:
+        ref = by.get(("xdp-reflect", workload))
+        lockd = by.get((REFERENCE, workload))
+        if ref and lockd:
+            lines.append(
+                f'- {workload}: lockd {fmt(lockd["locks_per_s"])} locks/s = '
+                f'{lockd["locks_per_s"] / ref["locks_per_s"]:.2f} of the reflector\'s '
+                f'{fmt(ref["locks_per_s"])}; grant p50 {fmt(lockd["grant_latency"]["p50_us"])} us '
+                f'vs {fmt(ref["grant_latency"]["p50_us"])} us.')
+    return lines + [""] if lines else []
+
+
+def plot(runs, systems, plot_dir):
+    by = index(runs)
+    workloads = [w for w in WORKLOADS if any((s, w) in by for s in systems)]
+    shown = [s for s in systems if any((s, w) in by for w in workloads)]
+    data_path = os.path.join(plot_dir, "goodput.dat")
+    with open(data_path, "w") as data:
+        data.write("workload " + " ".join(shown) + "\n")
+        for w in workloads:
+            cells = [str(by[(s, w)]["goodput_txn_per_s"]) if (s, w) in by else "?"
+                     for s in shown]
+            data.write(w + " " + " ".join(cells) + "\n")
+    lat_path = os.path.join(plot_dir, "grant_p99.dat")
+    with open(lat_path, "w") as data:
+        data.write("workload " + " ".join(shown) + "\n")
+        for w in workloads:
+            cells = [str(by[(s, w)]["grant_latency"]["p99_us"]) if (s, w) in by else "?"
+                     for s in shown]
+            data.write(w + " " + " ".join(cells) + "\n")
+    pngs = []
+    for name, path, ylabel in (
+            ("goodput", data_path, "committed transactions/s (log)"),
+            ("grant_p99", lat_path, "grant latency p99, us (log)")):
+        png = os.path.join(plot_dir, name + ".png")
+        columns = ", ".join(
+            f"'{path}' using {i + 2}:xtic(1) title columnheader({i + 2})"
+            for i in range(len(shown)))
+        script = f"""
+set terminal pngcairo size 1400,600 noenhanced
+set output '{png}'
+set style data histograms
+set style histogram cluster gap 1
+set style fill solid 0.9 border -1
+set logscale y
+set ylabel '{ylabel}'
+set xtics rotate by -30
+set key outside right top
+set grid ytics
+set datafile missing '?'
+plot {columns}
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+        pngs.append(png)
+    return pngs
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", required=True)
+    parser.add_argument("--prealloc")
+    parser.add_argument("--command", required=True)
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--markdown", required=True)
+    parser.add_argument("--plot_dir", required=True)
+    parser.add_argument("--reading")
+    parser.add_argument("--build_mode", default="fastbuild")
+    args = parser.parse_args()
+
+    with open(args.runs) as f:
+        runs = [json.loads(line) for line in f if line.strip()]
+    prealloc = None
+    if args.prealloc and os.path.exists(args.prealloc):
+        with open(args.prealloc) as f:
+            prealloc = prealloc_summary(json.load(f))
+    systems = [s for s in SYSTEMS if any(r["system"] == s for r in runs)]
+    elements = per_element(runs)
+    ratio_lines, verdicts = ratio_matrix(runs, systems)
+    host = machine()
+    results = {
+        "command": args.command,
+        "build_mode": args.build_mode,
+        "machine": host,
+        "runs": runs,
+        "lockd_bytes_per_element": elements,
+        "prealloc": prealloc,
+        "goodput_vs_lockd": [{"workload": w, "system": s, "ratio": x}
+                             for w, s, x in verdicts],
+    }
+    with open(args.results, "w") as f:
+        json.dump(results, f, indent=1)
+    pngs = plot(runs, systems, args.plot_dir)
+
+    first = runs[0] if runs else {}
+    lines = [
+        "# Benchmarks: lockd side by side",
+        "",
+        "<!-- Generated by bench/report.py from bench/out/results.json; do not "
+        "edit by hand: rerun the command below. -->",
+        "",
+        f"Produced by `{args.command}` on {host['date']}: {host['nproc']} cores "
+        f"({host['cpu']}), {host['memory_gib']} GiB, kernel {host['kernel']}; "
+        f"Bazel build mode {args.build_mode} (no -c opt); {host['redis']}; "
+        f"{host['etcd'].replace(chr(10), ' ')}.",
+        f"Each closed-loop run: {first.get('duration_s', '?')} s measured after a "
+        f"warm-up, {first.get('threads', '?')} load generator threads. Everything "
+        "(load generator, servers, kernel fast path) shares the same 2 cores, so "
+        "absolute figures are low and noisy; compare ratios.",
+        "",
+        "Plots: " + ", ".join(f"`bench/out/{os.path.basename(p)}`" for p in pngs) +
+        " (not committed; bench/out/ is git-ignored).",
+        "",
+        "## Set-up",
+        "",
+        "The load generator (`bench/loadgen.cc`) runs in a client network namespace "
+        "and talks over one veth pair to the servers in a server namespace "
+        "(198.18.0.1). Sessions are multiplexed on two epoll threads. Each session "
+        "runs strict-2PL transactions: it acquires the transaction's locks one "
+        "after the other in lock id order, and releases all of them once all are "
+        "held (no hold time): a commit. A rejection (NO_WAIT conflict) aborts the "
+        "attempt: the held locks are released and the same transaction is retried "
+        "after a random exponential backoff (20 us doubling to 2 ms). Grant latency "
+        "is from sending an acquire to holding the lock (queueing and polling "
+        "included). Jain's index is over the sessions' commits in the measured "
+        "window. Memory: VmRSS of the server process sampled every 250 ms, and "
+        "the kernel's memlock of lockd's BPF maps.",
+        "",
+        "| system | what |",
+        "|---|---|",
+    ]
+    lines += [f"| {s} | {SYSTEMS[s]} |" for s in systems]
+    lines += ["", "lockd runs with `--lock_capacity=1200000` (lock entries are never "
+              "deleted, so a 1M-lock run needs that many; the default 65536 would hand "
+              "most locks to the daemon), other capacities default; saved state on tmpfs, "
+              "as /run is on a usual host. Redis and etcd are Debian's packages, run in "
+              "the server namespace only.", "",
+              "## Goodput against lockd's fast path", "",
+              "Committed transactions/s of each system divided by lockd's fast path "
+              "(WAIT) on the same workload; above 1.00x the other system is better.", ""]
+    lines += ratio_lines
+    lines += ["", "lockd's fast path as a fraction of the XDP reflector (the same "
+              "packets, answered without any lock state):", ""]
+    lines += reflect_lines(runs)
+    lines += verdict_lines(verdicts)
+    lines += ["## Every closed-loop run", "",
+              "`load before` is the 1-minute load average when the run started; the "
+              "benchmark itself accounts for about 2-3 (two load generator threads and "
+              "the server). Higher means other work shared the 2 cores during the run.",
+              ""]
+    lines += workload_tables(runs, systems)
+    ol = open_loop_table(runs)
+    if ol:
+        lines += ["## Open loop (fixed offered rate, Poisson arrivals)", "",
+                  "Latency counts from the arrival, so a server that falls behind shows "
+                  "it as queueing (arrivals finding the bounded queue full are dropped).", ""]
+        lines += ol + [""]
+    lines += ["## Memory", ""]
+    lines += memory_section(runs, elements, prealloc)
+    if args.reading and os.path.exists(args.reading):
+        with open(args.reading) as f:
+            lines += [f.read().rstrip(), ""]
+    with open(args.markdown, "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# Benchmarks side by side: lockd (fast path; fast path off; gRPC; NO_WAIT),
+# Redis locks, etcd locks and an XDP program that only reflects packets, all
+# driven by one load generator (bench/loadgen.cc) from a client network
+# namespace over a veth pair to a server namespace. Writes
+# bench/out/results.json, bench/out/*.png and docs/benchmarks.md.
+#
+#   scripts/bench.sh           every workload (about 10 minutes on 2 cores)
+#   scripts/bench.sh --quick   a small subset (under 2 minutes)
+#
+# Installs what is missing (scripts/setup.sh; redis-server, etcd-server and
+# gnuplot-nox, whose system-wide services are stopped and disabled), builds
+# in Bazel's default mode (fastbuild), and removes everything it creates
+# (namespaces, veths, pins, servers) on every way out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+case "${1:-}" in
+  "") ;;
+  --quick) quick=1 ;;
+  *)
+    echo "usage: scripts/bench.sh [--quick]" >&2
+    exit 2
+    ;;
+esac
+readonly quick
+command_line="scripts/bench.sh${1:+ $1}"
+readonly command_line
+
+# ---------------------------------------------------------------------------
+# Packages and build
+# ---------------------------------------------------------------------------
+
+scripts/setup.sh
+
+readonly BENCH_PACKAGES=(redis-server etcd-server gnuplot-nox)
+readonly BENCH_SERVICES=(redis-server etcd)
+missing=()
+for package in "${BENCH_PACKAGES[@]}"; do
+  if [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" != "install ok installed" ]]; then
+    missing+=("$package")
+  fi
+done
+if ((${#missing[@]} > 0)); then
+  echo "bench: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The packages enable (and on some systems start) system-wide services; the
+# benchmark runs its own servers inside its namespace only.
+for service in "${BENCH_SERVICES[@]}"; do
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  elif [[ -x "/etc/init.d/$service" ]]; then
+    "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+    update-rc.d "$service" disable >/dev/null 2>&1 || true
+  fi
+done
+echo "bench: ok: ${BENCH_PACKAGES[*]} installed, their services stopped"
+
+bazel build //lockd:lockd //lockctl:lockctl //bench:loadgen \
+  //bench:reflect_server //bench:prealloc_memory //tests/netns:xdp_pass.o \
+  2>&1 | tail -1
+
+# ---------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------
+
+# Systems run back to back on each workload, each with a fresh server, so
+# that other load on the machine drifting over the run skews every system of
+# a workload alike; the ratios are computed within a workload.
+readonly ALL_WORKLOADS=(uniform zipf09_x0 zipf09_x10 zipf09_x50 zipf099_x0
+  zipf099_x10 zipf099_x50 hot1 hot10 hot100 hot1000 hot10000)
+if ((quick)); then
+  warmup=0.3s duration=1s
+  workloads=(uniform zipf099_x50 hot1)
+  declare -A systems_of=(
+    [uniform]="lockd lockd-user lockd-nowait lockd-grpc xdp-reflect redis"
+    [zipf099_x50]="lockd lockd-nowait redis"
+    [hot1]="lockd lockd-user lockd-nowait redis etcd")
+  open_rates=(2000)
+else
+  warmup=1s duration=4s
+  workloads=("${ALL_WORKLOADS[@]}")
+  declare -A systems_of
+  for workload in "${workloads[@]}"; do
+    systems_of[$workload]="lockd lockd-user lockd-nowait redis"
+  done
+  systems_of[uniform]+=" lockd-grpc xdp-reflect etcd"
+  systems_of[zipf099_x50]+=" lockd-grpc"
+  systems_of[hot1]+=" lockd-grpc xdp-reflect etcd"
+  systems_of[hot100]+=" etcd"
+  open_rates=(1000 2500 5000)
+fi
+readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis)
+# Enough outstanding requests to saturate 2 cores without drowning the
+# latency in socket queues; gRPC and etcd are slower per request.
+readonly UDP_SESSIONS=32 REDIS_SESSIONS=32 GRPC_SESSIONS=16 ETCD_SESSIONS=16
+# Every lock id of a 1M-lock run fits the kernel table: lockd never deletes
+# lock entries, so a smaller table would hand new locks to the daemon.
+readonly LOCK_CAPACITY=1200000
+readonly GRPC_PORT=7451 REDIS_PORT=6379 ETCD_PORT=2379
+
+# ---------------------------------------------------------------------------
+# Namespaces, servers, cleanup
+# ---------------------------------------------------------------------------
+
+out=bench/out
+mkdir -p "$out"
+runs="$out/runs.jsonl"
+: >"$runs"
+work=""
+shm_dir=""
+readonly instance="bench-$$"
+readonly pin_root="/sys/fs/bpf/lockd-bench-$$"
+server_pid=""
+
+# shellcheck source=scripts/lib/netns.sh
+source scripts/lib/netns.sh
+
+stop_server() {
+  [[ -n "$server_pid" ]] || return 0
+  if kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+cleanup() {
+  local status=$?
+  stop_server
+  netns_teardown
+  rm -rf "$pin_root" ${work:+"$work"} ${shm_dir:+"$shm_dir"}
+  exit "$status"
+}
+NETNS_CLIENT_XDP_OBJ=bazel-bin/tests/netns/xdp_pass.o netns_setup lockdbench
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+work=$(mktemp -d /tmp/lockd-bench.XXXXXX)
+# On tmpfs: lockd's saved state (where its default, /run/lockd, is on a
+# usual host) and etcd's data directory (fsync costs nothing there: etcd's
+# best case).
+shm_dir=$(mktemp -d /dev/shm/lockd-bench.XXXXXX)
+
+# Waits (at most 20 s) for `text` in the server's log; fails if it died.
+await_server() {
+  local text="$1" log="$2"
+  for _ in $(seq 200); do
+    grep -q "$text" "$log" 2>/dev/null && return 0
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      cat "$log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "bench: server not ready after 20 s" >&2
+  cat "$log" >&2
+  return 1
+}
+
+# Ids of the BPF maps lockd uses: those its XDP program references (when
+# attached) and those it pinned.
+lockd_map_ids() {
+  {
+    ip -n "$NETNS_SERVER" -j link show dev "$NETNS_SERVER_IF" |
+      python3 -c 'import json, sys
+link = json.load(sys.stdin)[0]
+prog = link.get("xdp", {}).get("prog", {}).get("id")
+print(prog or "")' | while read -r prog; do
+      [[ -n "$prog" ]] && bpftool -j prog show id "$prog" |
+        python3 -c 'import json, sys; print(*json.load(sys.stdin).get("map_ids", []), sep="\n")'
+    done
+    for pin in "$pin_root/$instance"/*; do
+      bpftool -j map show pinned "$pin" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+    done
+  } | sort -un | paste -sd, -
+}
+
+map_ids=""
+
+# lockd in the server namespace; $1 = fast | off (fast path on or off).
+start_lockd() {
+  local interface=""
+  [[ "$1" == fast ]] && interface="$NETNS_SERVER_IF"
+  bazel-bin/lockd/lockd --netns="$NETNS_SERVER" --interface="$interface" \
+    --instance="$instance" --pin_root="$pin_root" \
+    --state_root="$shm_dir/state" --lock_capacity="$LOCK_CAPACITY" \
+    --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  await_server ready "$work/server.log"
+  map_ids=$(lockd_map_ids)
+}
+
+start_reflect() {
+  bazel-bin/bench/reflect_server --netns="$NETNS_SERVER" \
+    --interface="$NETNS_SERVER_IF" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  await_server ready "$work/server.log"
+  map_ids=""
+}
+
+start_redis() {
+  ip netns exec "$NETNS_SERVER" redis-server --bind "$NETNS_SERVER_IP" \
+    --port "$REDIS_PORT" --save "" --appendonly no --protected-mode no \
+    --dir "$work" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  await_server "Ready to accept connections" "$work/server.log"
+  map_ids=""
+}
+
+start_etcd() {
+  rm -rf "${shm_dir:?}/etcd"
+  ip netns exec "$NETNS_SERVER" etcd --name bench --data-dir "$shm_dir/etcd" \
+    --listen-client-urls "http://$NETNS_SERVER_IP:$ETCD_PORT" \
+    --advertise-client-urls "http://$NETNS_SERVER_IP:$ETCD_PORT" \
+    --listen-peer-urls http://127.0.0.1:2380 \
+    --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster bench=http://127.0.0.1:2380 \
+    --log-level info >"$work/server.log" 2>&1 &
+  server_pid=$!
+  await_server "ready to serve client requests" "$work/server.log"
+  map_ids=""
+}
+
+# Runs the load generator once and appends its JSON line to $runs.
+#   load SYSTEM DRIVER WORKLOAD SESSIONS [loadgen flags...]
+load() {
+  local system="$1" driver="$2" workload="$3" sessions="$4"
+  shift 4
+  local result
+  printf 'bench: %-14s %-12s %s\n' "$system" "$workload" "$*" >&2
+  if ! result=$(timeout --kill-after=5 120 bazel-bin/bench/loadgen \
+    --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" --system="$system" \
+    --driver="$driver" --workload="$workload" --sessions="$sessions" \
+    --warmup="$warmup" --duration="$duration" --server_pids="$server_pid" \
+    --bpf_map_ids="$map_ids" "$@"); then
+    echo "bench: $system $workload failed" >&2
+    return 1
+  fi
+  echo "$result" >>"$runs"
+  python3 -c 'import json, sys
+r = json.loads(sys.argv[1])
+print("       %9.0f locks/s %8.0f commits/s  abort %.3f  grant p50 %.0f us p99 %.0f us  Jain %.3f" % (
+    r["locks_per_s"], r["goodput_txn_per_s"], r["abort_rate"],
+    r["grant_latency"]["p50_us"], r["grant_latency"]["p99_us"], r["jain_fairness"]))' "$result" >&2
+}
+
+# One run of SYSTEM on WORKLOAD with a fresh server (lockd's lock table
+# only grows; Redis and etcd start empty), loadgen flags after them.
+#   run SYSTEM WORKLOAD [loadgen flags...]
+run() {
+  local system="$1" workload="$2"
+  shift 2
+  case "$system" in
+    lockd)
+      start_lockd fast
+      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=wait "$@"
+      ;;
+    lockd-user)
+      start_lockd off
+      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=wait "$@"
+      ;;
+    lockd-nowait)
+      start_lockd fast
+      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=no_wait "$@"
+      ;;
+    lockd-grpc)
+      start_lockd fast
+      load "$system" grpc "$workload" "$GRPC_SESSIONS" --policy=wait \
+        --port="$GRPC_PORT" "$@"
+      ;;
+    xdp-reflect)
+      start_reflect
+      load "$system" reflect "$workload" "$UDP_SESSIONS" "$@"
+      ;;
+    redis)
+      start_redis
+      load "$system" redis "$workload" "$REDIS_SESSIONS" --port="$REDIS_PORT" "$@"
+      ;;
+    etcd)
+      start_etcd
+      load "$system" etcd "$workload" "$ETCD_SESSIONS" --port="$ETCD_PORT" "$@"
+      ;;
+  esac
+  stop_server
+}
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+echo "== prealloc: fixed slots sized for the worst case"
+bazel-bin/bench/prealloc_memory >"$out/prealloc.json"
+
+for workload in "${workloads[@]}"; do
+  echo "== $workload (closed loop)"
+  for system in ${systems_of[$workload]}; do
+    run "$system" "$workload"
+  done
+done
+for rate in "${open_rates[@]}"; do
+  echo "== uniform, open loop at $rate transactions/s"
+  for system in "${OPEN_LOOP_SYSTEMS[@]}"; do
+    run "$system" uniform --rate="$rate"
+  done
+done
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+python3 bench/report.py --runs "$runs" --prealloc "$out/prealloc.json" \
+  --command "$command_line" --results "$out/results.json" \
+  --markdown docs/benchmarks.md --plot_dir "$out" \
+  --reading bench/reading.md --build_mode fastbuild
+echo "bench: wrote $out/results.json, $out/*.png and docs/benchmarks.md"
