@@ -65,6 +65,33 @@ struct Endpoint {
 
 using OwnerKey = std::pair<uint64_t, uint64_t>;  // lock_id, txn_id
 
+// What a waiter is sent when it becomes a holder.
+Message GrantedMessage(uint64_t lock_id, uint64_t txn_id, uint64_t fence,
+                       uint32_t seq, uint8_t mode, uint8_t policy,
+                       uint32_t lease_ms) {
+  Message m;
+  m.opcode = LOCKD_OP_GRANTED;
+  m.lock_id = lock_id;
+  m.txn_id = txn_id;
+  m.fence = fence;
+  m.seq = seq;
+  m.mode = static_cast<lockd_mode>(mode);
+  m.policy = static_cast<lockd_policy>(policy);
+  m.lease_ms = lease_ms;
+  return m;
+}
+
+// What a waiter is sent when its wait deadline passed.
+Message WaitExpiredMessage(uint64_t lock_id, uint64_t txn_id, uint32_t seq) {
+  Message m;
+  m.opcode = LOCKD_OP_REJECTED;
+  m.status = LOCKD_STATUS_WAIT_EXPIRED;
+  m.lock_id = lock_id;
+  m.txn_id = txn_id;
+  m.seq = seq;
+  return m;
+}
+
 }  // namespace
 
 class Server::Impl {
@@ -411,19 +438,10 @@ class Server::Impl {
 
   void Deliver(uint64_t lock_id, const LockEngine::Outcome& outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (const LockEngine::Grant& g : outcome.grants) {
-      Message m;
-      m.opcode = LOCKD_OP_GRANTED;
-      m.lock_id = lock_id;
-      m.txn_id = g.txn_id;
-      m.fence = g.fence;
-      m.seq = g.seq;
-      m.mode = static_cast<lockd_mode>(g.mode);
-      m.policy =
-          static_cast<lockd_policy>(EndpointOf(lock_id, g.txn_id).policy);
-      m.lease_ms = g.lease_ms;
-      Notify(lock_id, g.txn_id, m);
-    }
+    for (const LockEngine::Grant& g : outcome.grants)
+      Notify(lock_id, g.txn_id,
+             GrantedMessage(lock_id, g.txn_id, g.fence, g.seq, g.mode,
+                            EndpointOf(lock_id, g.txn_id).policy, g.lease_ms));
     Count("grants_sent", outcome.grants.size());
     dirty_.insert(lock_id);
   }
@@ -435,16 +453,9 @@ class Server::Impl {
     for (int kicks = 0;; ++kicks) {
       for (uint32_t i = 0; i < ctl.grants && i < LOCKD_MAX_GRANTS; ++i) {
         const lockd_ctl_notice& n = ctl.granted[i];
-        Message m;
-        m.opcode = LOCKD_OP_GRANTED;
-        m.lock_id = lock_id;
-        m.txn_id = n.txn_id;
-        m.fence = n.fence;
-        m.seq = n.seq;
-        m.mode = static_cast<lockd_mode>(n.mode);
-        m.policy = static_cast<lockd_policy>(n.policy);
-        m.lease_ms = n.lease_ms;
-        Send(Endpoint{n.addr, n.port}, m);
+        Send(Endpoint{n.addr, n.port},
+             GrantedMessage(lock_id, n.txn_id, n.fence, n.seq, n.mode, n.policy,
+                            n.lease_ms));
       }
       Count("grants_sent", ctl.grants);
       if (!ctl.kick || kicks >= kMaxKicks) return;
@@ -494,11 +505,10 @@ class Server::Impl {
     state.min_txn = taken.min_txn;
     std::vector<lockd_owner_key> records;
     std::map<uint64_t, lockd_owner> waiting_by_block;
-    lockd_owner_key key{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(datapath_->owners_fd(), prev, &next) == 0) {
-      key = next;
-      prev = &key;
+    absl::StatusOr<std::vector<lockd_owner_key>> keys =
+        MapKeys<lockd_owner_key>(datapath_->owners_fd());
+    if (!keys.ok()) return keys.status();
+    for (const lockd_owner_key& key : *keys) {
       if (key.lock_id != lock_id) continue;
       lockd_owner owner{};
       if (bpf_map_lookup_elem(datapath_->owners_fd(), &key, &owner) != 0)
@@ -801,23 +811,17 @@ class Server::Impl {
 
   void NotifyWaitExpired(uint64_t lock_id, uint64_t txn_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Message m;
-    m.opcode = LOCKD_OP_REJECTED;
-    m.status = LOCKD_STATUS_WAIT_EXPIRED;
-    m.lock_id = lock_id;
-    m.txn_id = txn_id;
-    Notify(lock_id, txn_id, m);
+    Notify(lock_id, txn_id, WaitExpiredMessage(lock_id, txn_id, 0));
   }
 
   // Kernel-owned locks: holders past their lease, waiters past their
   // deadline, found in the owner records and ended under the lock's guard.
   void SweepKernel(uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<std::pair<lockd_owner_key, uint32_t>> due;
-    lockd_owner_key key{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(datapath_->owners_fd(), prev, &next) == 0) {
-      key = next;
-      prev = &key;
+    absl::StatusOr<std::vector<lockd_owner_key>> keys =
+        MapKeys<lockd_owner_key>(datapath_->owners_fd());
+    if (!keys.ok()) return;
+    for (const lockd_owner_key& key : *keys) {
       lockd_owner owner{};
       if (bpf_map_lookup_elem(datapath_->owners_fd(), &key, &owner) != 0)
         continue;
@@ -834,12 +838,9 @@ class Server::Impl {
     // A KICK the datapath could not send or dropped leaves compatible
     // waiters ungranted: kick every kernel lock with a queue (a no-op when
     // its head is blocked, as it normally is).
-    uint64_t lock_id = 0, next_lock = 0;
-    const void* prev_lock = nullptr;
-    while (bpf_map_get_next_key(datapath_->locks_fd(), prev_lock, &next_lock) ==
-           0) {
-      lock_id = next_lock;
-      prev_lock = &lock_id;
+    absl::StatusOr<std::vector<uint64_t>> lock_ids = Reader().ListLockIds();
+    if (!lock_ids.ok()) return;
+    for (uint64_t lock_id : *lock_ids) {
       lockd_lock entry{};
       if (bpf_map_lookup_elem(datapath_->locks_fd(), &lock_id, &entry) != 0 ||
           entry.queue_len == 0 || (entry.flags & LOCKD_LOCK_USER_OWNED))
@@ -862,13 +863,8 @@ class Server::Impl {
         Count("leases_expired");
       } else {
         Count("waits_expired");
-        Message m;
-        m.opcode = LOCKD_OP_REJECTED;
-        m.status = LOCKD_STATUS_WAIT_EXPIRED;
-        m.lock_id = owner.lock_id;
-        m.txn_id = owner.txn_id;
-        m.seq = done->waiter.seq;
-        Send(Endpoint{done->waiter.addr, done->waiter.port}, m);
+        Send(Endpoint{done->waiter.addr, done->waiter.port},
+             WaitExpiredMessage(owner.lock_id, owner.txn_id, done->waiter.seq));
       }
     }
   }

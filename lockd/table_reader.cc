@@ -17,20 +17,6 @@ absl::Status MapError(absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", strerror(errno)));
 }
 
-template <typename Key>
-absl::StatusOr<std::vector<Key>> AllKeys(int fd) {
-  std::vector<Key> keys;
-  Key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    keys.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return MapError("iterating a map");
-  return keys;
-}
-
 }  // namespace
 
 absl::StatusOr<lockd_lock> TableReader::ReadLocked(uint64_t lock_id) const {
@@ -70,7 +56,7 @@ absl::StatusOr<LockView> TableReader::Read(uint64_t lock_id) const {
                  view.queue.size() == before->queue_len && last == before->tail;
 
     absl::StatusOr<std::vector<lockd_owner_key>> keys =
-        AllKeys<lockd_owner_key>(maps_.owners_fd);
+        MapKeys<lockd_owner_key>(maps_.owners_fd);
     if (!keys.ok()) return keys.status();
     for (const lockd_owner_key& key : *keys) {
       if (key.lock_id != lock_id) continue;
@@ -99,18 +85,18 @@ absl::StatusOr<LockView> TableReader::Read(uint64_t lock_id) const {
 }
 
 absl::StatusOr<std::vector<uint64_t>> TableReader::ListLockIds() const {
-  return AllKeys<uint64_t>(maps_.locks_fd);
+  return MapKeys<uint64_t>(maps_.locks_fd);
 }
 
 absl::StatusOr<uint64_t> TableReader::CountPoolBlocks() const {
-  absl::StatusOr<std::vector<uint64_t>> keys = AllKeys<uint64_t>(maps_.pool_fd);
+  absl::StatusOr<std::vector<uint64_t>> keys = MapKeys<uint64_t>(maps_.pool_fd);
   if (!keys.ok()) return keys.status();
   return keys->size();
 }
 
 absl::StatusOr<uint64_t> TableReader::CountOwners() const {
   absl::StatusOr<std::vector<lockd_owner_key>> keys =
-      AllKeys<lockd_owner_key>(maps_.owners_fd);
+      MapKeys<lockd_owner_key>(maps_.owners_fd);
   if (!keys.ok()) return keys.status();
   return keys->size();
 }

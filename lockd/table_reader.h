@@ -5,11 +5,16 @@
 #ifndef LOCKD_LOCKD_TABLE_READER_H_
 #define LOCKD_LOCKD_TABLE_READER_H_
 
+#include <bpf/bpf.h>
+
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "abi/lockd_abi.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 namespace lockd {
 
@@ -42,6 +47,24 @@ struct TableMaps {
   int owners_fd = -1;
   int pool_fd = -1;
 };
+
+// Every key of a BPF hash map, in the kernel's iteration order. Keys added
+// or deleted meanwhile may or may not appear; each present key appears once.
+template <typename Key>
+absl::StatusOr<std::vector<Key>> MapKeys(int fd) {
+  std::vector<Key> keys;
+  Key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT)
+    return absl::InternalError(
+        absl::StrCat("iterating a map: ", strerror(errno)));
+  return keys;
+}
 
 class TableReader {
  public:
