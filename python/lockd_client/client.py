@@ -234,6 +234,10 @@ class Lock:
         self._client._release(self, quiet_transport_errors=False)
 
     def __enter__(self) -> Lock:
+        if self.lost:
+            # Raises LockLost, after releasing what the server may still
+            # hold.
+            self._client._release(self, quiet_transport_errors=True)
         self.check()
         return self
 

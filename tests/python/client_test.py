@@ -352,6 +352,25 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(losses.reasons,
                          [lockd_client.LossReason.LEASE_RAN_OUT])
 
+    def test_silent_daemon_is_reported_as_lost(self) -> None:
+        # Renewals get no answer: the hold is lost when the lease, counted
+        # from the last renewal sent, runs out.
+        losses = _Losses()
+        held = self.client.acquire(self.name, lease_ms=600, on_lost=losses)
+        self.lockd.pause()
+        self.addCleanup(self.lockd.resume)
+        self.assertEqual(losses.wait(), lockd_client.LossReason.LEASE_RAN_OUT)
+        self.assertTrue(held.lost)
+        self.lockd.resume()
+        # The daemon, going on, ends the hold its holder stopped renewing.
+        wait_until(lambda: self.lockd.get_lock(held.lock_id) is None,
+                   "the daemon ended the unrenewed hold")
+        with self.assertRaises(lockd_client.LockLost) as caught:
+            with held:
+                pass
+        self.assertEqual(caught.exception.reason,
+                         lockd_client.LossReason.LEASE_RAN_OUT)
+
     def test_grant_after_a_wait_longer_than_the_lease_stays_held(self) -> None:
         # Counted from its sending, the lease of a long wait has run out
         # when it is granted; the client renews at once instead of losing it.

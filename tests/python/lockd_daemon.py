@@ -211,6 +211,7 @@ class Lockd:
             process, self._process = self._process, None
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+                process.send_signal(signal.SIGCONT)  # if paused
                 try:
                     process.wait(STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
@@ -231,6 +232,16 @@ class Lockd:
             path for path in (self.pin_root, self.state_root)
             if os.path.exists(path)
         ]
+
+    def pause(self) -> None:
+        """Stops lockd (SIGSTOP): it answers nothing until resume()."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Lets a paused lockd go on (SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
