@@ -12,6 +12,8 @@ readonly PACKAGES=(
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   # gRPC control plane.
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # The Python client (python/lockd_client) and its tests.
+  python3-grpcio python3-protobuf
   # C++ libraries, tests and benchmarks.
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   # Namespaces, veth, XDP attach, loss injection, NIC settings; bench tools.
