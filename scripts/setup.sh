@@ -14,6 +14,8 @@ readonly PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # C++ libraries, tests and benchmarks.
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # The benchmarks' ZooKeeper driver (C client) and its test's server.
+  libzookeeper-mt-dev zookeeper
   # Namespaces, veth, XDP attach, loss injection, NIC settings; bench tools.
   iproute2 nftables ethtool python3
   # Formatting checks.
