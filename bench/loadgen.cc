@@ -78,14 +78,23 @@ ABSL_FLAG(std::string, server_pids, "",
 ABSL_FLAG(std::string, bpf_map_ids, "",
           "Comma-separated BPF map ids to sample memlock and elements of.");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed.");
-ABSL_FLAG(int32_t, zk_handles, 0,
-          "zk: ZooKeeper sessions per thread, shared by its sessions; 0: one "
-          "per load generator session.");
+ABSL_FLAG(int32_t, zk_handles, 1,
+          "zk: ZooKeeper sessions per thread, shared by its sessions (as one "
+          "Curator client serves every lock of a JVM); 0: one per load "
+          "generator session.");
 
 namespace lockd::bench {
 namespace {
 
 constexpr absl::Duration kSampleInterval = absl::Milliseconds(250);
+
+// Whether this binary was compiled with optimization (bazel -c opt); the
+// report checks it against the mode it was told.
+#ifdef __OPTIMIZE__
+constexpr bool kOptimized = true;
+#else
+constexpr bool kOptimized = false;
+#endif
 
 template <typename T>
 absl::StatusOr<std::vector<T>> ParseList(const std::string& text) {
@@ -344,6 +353,8 @@ absl::Status Run() {
   json.Field("threads", threads);
   json.Field("sessions", sessions);
   json.Field("duration_s", seconds);
+  json.Field("warmup_s", absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup)));
+  json.Field("loadgen_optimized", kOptimized);
   json.Field("hold_us", absl::ToDoubleMicroseconds(absl::GetFlag(FLAGS_hold)));
   json.Field("loadavg_before", loadavg_before);
   json.Field("locks_per_s", stats.grants / seconds);
