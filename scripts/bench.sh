@@ -6,8 +6,8 @@
 # server namespace. Writes bench/out/results.json, docs/img/*.png and
 # docs/benchmarks.md.
 #
-#   scripts/bench.sh           every workload (about 10 minutes on 2 cores)
-#   scripts/bench.sh --quick   a small subset (under 2 minutes)
+#   scripts/bench.sh           every workload (about 12 minutes on 2 cores)
+#   scripts/bench.sh --quick   a small subset (about 2 minutes)
 #
 # Installs what is missing (scripts/setup.sh; redis-server, etcd-server,
 # zookeeper, libzookeeper-mt-dev and gnuplot-nox; any system-wide service
