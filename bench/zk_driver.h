@@ -24,13 +24,15 @@
 // thus costs two thread hand-offs before the loop sees it, as replies to
 // lockd's gRPC driver do.
 //
-// ZooKeeper sessions: `handles` per driver (per load generator thread), the
-// load generator's sessions spread over them; 0: one per load generator
-// session, each with its own TCP connection as Redis and etcd sessions. The
-// recipe allows sharing: a lock's owner is its child znode, not the session
-// (Curator's locks in one JVM share one client), so sessions of one handle
-// queue on a lock like any others. Ephemeral children die with the handle's
-// session, and ZooKeeper answers a session's requests in order.
+// ZooKeeper sessions: `handles` per driver, i.e. per load generator thread
+// (1 by default), the load generator's sessions spread over them; 0: one per
+// load generator session, each with its own TCP connection as Redis and
+// etcd sessions have. The recipe allows sharing: a lock's owner is its child
+// znode, not the session (the locks of one JVM share one Curator client), so
+// sessions of one handle queue on a lock like any others. Ephemeral
+// children die with the handle's session, and ZooKeeper answers a session's
+// requests in order. Sharing also keeps the client's threads few (two per
+// handle), so that they take little of the cores the server shares.
 #ifndef LOCKD_BENCH_ZK_DRIVER_H_
 #define LOCKD_BENCH_ZK_DRIVER_H_
 
@@ -51,7 +53,7 @@ namespace lockd::bench {
 struct ZkDriverOptions {
   std::string server;  // IPv4 dotted quad
   uint16_t port = 2181;
-  int handles = 0;  // ZooKeeper sessions; 0: one per load generator session
+  int handles = 1;  // ZooKeeper sessions; 0: one per load generator session
   int session_timeout_ms = 30000;
   absl::Duration connect_timeout = absl::Seconds(20);
   std::string root = "/lockd-bench";  // parent of every lock znode
