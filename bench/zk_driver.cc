@@ -175,6 +175,7 @@ void ZkDriver::Listed(const Ref& ref, int rc,
   absl::StatusOr<ZkLockDecision> decision = DecideZkLock(
       children, absl::string_view(s->node).substr(s->lock.size() + 1));
   if (!decision.ok()) {
+    fprintf(stderr, "zk: %s\n", decision.status().ToString().c_str());
     Fail(ref.session, ref.slot, ZSYSTEMERROR);
     return;
   }
