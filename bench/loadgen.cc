@@ -40,13 +40,14 @@
 #include "bench/txn_runner.h"
 #include "bench/udp_driver.h"
 #include "bench/workload.h"
+#include "bench/zk_driver.h"
 #include "lockd/grpc_conventions.h"
 #include "tests/netns/test_network.h"
 
 ABSL_FLAG(std::string, netns, "", "Network namespace to run in.");
 ABSL_FLAG(std::string, driver, "udp",
-          "udp (lockd's protocol), reflect (the XDP reflector), redis, etcd "
-          "or grpc.");
+          "udp (lockd's protocol), reflect (the XDP reflector), redis, etcd, "
+          "zk (ZooKeeper) or grpc.");
 ABSL_FLAG(std::string, system, "",
           "Name of the system under test, for the "
           "report (default: the driver's name).");
@@ -77,11 +78,23 @@ ABSL_FLAG(std::string, server_pids, "",
 ABSL_FLAG(std::string, bpf_map_ids, "",
           "Comma-separated BPF map ids to sample memlock and elements of.");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed.");
+ABSL_FLAG(int32_t, zk_handles, 1,
+          "zk: ZooKeeper sessions per thread, shared by its sessions (as one "
+          "Curator client serves every lock of a JVM); 0: one per load "
+          "generator session.");
 
 namespace lockd::bench {
 namespace {
 
 constexpr absl::Duration kSampleInterval = absl::Milliseconds(250);
+
+// Whether this binary was compiled with optimization (bazel -c opt); the
+// report checks it against the mode it was told.
+#ifdef __OPTIMIZE__
+constexpr bool kOptimized = true;
+#else
+constexpr bool kOptimized = false;
+#endif
 
 template <typename T>
 absl::StatusOr<std::vector<T>> ParseList(const std::string& text) {
@@ -140,6 +153,13 @@ absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(const std::string& name,
     options.server = server;
     if (port != 0) options.port = static_cast<uint16_t>(port);
     return std::make_unique<EtcdDriver>(options, loop);
+  }
+  if (name == "zk") {
+    ZkDriverOptions options;
+    options.server = server;
+    if (port != 0) options.port = static_cast<uint16_t>(port);
+    options.handles = absl::GetFlag(FLAGS_zk_handles);
+    return std::make_unique<ZkDriver>(options, loop);
   }
   if (name == "grpc") {
     GrpcDriverOptions options;
@@ -333,6 +353,8 @@ absl::Status Run() {
   json.Field("threads", threads);
   json.Field("sessions", sessions);
   json.Field("duration_s", seconds);
+  json.Field("warmup_s", absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup)));
+  json.Field("loadgen_optimized", kOptimized);
   json.Field("hold_us", absl::ToDoubleMicroseconds(absl::GetFlag(FLAGS_hold)));
   json.Field("loadavg_before", loadavg_before);
   json.Field("locks_per_s", stats.grants / seconds);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns the runs of scripts/bench.sh into bench/out/results.json, plots
-(gnuplot, PNG) and docs/benchmarks.md. Every figure in the document comes
-from the runs' JSON; the only hand-written text is the --reading file."""
+(gnuplot, PNG, committed in docs/img/ and shown inline) and
+docs/benchmarks.md. Every figure in the document comes from the runs' JSON;
+the only hand-written text is the --reading file."""
 
 import argparse
 import datetime
@@ -26,6 +27,14 @@ SYSTEMS = {
              "Lua script (EVALSHA); exclusive only",
     "etcd": "etcd v3: one lease per session, `/v3/lock/lock` and `/v3/lock/unlock` "
             "through the HTTP/JSON gateway; exclusive only; data dir on tmpfs",
+    "zk": "ZooKeeper, standalone, data dir on tmpfs, locked as Apache Curator's "
+          "recipes do (InterProcessMutex, InterProcessReadWriteLock) through the C "
+          "client libzookeeper_mt: an acquire creates an EPHEMERAL|SEQUENTIAL "
+          "`read-`/`write-` child of the lock's znode and holds, or sets an exists "
+          "watch on the one child it waits for (a writer: its immediate "
+          "predecessor; a reader: the nearest preceding writer); release deletes "
+          "the child. Shared AND exclusive: the workload's modes, as lockd takes "
+          "them. One ZooKeeper session per load generator thread",
 }
 WORKLOADS = {
     "uniform": "1M locks, uniform, 5-10 locks/txn, 20 % exclusive (DINT)",
@@ -69,6 +78,8 @@ def machine():
             "%Y-%m-%d %H:%M UTC"),
         "redis": version(["redis-server", "--version"]),
         "etcd": version(["etcd", "--version"]),
+        "zookeeper": "ZooKeeper " + version(
+            ["dpkg-query", "-W", "-f", "${Version}\n", "zookeeper"]),
     }
 
 
@@ -313,18 +324,18 @@ def reflect_lines(runs):
     return lines + [""] if lines else []
 
 
-def plot(runs, systems, plot_dir):
+def plot(runs, systems, plot_dir, data_dir):
     by = index(runs)
     workloads = [w for w in WORKLOADS if any((s, w) in by for s in systems)]
     shown = [s for s in systems if any((s, w) in by for w in workloads)]
-    data_path = os.path.join(plot_dir, "goodput.dat")
+    data_path = os.path.join(data_dir, "goodput.dat")
     with open(data_path, "w") as data:
         data.write("workload " + " ".join(shown) + "\n")
         for w in workloads:
             cells = [str(by[(s, w)]["goodput_txn_per_s"]) if (s, w) in by else "?"
                      for s in shown]
             data.write(w + " " + " ".join(cells) + "\n")
-    lat_path = os.path.join(plot_dir, "grant_p99.dat")
+    lat_path = os.path.join(data_dir, "grant_p99.dat")
     with open(lat_path, "w") as data:
         data.write("workload " + " ".join(shown) + "\n")
         for w in workloads:
@@ -358,6 +369,68 @@ plot {columns}
     return pngs
 
 
+def build_text(mode, runs):
+    """The compilation mode of the binaries the run started, and what the load
+    generator says of its own compilation."""
+    text = (f"binaries built with `bazel build -c {mode}` (compilation mode {mode}: "
+            "load generator, lockd, reflect server, prealloc_memory; BPF objects "
+            "always clang -O2)")
+    optimized = {r.get("loadgen_optimized") for r in runs} - {None}
+    if optimized == {True}:
+        text += ", the load generator reports it was compiled optimized"
+    elif optimized:
+        text += (", **but the load generator reports it was compiled without "
+                 "optimization in some runs**")
+    return text
+
+
+def warmup_text(runs):
+    """The warm-ups of the closed-loop runs, ZooKeeper's (the JVM's JIT) apart."""
+    def seconds(system_runs):
+        values = sorted({r["warmup_s"] for r in system_runs if "warmup_s" in r})
+        return "/".join(f"{v:g}" for v in values) or "?"
+    others = [r for r in closed(runs) if r["system"] != "zk"]
+    zk = [r for r in closed(runs) if r["system"] == "zk"]
+    text = f"a {seconds(others)} s warm-up"
+    if zk:
+        text += (f" (ZooKeeper: {seconds(zk)} s, for the JVM's JIT to compile the "
+                 "server's hot paths: in trials, after a 1 s warm-up it made 30-50 % "
+                 "fewer locks/s)")
+    return text
+
+
+def image(png, markdown, alt):
+    """A markdown image link to `png`, relative to the document."""
+    path = os.path.relpath(png, os.path.dirname(os.path.abspath(markdown)))
+    return f"![{alt}]({path})"
+
+
+ZK_COUNTERS = ("zk_sessions", "zk_requests", "lists", "relists", "watches",
+               "watches_fired", "predecessor_gone", "parent_creates",
+               "session_events", "errors")
+
+
+def zk_counter_table(runs):
+    """What ZooKeeper's recipe did per run, from the zk driver's counters."""
+    rows = [r for r in runs if r["system"] == "zk"]
+    if not rows:
+        return []
+    lines = ["ZooKeeper's recipe at work: the zk driver's counters over the whole "
+             "run (warm-up and drain included, so per-lock figures are approximate). "
+             "`relists` are the recipe's retries: a waiter lists the lock's children "
+             "again after its watched node went (`watches_fired`) or was gone before "
+             "the watch was set (`predecessor_gone`). `parent_creates`: lock znodes "
+             "created lazily (CONTAINER nodes, as Curator's).", "",
+             "| workload | mode | offered txn/s | " + " | ".join(ZK_COUNTERS) + " |",
+             "|---|---|---|" + "---|" * len(ZK_COUNTERS)]
+    for r in rows:
+        c = r.get("driver_counters", {})
+        lines.append(f'| {r["workload"]} | {r["mode"]} | '
+                     f'{fmt(r["offered_txn_per_s"]) if r["mode"] == "open" else "-"} | ' +
+                     " | ".join(fmt(c.get(k)) for k in ZK_COUNTERS) + " |")
+    return lines + [""]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", required=True)
@@ -365,7 +438,10 @@ def main():
     parser.add_argument("--command", required=True)
     parser.add_argument("--results", required=True)
     parser.add_argument("--markdown", required=True)
-    parser.add_argument("--plot_dir", required=True)
+    parser.add_argument("--plot_dir", required=True,
+                        help="where the PNG plots go (docs/img: committed)")
+    parser.add_argument("--data_dir",
+                        help="where the plots' data go (default: beside --results)")
     parser.add_argument("--reading")
     parser.add_argument("--build_mode", default="fastbuild")
     args = parser.parse_args()
@@ -392,7 +468,9 @@ def main():
     }
     with open(args.results, "w") as f:
         json.dump(results, f, indent=1)
-    pngs = plot(runs, systems, args.plot_dir)
+    pngs = plot(runs, systems, args.plot_dir,
+                args.data_dir or os.path.dirname(os.path.abspath(args.results)))
+    goodput_png, grant_png = pngs
 
     first = runs[0] if runs else {}
     lines = [
@@ -403,15 +481,15 @@ def main():
         "",
         f"Produced by `{args.command}` on {host['date']}: {host['nproc']} cores "
         f"({host['cpu']}), {host['memory_gib']} GiB, kernel {host['kernel']}; "
-        f"Bazel build mode {args.build_mode} (no -c opt); {host['redis']}; "
-        f"{host['etcd'].replace(chr(10), ' ')}.",
-        f"Each closed-loop run: {first.get('duration_s', '?')} s measured after a "
-        f"warm-up, {first.get('threads', '?')} load generator threads. Everything "
-        "(load generator, servers, kernel fast path) shares the same 2 cores, so "
-        "absolute figures are low and noisy; compare ratios.",
+        f"{build_text(args.build_mode, runs)}; {host['redis']}; "
+        f"{host['etcd'].replace(chr(10), ' ')}; {host['zookeeper']}.",
+        f"Each closed-loop run: {first.get('duration_s', '?')} s measured after "
+        f"{warmup_text(runs)}, {first.get('threads', '?')} load generator threads. "
+        "Everything (load generator, servers, kernel fast path) shares the same 2 "
+        "cores, so absolute figures are low and noisy; compare ratios.",
         "",
-        "Plots: " + ", ".join(f"`bench/out/{os.path.basename(p)}`" for p in pngs) +
-        " (not committed; bench/out/ is git-ignored).",
+        "Plots: " + ", ".join(f"`docs/img/{os.path.basename(p)}`" for p in pngs) +
+        " (committed with this document), shown below beside their tables.",
         "",
         "## Set-up",
         "",
@@ -428,6 +506,11 @@ def main():
         "window. Memory: VmRSS of the server process sampled every 250 ms, and "
         "the kernel's memlock of lockd's BPF maps.",
         "",
+        "Lock modes: lockd and ZooKeeper take every lock in the workload's mode, "
+        "shared or exclusive. Redis and etcd have no shared lock and take every lock "
+        "exclusively, so on workloads with shared locks they serialize what lockd "
+        "and ZooKeeper let share.",
+        "",
         "| system | what |",
         "|---|---|",
     ]
@@ -435,12 +518,16 @@ def main():
     lines += ["", "lockd runs with `--lock_capacity=1200000` (lock entries are never "
               "deleted, so a 1M-lock run needs that many; the default 65536 would hand "
               "most locks to the daemon), other capacities default; saved state on tmpfs, "
-              "as /run is on a usual host. Redis and etcd are Debian's packages, run in "
-              "the server namespace only.", "",
+              "as /run is on a usual host. Redis, etcd and ZooKeeper are Debian's "
+              "packages, run in the server namespace only; ZooKeeper standalone "
+              "(`bench/zk_server.sh`: heap at most 1 GiB, no admin server), started "
+              "afresh for each run as etcd is.", "",
               "## Goodput against lockd's fast path", "",
               "Committed transactions/s of each system divided by lockd's fast path "
               "(WAIT) on the same workload; above 1.00x the other system is better.", ""]
     lines += ratio_lines
+    lines += ["", image(goodput_png, args.markdown,
+                        "Committed transactions/s per workload and system, log scale")]
     lines += ["", "lockd's fast path as a fraction of the XDP reflector (the same "
               "packets, answered without any lock state):", ""]
     lines += reflect_lines(runs)
@@ -449,8 +536,10 @@ def main():
               "`load before` is the 1-minute load average when the run started; the "
               "benchmark itself accounts for about 2-3 (two load generator threads and "
               "the server). Higher means other work shared the 2 cores during the run.",
-              ""]
+              "", image(grant_png, args.markdown,
+                        "Grant latency p99 per workload and system, log scale"), ""]
     lines += workload_tables(runs, systems)
+    lines += zk_counter_table(runs)
     ol = open_loop_table(runs)
     if ol:
         lines += ["## Open loop (fixed offered rate, Poisson arrivals)", "",

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Benchmarks side by side: lockd (fast path; fast path off; gRPC; NO_WAIT),
-# Redis locks, etcd locks and an XDP program that only reflects packets, all
-# driven by one load generator (bench/loadgen.cc) from a client network
-# namespace over a veth pair to a server namespace. Writes
-# bench/out/results.json, bench/out/*.png and docs/benchmarks.md.
+# Redis locks, etcd locks, ZooKeeper locks (Curator's recipes) and an XDP
+# program that only reflects packets, all driven by one load generator
+# (bench/loadgen.cc) from a client network namespace over a veth pair to a
+# server namespace. Writes bench/out/results.json, docs/img/*.png and
+# docs/benchmarks.md.
 #
-#   scripts/bench.sh           every workload (about 10 minutes on 2 cores)
-#   scripts/bench.sh --quick   a small subset (under 2 minutes)
+#   scripts/bench.sh           every workload (about 12 minutes on 2 cores)
+#   scripts/bench.sh --quick   a small subset (about 2 minutes)
 #
-# Installs what is missing (scripts/setup.sh; redis-server, etcd-server and
-# gnuplot-nox, whose system-wide services are stopped and disabled), builds
-# in Bazel's default mode (fastbuild), and removes everything it creates
-# (namespaces, veths, pins, servers) on every way out.
+# Installs what is missing (scripts/setup.sh; redis-server, etcd-server,
+# zookeeper, libzookeeper-mt-dev and gnuplot-nox; any system-wide service
+# they bring is stopped and disabled), builds every binary it runs with
+# `bazel build -c opt`, and removes everything it creates (namespaces, veths,
+# pins, servers, data directories) on every way out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,8 +36,10 @@ readonly command_line
 
 scripts/setup.sh
 
-readonly BENCH_PACKAGES=(redis-server etcd-server gnuplot-nox)
-readonly BENCH_SERVICES=(redis-server etcd)
+readonly BENCH_PACKAGES=(redis-server etcd-server zookeeper libzookeeper-mt-dev
+  gnuplot-nox)
+# zookeeper itself starts no service; zookeeperd's would be "zookeeper".
+readonly BENCH_SERVICES=(redis-server etcd zookeeper)
 missing=()
 for package in "${BENCH_PACKAGES[@]}"; do
   if [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" != "install ok installed" ]]; then
@@ -60,9 +64,18 @@ for service in "${BENCH_SERVICES[@]}"; do
 done
 echo "bench: ok: ${BENCH_PACKAGES[*]} installed, their services stopped"
 
-bazel build //lockd:lockd //lockctl:lockctl //bench:loadgen \
+# Optimized, as one would deploy them. The BPF objects are always built
+# with clang -O2, whatever the mode.
+readonly BUILD_MODE=opt
+bazel build -c "$BUILD_MODE" //lockd:lockd //lockctl:lockctl //bench:loadgen \
   //bench:reflect_server //bench:prealloc_memory //tests/netns:xdp_pass.o \
   2>&1 | tail -1
+# What bazel-bin now points to (bazel-out/k8-opt/bin): the mode of every
+# binary below, for the report.
+build_mode=$(basename "$(dirname "$(readlink -f bazel-bin)")")
+build_mode=${build_mode#*-}
+readonly build_mode
+echo "bench: binaries from bazel-out/*-$build_mode"
 
 # ---------------------------------------------------------------------------
 # Plan
@@ -74,19 +87,19 @@ bazel build //lockd:lockd //lockctl:lockctl //bench:loadgen \
 readonly ALL_WORKLOADS=(uniform zipf09_x0 zipf09_x10 zipf09_x50 zipf099_x0
   zipf099_x10 zipf099_x50 hot1 hot10 hot100 hot1000 hot10000)
 if ((quick)); then
-  warmup=0.3s duration=1s
+  warmup=0.3s duration=1s zk_warmup=3s
   workloads=(uniform zipf099_x50 hot1)
   declare -A systems_of=(
-    [uniform]="lockd lockd-user lockd-nowait lockd-grpc xdp-reflect redis"
-    [zipf099_x50]="lockd lockd-nowait redis"
-    [hot1]="lockd lockd-user lockd-nowait redis etcd")
+    [uniform]="lockd lockd-user lockd-nowait lockd-grpc xdp-reflect redis zk"
+    [zipf099_x50]="lockd lockd-nowait redis zk"
+    [hot1]="lockd lockd-user lockd-nowait redis etcd zk")
   open_rates=(2000)
 else
-  warmup=1s duration=4s
+  warmup=1s duration=4s zk_warmup=5s
   workloads=("${ALL_WORKLOADS[@]}")
   declare -A systems_of
   for workload in "${workloads[@]}"; do
-    systems_of[$workload]="lockd lockd-user lockd-nowait redis"
+    systems_of[$workload]="lockd lockd-user lockd-nowait redis zk"
   done
   systems_of[uniform]+=" lockd-grpc xdp-reflect etcd"
   systems_of[zipf099_x50]+=" lockd-grpc"
@@ -94,14 +107,22 @@ else
   systems_of[hot100]+=" etcd"
   open_rates=(1000 2500 5000)
 fi
-readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis)
+readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis zk)
 # Enough outstanding requests to saturate 2 cores without drowning the
 # latency in socket queues; gRPC and etcd are slower per request.
 readonly UDP_SESSIONS=32 REDIS_SESSIONS=32 GRPC_SESSIONS=16 ETCD_SESSIONS=16
+readonly ZK_SESSIONS=16
+# One ZooKeeper session per load generator thread, shared by its sessions,
+# as one Curator client serves every lock of a JVM (bench/zk_driver.h).
+readonly ZK_HANDLES=1
+# The JVM compiles ZooKeeper's hot paths during its first seconds under
+# load: its runs are warmed up longer (after 1 s they still made 30-50 %
+# fewer locks/s than after 3-5 s).
+readonly zk_warmup
 # Every lock id of a 1M-lock run fits the kernel table: lockd never deletes
 # lock entries, so a smaller table would hand new locks to the daemon.
 readonly LOCK_CAPACITY=1200000
-readonly GRPC_PORT=7451 REDIS_PORT=6379 ETCD_PORT=2379
+readonly GRPC_PORT=7451 REDIS_PORT=6379 ETCD_PORT=2379 ZK_PORT=2181
 
 # ---------------------------------------------------------------------------
 # Namespaces, servers, cleanup
@@ -146,15 +167,23 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 work=$(mktemp -d /tmp/lockd-bench.XXXXXX)
 # On tmpfs: lockd's saved state (where its default, /run/lockd, is on a
-# usual host) and etcd's data directory (fsync costs nothing there: etcd's
-# best case).
+# usual host) and etcd's and ZooKeeper's data directories (fsync costs
+# nothing there: their best case).
 shm_dir=$(mktemp -d /dev/shm/lockd-bench.XXXXXX)
 
 # Waits (at most 20 s) for `text` in the server's log; fails if it died.
 await_server() {
   local text="$1" log="$2"
-  for _ in $(seq 200); do
-    grep -q "$text" "$log" 2>/dev/null && return 0
+  await_probe "$log" grep -q "$text" "$log"
+}
+
+# Waits (at most 20 s) until the command after LOG succeeds; fails, showing
+# LOG, if the server died.
+await_probe() {
+  local log="$1" deadline=$((SECONDS + 20))
+  shift
+  while ((SECONDS < deadline)); do
+    "$@" 2>/dev/null && return 0
     if ! kill -0 "$server_pid" 2>/dev/null; then
       cat "$log" >&2
       return 1
@@ -231,6 +260,30 @@ start_etcd() {
   map_ids=""
 }
 
+# ZooKeeper's answer to the four-letter word `srvr` in the server namespace
+# (nothing if it does not answer within 1 s).
+zk_srvr() {
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  ip netns exec "$NETNS_SERVER" timeout 1 bash -c \
+    'exec 3<>"/dev/tcp/$0/$1" && printf srvr >&3 && cat <&3' \
+    "$NETNS_SERVER_IP" "$ZK_PORT" 2>/dev/null || true
+}
+
+zk_ready() {
+  [[ "$(zk_srvr)" == *"Mode: standalone"* ]]
+}
+
+# ZooKeeper standalone (bench/zk_server.sh), its data on tmpfs, started
+# afresh for every run as etcd is.
+start_zk() {
+  rm -rf "${shm_dir:?}/zookeeper"
+  ip netns exec "$NETNS_SERVER" bench/zk_server.sh "$shm_dir/zookeeper" \
+    "$NETNS_SERVER_IP" "$ZK_PORT" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  await_probe "$work/server.log" zk_ready
+  map_ids=""
+}
+
 # Runs the load generator once and appends its JSON line to $runs.
 #   load SYSTEM DRIVER WORKLOAD SESSIONS [loadgen flags...]
 load() {
@@ -255,7 +308,8 @@ print("       %9.0f locks/s %8.0f commits/s  abort %.3f  grant p50 %.0f us p99 %
 }
 
 # One run of SYSTEM on WORKLOAD with a fresh server (lockd's lock table
-# only grows; Redis and etcd start empty), loadgen flags after them.
+# only grows; Redis, etcd and ZooKeeper start empty), loadgen flags after
+# them.
 #   run SYSTEM WORKLOAD [loadgen flags...]
 run() {
   local system="$1" workload="$2"
@@ -290,6 +344,11 @@ run() {
       start_etcd
       load "$system" etcd "$workload" "$ETCD_SESSIONS" --port="$ETCD_PORT" "$@"
       ;;
+    zk)
+      start_zk
+      warmup=$zk_warmup load "$system" zk "$workload" "$ZK_SESSIONS" \
+        --port="$ZK_PORT" --zk_handles="$ZK_HANDLES" "$@"
+      ;;
   esac
   stop_server
 }
@@ -318,8 +377,10 @@ done
 # Report
 # ---------------------------------------------------------------------------
 
+# The plots are committed beside the document that shows them.
+mkdir -p docs/img
 python3 bench/report.py --runs "$runs" --prealloc "$out/prealloc.json" \
   --command "$command_line" --results "$out/results.json" \
-  --markdown docs/benchmarks.md --plot_dir "$out" \
-  --reading bench/reading.md --build_mode fastbuild
-echo "bench: wrote $out/results.json, $out/*.png and docs/benchmarks.md"
+  --markdown docs/benchmarks.md --plot_dir docs/img --data_dir "$out" \
+  --reading bench/reading.md --build_mode "$build_mode"
+echo "bench: wrote $out/results.json, docs/img/*.png and docs/benchmarks.md"

@@ -16,6 +16,8 @@ readonly PACKAGES=(
   python3-grpcio python3-protobuf
   # C++ libraries, tests and benchmarks.
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # The benchmarks' ZooKeeper driver (C client) and its test's server.
+  libzookeeper-mt-dev zookeeper
   # Namespaces, veth, XDP attach, loss injection, NIC settings; bench tools.
   iproute2 nftables ethtool python3
   # Formatting checks.
