@@ -34,26 +34,12 @@ std::string NameOrNumber(absl::string_view name, unsigned value) {
   return absl::StrFormat("%s(0x%02x)", name, value);
 }
 
-// Names the raw status byte as the enum it holds (lockd_status or
-// lockd_handoff). The range is checked first: converting a value outside an
-// unscoped enum's range to that enum is undefined behaviour.
-template <typename Enum>
-std::string StatusByteName(uint8_t status, int count,
-                           absl::string_view (*name_of)(Enum)) {
-  if (status >= count) return NameOrNumber(kUnknownName, status);
-  return NameOrNumber(name_of(static_cast<Enum>(status)), status);
-}
-
 absl::Status ValidateFlagsAndStatus(const Message& message) {
-  const bool handoff = (message.flags & LOCKD_FLAG_HANDOFF) != 0;
-  if ((message.flags & ~LOCKD_FLAG_HANDOFF) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("unknown flags: 0x%02x", message.flags));
-  }
   if (!IsRequest(message.opcode)) {
-    if (handoff) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "handoff flag on reply %s", OpcodeName(message.opcode)));
+    if (message.flags != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("flags on reply %s: 0x%02x (must be 0)",
+                          OpcodeName(message.opcode), message.flags));
     }
     if (message.status >= LOCKD_STATUS_COUNT) {
       return absl::InvalidArgumentError(
@@ -62,13 +48,9 @@ absl::Status ValidateFlagsAndStatus(const Message& message) {
     }
     return absl::OkStatus();
   }
-  if (handoff) {
-    if (message.status >= LOCKD_HANDOFF_COUNT) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("unknown handoff reason on request %s: %d",
-                          OpcodeName(message.opcode), message.status));
-    }
-    return absl::OkStatus();
+  if ((message.flags & ~LOCKD_REQUEST_FLAGS) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown flags: 0x%02x", message.flags));
   }
   if (message.status != 0) {
     return absl::InvalidArgumentError(
@@ -85,22 +67,21 @@ bool operator==(const Message& a, const Message& b) {
          a.status == b.status && a.flags == b.flags && a.seq == b.seq &&
          a.lease_ms == b.lease_ms && a.wait_ms == b.wait_ms &&
          a.queue_pos == b.queue_pos && a.lock_id == b.lock_id &&
-         a.txn_id == b.txn_id && a.fence == b.fence;
+         a.txn_id == b.txn_id && a.fence == b.fence && a.ticket == b.ticket;
 }
 
 std::string Message::ToString() const {
   const std::string status_text =
-      (flags & LOCKD_FLAG_HANDOFF) != 0
-          ? "handoff=" +
-                StatusByteName(status, LOCKD_HANDOFF_COUNT, HandoffName)
-          : "status=" + StatusByteName(status, LOCKD_STATUS_COUNT, StatusName);
+      status < LOCKD_STATUS_COUNT
+          ? NameOrNumber(StatusName(static_cast<lockd_status>(status)), status)
+          : NameOrNumber(kUnknownName, status);
   return absl::StrFormat(
-      "%s{seq=%u lock_id=0x%016x txn_id=%u mode=%s policy=%s %s flags=0x%02x "
-      "lease_ms=%u wait_ms=%u queue_pos=%u fence=%u}",
+      "%s{seq=%u lock_id=0x%016x txn_id=%u mode=%s policy=%s status=%s "
+      "flags=0x%02x lease_ms=%u wait_ms=%u queue_pos=%u fence=%u ticket=0x%x}",
       NameOrNumber(OpcodeName(opcode), opcode), seq, lock_id, txn_id,
       NameOrNumber(ModeName(mode), mode),
       NameOrNumber(PolicyName(policy), policy), status_text, flags, lease_ms,
-      wait_ms, queue_pos, fence);
+      wait_ms, queue_pos, fence, ticket);
 }
 
 std::ostream& operator<<(std::ostream& os, const Message& message) {
@@ -123,6 +104,7 @@ EncodedMessage Encode(const Message& message) {
   wire.lock_id = htobe64(message.lock_id);
   wire.txn_id = htobe64(message.txn_id);
   wire.fence = htobe64(message.fence);
+  wire.ticket = htobe64(message.ticket);
 
   EncodedMessage bytes;
   std::memcpy(bytes.data(), &wire, sizeof(wire));
@@ -176,6 +158,7 @@ absl::StatusOr<Message> DecodeMessage(absl::Span<const uint8_t> bytes) {
   message.lock_id = be64toh(wire.lock_id);
   message.txn_id = be64toh(wire.txn_id);
   message.fence = be64toh(wire.fence);
+  message.ticket = be64toh(wire.ticket);
 
   if (absl::Status status = ValidateFlagsAndStatus(message); !status.ok()) {
     return status;
@@ -263,32 +246,47 @@ absl::string_view StatusName(lockd_status status) {
   return kUnknownName;
 }
 
-absl::string_view HandoffName(lockd_handoff handoff) {
-  switch (handoff) {
-    case LOCKD_HANDOFF_NONE:
-      return "NONE";
-    case LOCKD_HANDOFF_POOL_FULL:
-      return "POOL_FULL";
-    case LOCKD_HANDOFF_TABLE_FULL:
-      return "TABLE_FULL";
-    case LOCKD_HANDOFF_OWNERS_FULL:
-      return "OWNERS_FULL";
-    case LOCKD_HANDOFF_USER_OWNED:
-      return "USER_OWNED";
-    case LOCKD_HANDOFF_CONTENDED:
-      return "CONTENDED";
-    case LOCKD_HANDOFF_COUNT:
-      break;
-  }
-  return kUnknownName;
-}
-
 absl::string_view StatName(lockd_stat stat) {
   if (static_cast<unsigned>(stat) >= LOCKD_STAT_COUNT) return kUnknownName;
   return kStatNames[stat];
 }
 
 absl::Span<const absl::string_view> StatNames() { return kStatNames; }
+
+lockd_request ToRequest(const Message& message,
+                        const lockd_endpoint& from) {
+  lockd_request req{};
+  req.lock_id = message.lock_id;
+  req.txn_id = message.txn_id;
+  req.ticket = message.ticket;
+  req.fence = message.fence;
+  req.seq = message.seq;
+  req.lease_ms = message.lease_ms;
+  req.wait_ms = message.wait_ms;
+  req.hops = message.queue_pos;
+  req.opcode = message.opcode;
+  req.mode = message.mode;
+  req.policy = message.policy;
+  req.flags = message.flags;
+  req.from = from;
+  return req;
+}
+
+Message FromReply(const lockd_reply& reply) {
+  Message m;
+  m.opcode = static_cast<lockd_opcode>(reply.opcode);
+  m.status = reply.status;
+  m.mode = static_cast<lockd_mode>(reply.mode);
+  m.policy = static_cast<lockd_policy>(reply.policy);
+  m.seq = reply.seq;
+  m.lease_ms = reply.lease_ms;
+  m.queue_pos = reply.queue_pos;
+  m.lock_id = reply.lock_id;
+  m.txn_id = reply.txn_id;
+  m.fence = reply.fence;
+  m.ticket = reply.ticket;
+  return m;
+}
 
 uint64_t LockIdForName(absl::string_view name) {
   constexpr uint64_t kFnvOffsetBasis = 0xcbf29ce484222325ULL;

@@ -27,10 +27,9 @@ struct Message {
   lockd_opcode opcode{};
   lockd_mode mode = LOCKD_MODE_NONE;
   lockd_policy policy = LOCKD_POLICY_WAIT;
-  // enum lockd_status, or enum lockd_handoff when `flags` has
-  // LOCKD_FLAG_HANDOFF: the same wire byte means either, so it stays raw.
+  // enum lockd_status; raw, so that tests can build any byte.
   uint8_t status = 0;
-  uint8_t flags = 0;  // LOCKD_FLAG_*
+  uint8_t flags = 0;  // LOCKD_FLAG_* (requests only)
   uint32_t seq = 0;
   uint32_t lease_ms = 0;
   uint32_t wait_ms = 0;
@@ -38,6 +37,7 @@ struct Message {
   uint64_t lock_id = 0;
   uint64_t txn_id = 0;
   uint64_t fence = 0;
+  uint64_t ticket = 0;  // where the server keeps the owner's record
 
   // One line with every field by name, e.g. for test failure messages.
   std::string ToString() const;
@@ -63,9 +63,8 @@ EncodedMessage Encode(const Message& message);
 // other than kMessageSize ("truncated"/"oversized"), wrong magic, wrong
 // version, an opcode that is neither a known request nor a known reply, an
 // unknown mode or policy, and flags or status that do not fit the opcode:
-//  - flags: only LOCKD_FLAG_HANDOFF exists, and only requests carry it;
-//  - status: 0 on a request, a known enum lockd_handoff on a handed-off
-//    request, a known enum lockd_status on a reply.
+//  - flags: requests may carry LOCKD_REQUEST_FLAGS, replies none;
+//  - status: 0 on a request, a known enum lockd_status on a reply.
 // Checks run in that order, so the error names the first problem found.
 absl::StatusOr<Message> DecodeMessage(absl::Span<const uint8_t> bytes);
 
@@ -73,19 +72,24 @@ absl::StatusOr<Message> DecodeMessage(absl::Span<const uint8_t> bytes);
 bool IsRequest(lockd_opcode opcode);
 
 // Names of enum values as spelled in the ABI without their prefix
-// ("ACQUIRE", "EXCLUSIVE", "WAIT_DIE", "CONFLICT", "POOL_FULL"), or
-// "UNKNOWN" for a value the ABI does not define.
+// ("ACQUIRE", "EXCLUSIVE", "WAIT_DIE", "CONFLICT"), or "UNKNOWN" for a value
+// the ABI does not define.
 absl::string_view OpcodeName(lockd_opcode opcode);
 absl::string_view ModeName(lockd_mode mode);
 absl::string_view PolicyName(lockd_policy policy);
 absl::string_view StatusName(lockd_status status);
-absl::string_view HandoffName(lockd_handoff handoff);
 
 // Counter names from the LOCKD_STATS list ("rx", "grant_immediate", ...):
 // the names user space reports the per-CPU "stats" map under.
 absl::string_view StatName(lockd_stat stat);  // "UNKNOWN" when out of range
 // All counter names, indexed by enum lockd_stat (LOCKD_STAT_COUNT entries).
 absl::Span<const absl::string_view> StatNames();
+
+// The one request/reply vocabulary (abi/lockd_abi.h) from and to the wire
+// message: a request as the datapath parses it (replies and grants go to
+// `from`), and the message a reply is sent as.
+lockd_request ToRequest(const Message& message, const lockd_endpoint& from);
+Message FromReply(const lockd_reply& reply);
 
 // The lock id for a lock name: FNV-1a 64 over the name's bytes, then the
 // splitmix64 finalizer (FNV alone mixes its last bytes poorly into the high

@@ -1,12 +1,13 @@
-/* lockd ABI: the one definition of the UDP wire format and of the BPF map
- * layouts, shared by the BPF programs (C, clang -target bpf) and the C++
- * daemon, client library, lockctl and tests. Never copy a struct from here:
+/* lockd ABI: the one definition of the UDP wire format, of the request and
+ * reply vocabulary, of the BPF map layouts and of the control channel, shared
+ * by the BPF programs (C, clang -target bpf) and the C++ daemon, client
+ * library, lockctl, reference model and tests. Never copy a struct from here:
  * include this header. Every layout is pinned by size and offset asserts that
  * both compilers check.
  *
- * Byte order: the wire message is big-endian (network order). Map values are
- * host order, except addresses (IPv4 address, UDP port), which stay in
- * network order exactly as they appear in packets.
+ * Byte order: the wire message is big-endian (network order). Everything
+ * else is host order, except addresses (IPv4 address, UDP port), which stay
+ * in network order exactly as they appear in packets.
  */
 #ifndef LOCKD_ABI_LOCKD_ABI_H_
 #define LOCKD_ABI_LOCKD_ABI_H_
@@ -29,12 +30,30 @@
                       #type "." #field " offset is part of the ABI")
 
 /* ------------------------------------------------------------------------ */
-/* Wire format                                                              */
+/* Protocol constants shared by the datapath, the daemon and the clients    */
 /* ------------------------------------------------------------------------ */
 
 #define LOCKD_MAGIC 0x4c4b /* "LK" */
-#define LOCKD_VERSION 1
+#define LOCKD_VERSION 2
 #define LOCKD_DEFAULT_PORT 20231
+
+#define LOCKD_DEFAULT_LEASE_MS 10000
+#define LOCKD_MAX_LEASE_MS 300000
+
+/* Waiters one datapath run may grant; more continue through a KICK. */
+#define LOCKD_MAX_GRANTS 16
+/* A chain of KICKs that grant and unlink nothing, longer than this, is
+ * dropped (and counted); a KICK that made progress starts the count again. */
+#define LOCKD_MAX_KICK_HOPS 64
+
+/* Tickets (see struct lockd_msg): 0 = unknown; LOCKD_TICKET_INLINE = the
+ * holder kept in the lock's slot; anything else is a pool block index. */
+#define LOCKD_TICKET_NONE 0ULL
+#define LOCKD_TICKET_INLINE 1ULL
+
+/* ------------------------------------------------------------------------ */
+/* Wire format                                                              */
+/* ------------------------------------------------------------------------ */
 
 /* Requests carry an opcode below 0x80; replies have the high bit set. */
 enum lockd_opcode {
@@ -75,7 +94,7 @@ enum lockd_status {
   LOCKD_STATUS_DIE = 2,           /* WAIT_DIE request younger than a member */
   LOCKD_STATUS_NOT_HOLDER = 3,    /* release/renew by a non-holder */
   LOCKD_STATUS_LEASE_EXPIRED = 4, /* the holder's lease ran out */
-  LOCKD_STATUS_NO_CAPACITY = 5,   /* no room anywhere, kernel or daemon */
+  LOCKD_STATUS_NO_CAPACITY = 5,   /* the server's memory budget is used up */
   LOCKD_STATUS_WAIT_EXPIRED = 6,  /* the waiter's deadline passed */
   LOCKD_STATUS_FORCE_RELEASED = 7,
   LOCKD_STATUS_UPGRADE_CONFLICT = 8, /* S->X upgrade while others hold */
@@ -83,38 +102,34 @@ enum lockd_status {
   LOCKD_STATUS_COUNT = 10,
 };
 
-/* Message flags. Clients send 0; anything else is malformed. */
-#define LOCKD_FLAG_HANDOFF 0x01 /* set by the datapath on XDP_PASS to lockd */
-
-/* Why the datapath handed a request to user space (status field of a
- * message whose flags carry LOCKD_FLAG_HANDOFF). */
-enum lockd_handoff {
-  LOCKD_HANDOFF_NONE = 0,
-  LOCKD_HANDOFF_POOL_FULL = 1,   /* no pool block for a waiter */
-  LOCKD_HANDOFF_TABLE_FULL = 2,  /* no room for a new lock entry */
-  LOCKD_HANDOFF_OWNERS_FULL = 3, /* no room for an owner record */
-  LOCKD_HANDOFF_USER_OWNED = 4,  /* the lock is served by user space now */
-  LOCKD_HANDOFF_CONTENDED = 5,   /* queue kept changing under the walk */
-  LOCKD_HANDOFF_COUNT = 6,
-};
+/* Request flags. Replies carry 0. */
+/* A copy of a request sent before (same seq): the server may have served
+ * it already, so it looks for the owner's record even without a ticket. */
+#define LOCKD_FLAG_RETRANSMIT 0x01
+#define LOCKD_REQUEST_FLAGS LOCKD_FLAG_RETRANSMIT
 
 struct lockd_msg {
   __be16 magic;
   __u8 version;
-  __u8 opcode;      /* enum lockd_opcode */
-  __u8 mode;        /* enum lockd_mode */
-  __u8 policy;      /* enum lockd_policy */
-  __u8 status;      /* enum lockd_status, or enum lockd_handoff on hand-off */
-  __u8 flags;       /* LOCKD_FLAG_* */
-  __be32 seq;       /* request sequence number, echoed in the reply */
+  __u8 opcode; /* enum lockd_opcode */
+  __u8 mode;   /* enum lockd_mode */
+  __u8 policy; /* enum lockd_policy */
+  __u8 status; /* enum lockd_status; 0 on requests */
+  __u8 flags;  /* LOCKD_FLAG_* */
+  __be32 seq;  /* request sequence number, echoed in the reply */
   __be32 lease_ms;  /* asked for (request) / granted (GRANTED, RENEWED) */
   __be32 wait_ms;   /* longest time to wait in the queue, 0 = no limit */
   __be32 queue_pos; /* QUEUED: waiters ahead at enqueue time */
   __be64 lock_id;
   __be64 txn_id; /* owner identity; for WAIT_DIE, smaller = older */
   __be64 fence;  /* GRANTED/RENEWED/RELEASED: the holder's fencing token */
+  /* Where the server keeps this owner's record: set by GRANTED and QUEUED,
+   * echoed by the owner in its later requests for the same lock so that the
+   * server finds the record in O(1). A hint: a stale or zero ticket costs a
+   * search, never a wrong answer. */
+  __be64 ticket;
 };
-LOCKD_ASSERT_SIZE(struct lockd_msg, 48);
+LOCKD_ASSERT_SIZE(struct lockd_msg, 56);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, opcode, 3);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, mode, 4);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, status, 6);
@@ -126,194 +141,330 @@ LOCKD_ASSERT_OFFSET(struct lockd_msg, queue_pos, 20);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, lock_id, 24);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, txn_id, 32);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, fence, 40);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, ticket, 48);
+
+/* ------------------------------------------------------------------------ */
+/* The request/reply vocabulary (host order)                                */
+/* ------------------------------------------------------------------------ */
+
+/* One end of a conversation, as it appears in headers (network order). A
+ * member whose endpoint is all zero and flagged LOCKD_MEMBER_LOCAL is a gRPC
+ * caller inside the daemon. */
+struct lockd_endpoint {
+  __u8 mac[6];
+  __be16 port;
+  __be32 addr;
+};
+LOCKD_ASSERT_SIZE(struct lockd_endpoint, 12);
+
+/* A request, decoded: what the packet path parses, what the daemon hands to
+ * the control program for gRPC callers, what the reference model takes. */
+struct lockd_request {
+  __u64 lock_id;
+  __u64 txn_id;
+  __u64 ticket;
+  __u64 fence; /* FORCE_RELEASE: the hold's fence, 0 = any */
+  __u32 seq;
+  __u32 lease_ms;
+  __u32 wait_ms;
+  __u32 hops; /* KICK: continuation count (carried in queue_pos) */
+  __u8 opcode;
+  __u8 mode;
+  __u8 policy;
+  __u8 flags;        /* LOCKD_FLAG_* */
+  __u8 member_flags; /* LOCKD_MEMBER_* the new member gets (gRPC: LOCAL) */
+  __u8 reserved[3];
+  struct lockd_endpoint from; /* where replies and grants go */
+  __u32 reserved2;
+};
+LOCKD_ASSERT_SIZE(struct lockd_request, 72);
+
+/* A reply, or a GRANTED for a waiter that some release let in. */
+struct lockd_reply {
+  __u64 lock_id;
+  __u64 txn_id;
+  __u64 fence;
+  __u64 ticket;
+  __u32 seq;
+  __u32 lease_ms;
+  __u32 queue_pos;
+  __u8 opcode;
+  __u8 status;
+  __u8 mode;
+  __u8 policy;
+};
+LOCKD_ASSERT_SIZE(struct lockd_reply, 48);
+
+/* A GRANTED (or, from the control program's expiry, a REJECTED/WAIT_EXPIRED)
+ * that must reach a member other than the requester. */
+struct lockd_notice {
+  struct lockd_reply reply;
+  struct lockd_endpoint to;
+  __u8 local; /* the member is a gRPC caller: no packet, tell the daemon */
+  __u8 reserved[3];
+};
+LOCKD_ASSERT_SIZE(struct lockd_notice, 64);
 
 /* ------------------------------------------------------------------------ */
 /* Map layouts                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Lock table value (map "locks", key: __u64 lock id). Every field after
- * `guard` is written only while holding it; reads without it are hints that
- * a critical section checks again. `version` grows on every change so that
- * readers outside the lock can detect a torn view. */
-#define LOCKD_LOCK_USER_OWNED 0x01 /* user space serves this lock for now */
+/* A holder or waiter of one lock ("member"). The lock's first holder lives
+ * in the lock's slot; further holders (shared) and every waiter live in pool
+ * blocks. A member's fields are written under its lock's guard. */
+enum lockd_member_state {
+  LOCKD_MEMBER_FREE = 0, /* inline slot unused */
+  LOCKD_MEMBER_WAITING = 1,
+  LOCKD_MEMBER_CANCELLED = 2, /* left the queue; unlinked at the head */
+  LOCKD_MEMBER_HELD = 3,
+};
+
+#define LOCKD_MEMBER_LOCAL 0x01 /* a gRPC caller inside the daemon */
+
+struct lockd_member {
+  __u64 txn_id;
+  __u64 fence;      /* holder: its grant's fence; waiter: 0 */
+  __u64 since_ns;   /* holder: grant time; waiter: enqueue time */
+  __u64 expires_ns; /* holder: lease end; waiter: wait deadline, 0 = none */
+  __u32 seq;        /* of the ACQUIRE that made it a member */
+  __u32 lease_ms;   /* holder: lease granted; waiter: lease it will get */
+  __u32 client_id;  /* reserved for client authentication (0 today) */
+  __be32 addr;
+  __be16 port;
+  __u8 mac[6];
+  __u8 state;  /* enum lockd_member_state */
+  __u8 mode;   /* enum lockd_mode */
+  __u8 policy; /* enum lockd_policy, echoed in its GRANTED */
+  __u8 flags;  /* LOCKD_MEMBER_* */
+  __u8 reserved[4];
+};
+LOCKD_ASSERT_SIZE(struct lockd_member, 64);
+LOCKD_ASSERT_OFFSET(struct lockd_member, seq, 32);
+LOCKD_ASSERT_OFFSET(struct lockd_member, addr, 44);
+LOCKD_ASSERT_OFFSET(struct lockd_member, state, 56);
+
+/* One lock, in a slot of a table bucket. Written only under the bucket's
+ * guard. The lock exists exactly while it has a holder or a waiter: the
+ * program that leaves it idle frees the slot in the same critical section. */
+#define LOCKD_LOCK_MIN_DIRTY 0x01 /* reserved: min_txn needs recomputing */
 
 struct lockd_lock {
-  struct bpf_spin_lock guard;
-  __u8 mode;  /* enum lockd_mode held now; NONE when holders == 0 */
-  __u8 flags; /* LOCKD_LOCK_* */
-  __u16 reserved;
-  __u32 holders;   /* number of holders in `mode` */
+  __u64 fence;   /* last fencing token handed out; only grows */
+  __u64 head;    /* pool block of the oldest waiter, 0 = empty queue */
+  __u64 tail;    /* pool block of the newest waiter, 0 = empty queue */
+  __u64 chain;   /* pool block of the first extra holder, 0 = none */
+  __u64 min_txn; /* WAIT_DIE: a lower bound of every member's txn id */
+  __u32 holders; /* the inline holder plus the chain */
   __u32 queue_len; /* waiters linked from head to tail, cancelled included */
-  __u64 head;      /* pool block index of the oldest waiter, 0 = empty */
-  __u64 tail;      /* pool block index of the newest waiter, 0 = empty */
-  __u64 version;   /* bumped on every change */
-  __u64 fence;     /* last fencing token handed out; only grows */
-  /* WAIT_DIE: a lower bound of the txn ids of all holders and waiters; may
-   * only fall while the lock is busy, reset when it becomes idle. */
-  __u64 min_txn;
+  __u32 version;   /* bumped on every change: readers detect torn views */
+  __u8 mode;       /* enum lockd_mode held now; NONE when holders == 0 */
+  __u8 flags;      /* LOCKD_LOCK_* */
+  __u16 reserved;
+  struct lockd_member holder; /* inline holder; state FREE when unused */
 };
-LOCKD_ASSERT_SIZE(struct lockd_lock, 56);
-LOCKD_ASSERT_OFFSET(struct lockd_lock, holders, 8);
-LOCKD_ASSERT_OFFSET(struct lockd_lock, head, 16);
-LOCKD_ASSERT_OFFSET(struct lockd_lock, min_txn, 48);
+LOCKD_ASSERT_SIZE(struct lockd_lock, 120);
+LOCKD_ASSERT_OFFSET(struct lockd_lock, holders, 40);
+LOCKD_ASSERT_OFFSET(struct lockd_lock, holder, 56);
 
-/* Owner records (map "owners"): one per (lock, txn) that holds or waits.
- * They make retransmissions idempotent and let only holders release. */
+/* The lock table: a hash table of buckets that grows and shrinks one bucket
+ * at a time (a split or a merge), decided by the datapath itself. Bucket b
+ * serves the lock ids whose hash h has h mod 2^depth(b) == b. Buckets live in
+ * fixed-size array segments (inner maps of an ARRAY_OF_MAPS), which the
+ * daemon adds and removes a depth level at a time. */
+#define LOCKD_BUCKET_SLOTS 8
+#define LOCKD_TABLE_BASE_DEPTH 8 /* buckets 0..255 always exist */
+#define LOCKD_TABLE_MAX_DEPTH 20 /* up to 2^20 buckets, 8M lock slots */
+#define LOCKD_TABLE_SEG_SHIFT 8
+#define LOCKD_TABLE_SEG_BUCKETS (1u << LOCKD_TABLE_SEG_SHIFT)
+#define LOCKD_TABLE_MAX_SEGMENTS \
+  (1u << (LOCKD_TABLE_MAX_DEPTH - LOCKD_TABLE_SEG_SHIFT))
+LOCKD_STATIC_ASSERT(LOCKD_TABLE_BASE_DEPTH == LOCKD_TABLE_SEG_SHIFT,
+                    "segment 0 holds exactly the base buckets");
+
+/* The hash that places a lock id in the table (splitmix64's finalizer over
+ * the seeded id: every bit of the id reaches the low bits that pick the
+ * bucket). The datapath and the daemon's readers must agree on it. */
+static inline __u64 lockd_table_hash(__u64 lock_id, __u64 seed) {
+  __u64 x = lock_id ^ seed;
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+struct lockd_bucket {
+  struct bpf_spin_lock guard;
+  __u8 depth; /* hash bits this bucket serves; 0 = not in use */
+  __u8 used;  /* bit i: slot i holds a lock */
+  __u8 count; /* bits set in `used` */
+  __u8 flags;
+  __u32 index;   /* this bucket's number (set with depth) */
+  __u32 version; /* bumped when a slot is claimed or freed, or locks move */
+  /* At least every fence ever handed out for a lock that no longer has a
+   * slot and whose id this bucket serves: a lock created here starts above
+   * it, so fences never repeat or go back across delete and re-create. */
+  __u64 fence_floor;
+  __u64 ids[LOCKD_BUCKET_SLOTS];
+  struct lockd_lock slots[LOCKD_BUCKET_SLOTS];
+};
+LOCKD_ASSERT_SIZE(struct lockd_bucket, 24 + 8 * 8 + 8 * 120);
+LOCKD_ASSERT_OFFSET(struct lockd_bucket, fence_floor, 16);
+LOCKD_ASSERT_OFFSET(struct lockd_bucket, ids, 24);
+LOCKD_ASSERT_OFFSET(struct lockd_bucket, slots, 88);
+
+/* The Kerby memory pool: fixed-size blocks in hash-map segments, keyed by a
+ * block index that only grows (no free list). A block's index carries its
+ * segment in the high 32 bits, so a segment is found without a search, and a
+ * drained segment is dropped whole. Segment ids are never reused. */
+#define LOCKD_POOL_SEG_SHIFT 32
+#define LOCKD_POOL_SLOTS 64 /* segments alive at once */
+#define LOCKD_BLOCK_DATA 64
+
+struct lockd_block {
+  __u64 idx;     /* the block's own index: a reused element has another */
+  __u64 next;    /* queue: next waiter; chain: next holder; 0 = last */
+  __u64 prev;    /* chain: previous holder; 0 = first */
+  __u64 lock_id; /* the lock whose queue or chain links it */
+  union {
+    struct lockd_member m;
+    __u8 bytes[LOCKD_BLOCK_DATA];
+  };
+};
+LOCKD_ASSERT_SIZE(struct lockd_block, 96);
+LOCKD_ASSERT_OFFSET(struct lockd_block, m, 32);
+
+/* One pool segment's bookkeeping (map "pool_info", indexed by slot = id mod
+ * LOCKD_POOL_SLOTS). The daemon fills id and capacity before it inserts the
+ * segment's map; the datapath keeps the rest. */
+struct lockd_pool_seg {
+  __u32 id;       /* segment id, 0 = slot empty */
+  __u32 capacity; /* blocks the segment's map holds */
+  __u64 next;     /* low 32 bits of the next block index handed out */
+  __s64 live;     /* blocks allocated and not yet freed */
+  __u32 low_water_signalled; /* the daemon was asked for a successor */
+  __u32 reserved;
+};
+LOCKD_ASSERT_SIZE(struct lockd_pool_seg, 32);
+
+/* Shared state of the datapath (map "config", one element, mmapable: the
+ * daemon reads and writes single fields atomically while programs run). The
+ * daemon writes hash_seed, fence_base and pool_map_flags once, and
+ * table_levels, pool_current and at_budget when it adds or removes
+ * segments; the programs write the rest. */
+#define LOCKD_BUDGET_TABLE 0x01 /* a full bucket that cannot split: refuse */
+#define LOCKD_BUDGET_POOL 0x02  /* a full pool: refuse */
+
+struct lockd_config {
+  __u64 hash_seed;  /* lock id -> bucket hashing */
+  __u64 fence_base; /* fence_floor of the table's first buckets */
+  __u32 min_depth;  /* hints: buckets in use have depths in [min, max] */
+  __u32 max_depth;
+  __u32 resizing;   /* 1 while one CPU splits or merges a bucket */
+  /* Segments exist for every bucket below 2^table_levels. */
+  __u32 table_levels;
+  __u32 table_level_requested; /* deepest level asked of the daemon */
+  __u32 pool_current;          /* segment new blocks are taken from */
+  __u32 at_budget; /* LOCKD_BUDGET_*: the daemon will add no segment */
+  __u32 pool_map_flags; /* map_flags of every pool segment */
+  __s64 leaves[LOCKD_TABLE_MAX_DEPTH + 1]; /* buckets in use per depth */
+};
+LOCKD_ASSERT_SIZE(struct lockd_config, 48 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
+
+/* Why an owner's hold or wait was ended for it (map "ended", key struct
+ * lockd_owner_key): what its late RELEASE or RENEW is told. Written only for
+ * endings the owner did not ask for; kept a bounded time. */
 struct lockd_owner_key {
   __u64 lock_id;
   __u64 txn_id;
 };
 LOCKD_ASSERT_SIZE(struct lockd_owner_key, 16);
 
-enum lockd_owner_state {
-  LOCKD_OWNER_CLAIMED = 0, /* inserted, decision in progress on some CPU */
-  LOCKD_OWNER_QUEUED = 1,
-  LOCKD_OWNER_HELD = 2,
-  LOCKD_OWNER_GONE = 3, /* released or cancelled; being deleted */
-};
-
-struct lockd_owner {
-  struct lockd_owner_key key; /* copy of the map key: detects reuse */
-  __u8 state;                 /* enum lockd_owner_state */
-  __u8 mode;
-  __u8 policy;
-  __u8 reserved;
-  __u32 seq;              /* sequence number of the request that created it */
-  __u64 fence;            /* valid once HELD */
-  __u64 block;            /* pool block while QUEUED */
-  __u64 since_ns;         /* enqueue or grant time (CLOCK_MONOTONIC) */
-  __u64 lease_expires_ns; /* valid once HELD */
-  __u32 lease_ms;
-  __be32 addr; /* client's IPv4 address */
-  __be16 port; /* client's UDP port */
-  __u8 mac[6]; /* client's (or its router's) Ethernet address */
-};
-LOCKD_ASSERT_SIZE(struct lockd_owner, 72);
-LOCKD_ASSERT_OFFSET(struct lockd_owner, state, 16);
-LOCKD_ASSERT_OFFSET(struct lockd_owner, fence, 24);
-LOCKD_ASSERT_OFFSET(struct lockd_owner, lease_expires_ns, 48);
-LOCKD_ASSERT_OFFSET(struct lockd_owner, addr, 60);
-
-/* Recently released (LRU map "released"): answers a retransmitted RELEASE
- * with RELEASED instead of NOT_HOLDER, and tells a holder whose hold was
- * ended for it (lease swept, force-released) why. */
-struct lockd_released {
+struct lockd_ended {
   __u64 fence;
+  __u64 time_ns;
   __u32 seq;
-  __u8 status; /* OK: released or cancelled; LEASE_EXPIRED; FORCE_RELEASED */
+  __u8 status; /* LEASE_EXPIRED, FORCE_RELEASED, WAIT_EXPIRED */
   __u8 reserved[3];
 };
-LOCKD_ASSERT_SIZE(struct lockd_released, 16);
+LOCKD_ASSERT_SIZE(struct lockd_ended, 24);
 
-/* Kerby memory pool (map "pool", BPF_F_NO_PREALLOC hash keyed by a block
- * index that only grows; no free list). A block is a fixed-size unit;
- * variable-size data is a chain of blocks linked by `next`. */
-/* 48 B of payload make a 64-B block value, which the kernel's allocator
- * stores in 128 B per element (a 72-B value would take 192 B). */
-#define LOCKD_BLOCK_DATA 48
+/* ------------------------------------------------------------------------ */
+/* Events: datapath -> daemon (ring buffer "events")                        */
+/* ------------------------------------------------------------------------ */
 
-/* A wait-queue entry, the payload of one pool block (its lock is the one
- * whose queue links it). Written completely before the block is linked;
- * afterwards only `cancelled` changes (under the lock's guard). */
-struct lockd_waiter {
-  __u64 txn_id;
-  __u64 enqueued_ns;
-  __u64 deadline_ns; /* 0 = waits without limit */
-  __u32 seq;
-  __u32 lease_ms;
-  __be32 addr;
-  __be16 port;
-  __u8 mac[6];
-  __u8 mode;
-  __u8 policy;
-  __u8 cancelled;
-  __u8 reserved;
+enum lockd_event_type {
+  /* The table is splitting buckets of depth `arg` - 1 into level `arg`:
+   * provision the segments of level arg + 1 (the low-water mark). */
+  LOCKD_EVENT_TABLE_GROW = 1,
+  /* A merge left table segment `arg` with no bucket in use. */
+  LOCKD_EVENT_TABLE_SEGMENT_IDLE = 2,
+  /* Pool segment `arg` passed its low-water mark, or is full. */
+  LOCKD_EVENT_POOL_LOW = 3,
+  /* A waiter queued on lock_id (deadline in time_ns, 0 = none). */
+  LOCKD_EVENT_WAITING = 4,
+  /* A notice for a LOCAL member (notice.reply says what). */
+  LOCKD_EVENT_LOCAL_NOTICE = 5,
+  /* A KICK could not be sent: lock_id's queue may stall. */
+  LOCKD_EVENT_KICK_LOST = 6,
 };
-LOCKD_ASSERT_SIZE(struct lockd_waiter, LOCKD_BLOCK_DATA);
 
-struct lockd_block {
-  __u64 idx;  /* the block's own index: a reused element has another */
-  __u64 next; /* index of the next block in the chain, 0 = last */
-  union {
-    struct lockd_waiter waiter;
-    __u8 bytes[LOCKD_BLOCK_DATA];
-  };
+struct lockd_event {
+  __u32 type; /* enum lockd_event_type */
+  __u32 arg;
+  __u64 lock_id;
+  __u64 time_ns;
+  __u64 reserved;
+  struct lockd_notice notice; /* LOCAL_NOTICE */
 };
-LOCKD_ASSERT_SIZE(struct lockd_block, 64);
-LOCKD_ASSERT_OFFSET(struct lockd_block, waiter, 16);
-
-/* Kerby allocation map (map "allocs"): key -> the blocks of one object. */
-#define LOCKD_ALLOC_MAX_BLOCKS 8
-struct lockd_alloc {
-  __u32 size;   /* bytes */
-  __u32 blocks; /* used entries of idx */
-  __u64 idx[LOCKD_ALLOC_MAX_BLOCKS];
-};
-LOCKD_ASSERT_SIZE(struct lockd_alloc, 72);
+LOCKD_ASSERT_SIZE(struct lockd_event, 96);
 
 /* ------------------------------------------------------------------------ */
 /* Control channel: daemon -> datapath                                      */
 /* ------------------------------------------------------------------------ */
 
-/* The daemon changes kernel-owned locks only through the control program
+/* The daemon changes lock state only through the control program
  * (lockd_ctl), which it runs with BPF_PROG_TEST_RUN on a struct lockd_ctl:
- * the same lock-table code as the packet path, under the same per-lock
- * guard, so the kernel and the daemon never decide for one lock at once. */
-
-/* Waiters one datapath run may grant; more continue through a KICK. */
-#define LOCKD_MAX_GRANTS 16
-
+ * the same lock-table code as the packet path, under the same guards. A test
+ * run is not preempted and keeps bottom halves off on its CPU, so it never
+ * interleaves with the packet path on that CPU. */
 enum lockd_ctl_op {
-  LOCKD_CTL_TAKEOVER = 1,      /* flag the lock USER_OWNED, return its state */
-  LOCKD_CTL_GIVE_BACK = 2,     /* install holders-only state, clear the flag */
-  LOCKD_CTL_EXPIRE_HOLDER = 3, /* end a hold whose lease ran out */
-  LOCKD_CTL_EXPIRE_WAITER = 4, /* cancel a wait whose deadline passed */
-  LOCKD_CTL_FORCE_RELEASE = 5, /* end a hold for an operator */
-  LOCKD_CTL_KICK = 6,          /* grant whatever is compatible now */
+  LOCKD_CTL_REQUEST = 1,       /* run `req` as a packet would be (+ grants) */
+  LOCKD_CTL_EXPIRE_HOLDER = 2, /* end the hold of req.txn_id if its lease ran
+                                  out */
+  LOCKD_CTL_EXPIRE_WAITER = 3, /* cancel the wait of req.txn_id if past its
+                                  deadline */
+  LOCKD_CTL_FORCE_RELEASE = 4, /* end the hold of req.txn_id, whose fence is
+                                  req.fence (0 = any) */
 };
 
 enum lockd_ctl_result {
   LOCKD_CTL_OK = 0,
   LOCKD_CTL_NOT_FOUND = 1, /* no such lock, holder or waiter */
   LOCKD_CTL_NOT_DUE = 2,   /* lease or wait deadline not passed yet */
-  LOCKD_CTL_BAD_STATE = 3, /* e.g. lock already (or not) user-owned */
-  LOCKD_CTL_RETRY = 4,     /* the lock kept changing: try again */
+  LOCKD_CTL_RETRY = 3,     /* the lock kept changing: try again */
+  LOCKD_CTL_FENCE_MISMATCH = 4, /* FORCE_RELEASE: the hold has another fence */
+  LOCKD_CTL_NO_REPLY = 5,  /* REQUEST: the packet path would not answer */
+  LOCKD_CTL_BAD_OP = 6,
 };
-
-/* Someone the daemon must send a packet to after a control operation. */
-struct lockd_ctl_notice {
-  __u64 txn_id;
-  __u64 fence;
-  __u32 seq;
-  __u32 lease_ms;
-  __be32 addr;
-  __be16 port;
-  __u8 mode;
-  __u8 policy;
-};
-LOCKD_ASSERT_SIZE(struct lockd_ctl_notice, 32);
 
 struct lockd_ctl {
   __u32 op;     /* enum lockd_ctl_op */
   __u32 result; /* enum lockd_ctl_result */
-  __u64 lock_id;
-  __u64 txn_id;
-  /* TAKEOVER: the lock as it was flagged. GIVE_BACK: mode, holders, fence
-   * and min_txn to install (the queue must be empty). */
-  __u8 mode;
-  __u8 reserved[3];
-  __u32 holders;
-  __u32 queue_len;
-  __u32 grants; /* entries of `granted` filled */
-  __u64 head;
-  __u64 fence;
-  __u64 min_txn;
-  __u32 kick;     /* compatible waiters may remain: send LOCKD_CTL_KICK */
-  __u32 notified; /* EXPIRE_WAITER: `waiter` holds whom to tell */
-  struct lockd_ctl_notice waiter;
-  struct lockd_ctl_notice granted[LOCKD_MAX_GRANTS];
+  __u32 notices;   /* entries of `notice` filled */
+  __u32 kick;      /* compatible waiters may remain: run a KICK request */
+  struct lockd_request req;
+  struct lockd_reply reply; /* REQUEST: the reply (unless NO_REPLY) */
+  /* Members to tell: waiters granted, or the waiter whose wait expired
+   * (EXPIRE_WAITER: notice[0]). */
+  struct lockd_notice notice[LOCKD_MAX_GRANTS];
 };
-LOCKD_ASSERT_SIZE(struct lockd_ctl, 72 + 32 + 32 * LOCKD_MAX_GRANTS);
+LOCKD_ASSERT_SIZE(struct lockd_ctl, 16 + 72 + 48 + 64 * LOCKD_MAX_GRANTS);
+
+/* ------------------------------------------------------------------------ */
+/* Counters                                                                 */
+/* ------------------------------------------------------------------------ */
 
 /* Per-CPU counters (map "stats", PERCPU_ARRAY indexed by enum lockd_stat).
  * Every outcome the datapath can produce has one. One list, expanded into
@@ -329,11 +480,10 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl, 72 + 32 + 32 * LOCKD_MAX_GRANTS);
   X(REJECT_DIE, "reject_die")               /* WAIT_DIE: younger died */       \
   X(REJECT_UPGRADE, "reject_upgrade")       /* S->X upgrade refused */         \
   X(ACQUIRE_DUP, "acquire_dup")             /* retransmit answered again */    \
-  X(ACQUIRE_INFLIGHT, "acquire_inflight")   /* dup of one being decided */     \
   X(UPGRADE, "upgrade")                     /* S->X upgrade granted */         \
   X(RELEASE, "release")                     /* RELEASE requests processed */   \
   X(RELEASED, "released")                   /* releases that freed a hold */   \
-  X(RELEASE_DUP, "release_dup")             /* retransmit answered again */    \
+  X(RELEASE_DUP, "release_dup")             /* stale release answered */       \
   X(CANCELLED, "cancelled")                 /* RELEASE by a waiter */          \
   X(REJECT_NOT_HOLDER, "reject_not_holder") /* by a non-holder */              \
   X(REJECT_EXPIRED, "reject_expired")       /* after the lease ran out */      \
@@ -341,21 +491,33 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl, 72 + 32 + 32 * LOCKD_MAX_GRANTS);
   X(GRANT_FROM_QUEUE, "grant_from_queue")   /* waiters granted by release */   \
   X(GRANT_SENT, "grant_sent")               /* GRANTED packets sent by TC */   \
   X(GRANT_SEND_FAILED, "grant_send_failed") /* clone_redirect failed */        \
+  X(GRANT_LOCAL, "grant_local")             /* notices to gRPC callers */      \
   X(SKIPPED_CANCELLED, "skipped_cancelled") /* cancelled waiters unlinked */   \
   X(RELEASE_TO_TC, "release_to_tc")         /* XDP passed release to TC */     \
   X(KICK, "kick")                           /* continuation kicks served */    \
   X(KICK_SENT, "kick_sent")                 /* continuation kicks sent */      \
   X(KICK_SEND_FAILED, "kick_send_failed")   /* a kick could not be sent */     \
   X(KICK_DROPPED, "kick_dropped")           /* kick chain over its hops */     \
-  X(RETRY, "retry")                         /* queue changed: walk retried */  \
-  X(HANDOFF_POOL_FULL, "handoff_pool_full") /* to user: pool full */           \
-  X(HANDOFF_TABLE_FULL, "handoff_table_full")   /* to user: table full */      \
-  X(HANDOFF_OWNERS_FULL, "handoff_owners_full") /* to user: owners full */     \
-  X(HANDOFF_USER_OWNED, "handoff_user_owned")   /* to user: lock owned */      \
-  X(HANDOFF_CONTENDED, "handoff_contended")     /* to user: retries spent */   \
-  X(POOL_ALLOC, "pool_alloc")                   /* pool blocks allocated */    \
-  X(POOL_FREE, "pool_free")                     /* pool blocks freed */        \
-  X(POOL_ALLOC_FAILED, "pool_alloc_failed")     /* pool insert refused */
+  X(RETRY, "retry")                         /* state changed: step retried */  \
+  X(CONTENDED, "contended")                 /* retries spent: not answered */  \
+  X(MEMBER_SEARCH, "member_search")         /* record found without ticket */  \
+  X(HOLD_ENDED, "hold_ended")               /* holds ended, any reason */      \
+  X(LEASE_EXPIRED, "lease_expired")         /* holds ended by their lease */   \
+  X(FORCE_RELEASED, "force_released")       /* holds ended by an operator */   \
+  X(WAIT_EXPIRED, "wait_expired")           /* waits ended by deadline */      \
+  X(LOCK_CREATED, "lock_created")           /* table slots claimed */          \
+  X(LOCK_FREED, "lock_freed")               /* table slots freed (idle) */     \
+  X(SPLIT, "split")                         /* buckets split */                \
+  X(MERGE, "merge")                         /* buckets merged */               \
+  X(RESIZE_BUSY, "resize_busy")             /* another CPU was resizing */     \
+  X(TABLE_WAIT, "table_wait")               /* full bucket, segment pending */ \
+  X(NO_CAPACITY_TABLE, "no_capacity_table") /* full bucket, at budget */       \
+  X(POOL_ALLOC, "pool_alloc")               /* pool blocks allocated */        \
+  X(POOL_FREE, "pool_free")                 /* pool blocks freed */            \
+  X(POOL_ALLOC_FAILED, "pool_alloc_failed") /* segment insert refused */       \
+  X(POOL_WAIT, "pool_wait")                 /* pool full, segment pending */   \
+  X(NO_CAPACITY_POOL, "no_capacity_pool")   /* pool full, at budget */         \
+  X(EVENT_LOST, "event_lost")               /* ring buffer full */
 
 #define LOCKD_STAT_ENUM_ENTRY(suffix, name) LOCKD_STAT_##suffix,
 enum lockd_stat { LOCKD_STATS(LOCKD_STAT_ENUM_ENTRY) LOCKD_STAT_COUNT };

@@ -19,7 +19,7 @@ SEC("xdp")
 int xdp_reflect(struct xdp_md *ctx) {
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
-  struct lockd_req req = {};
+  struct lockd_request req = {};
   if (parse_request(data, data_end, cfg_port, &req) != PARSE_OK)
     return XDP_PASS;
   struct lockd_frame *frame = data;

@@ -5,25 +5,36 @@
  *             with XDP_TX. A release that must wake waiters needs several
  *             packets, which XDP cannot send: it passes that to lockd_tc.
  * lockd_tc    (clsact ingress) serves RELEASE and KICK: one GRANTED clone per
- *             woken waiter, then the RELEASED reply, all by redirect.
+ *             woken waiter (an event for the daemon's gRPC callers), then
+ *             the RELEASED reply, all by redirect.
  * lockd_ctl   never attached: the daemon runs it with BPF_PROG_TEST_RUN on
  *             a struct lockd_ctl (bpf/lib/control.h). */
 #include "bpf/lib/common.h"
 #include "bpf/lib/config.h"
 #include "bpf/lib/control.h"
-#include "bpf/lib/lock_table.h"
 #include "bpf/lib/parse.h"
 #include "bpf/lib/reply.h"
 #include "bpf/lib/stats.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* This CPU's request and result, cleared. */
+static __always_inline struct entry_scratch *entry_get(void) {
+  __u32 zero = 0;
+  struct entry_scratch *e = bpf_map_lookup_elem(&entry_scratch, &zero);
+  if (e) __builtin_memset(e, 0, sizeof(*e));
+  return e;
+}
+
 SEC("xdp")
 int lockd_xdp(struct xdp_md *ctx) {
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
-  struct lockd_req req = {};
-  enum parse_result parsed = parse_request(data, data_end, cfg_port, &req);
+  struct entry_scratch *e = entry_get();
+  if (!e) return XDP_PASS;
+  struct lockd_request *req = &e->req;
+  struct lt_result *res = &e->res;
+  enum parse_result parsed = parse_request(data, data_end, cfg_port, req);
   if (parsed == PARSE_NOT_OURS) return XDP_PASS;
   stat_inc(LOCKD_STAT_RX);
   if (parsed == PARSE_SLOW_PATH) return XDP_PASS;
@@ -36,35 +47,31 @@ int lockd_xdp(struct xdp_md *ctx) {
     return XDP_DROP;
   }
 
-  struct lt_result res = {};
   __u64 now = bpf_ktime_get_ns();
-  switch (req.opcode) {
+  switch (req->opcode) {
     case LOCKD_OP_ACQUIRE:
-      lt_acquire(&req, now, &res);
+      lt_acquire(req, now, res);
       break;
     case LOCKD_OP_RENEW:
-      lt_renew(&req, now, &res);
+      lt_renew(req, now, res);
       break;
     case LOCKD_OP_RELEASE:
-      lt_release(&req, now, false, &res);
+      lt_release(req, now, false, res);
       break;
     default: /* KICK */
-      res.verdict = LT_TO_TC;
+      res->verdict = LT_TO_TC;
       break;
   }
 
   struct lockd_frame *frame = data;
   if ((void *)(frame + 1) > data_end) return XDP_ABORTED;
   struct lockd_endpoint us, them;
-  switch (res.verdict) {
+  switch (res->verdict) {
     case LT_REPLY:
       frame_dest(frame, &us);
       frame_source(frame, &them);
-      frame_write(frame, &us, &them, &res.reply);
+      frame_write(frame, &us, &them, &res->reply);
       return XDP_TX;
-    case LT_HANDOFF:
-      frame_mark_handoff(frame, res.handoff);
-      return XDP_PASS;
     case LT_TO_TC:
       return XDP_PASS;
     default: /* LT_SILENT */
@@ -83,20 +90,28 @@ static __always_inline struct lockd_frame *tc_frame(struct __sk_buff *skb) {
   return frame;
 }
 
-/* Sends one GRANTED per woken waiter, as clones of this packet. */
-static __always_inline void tc_send_grants(struct __sk_buff *skb,
-                                           const struct lockd_endpoint *us,
-                                           __u32 slot, __u32 count) {
-  struct lockd_grant_batch *batch = bpf_map_lookup_elem(&grant_batch, &slot);
+/* Sends this run's notices: a GRANTED clone of this packet per waiter, an
+ * event per gRPC caller. */
+static __always_inline void tc_send_notices(struct __sk_buff *skb,
+                                            const struct lockd_endpoint *us,
+                                            __u32 count) {
+  __u32 zero = 0;
+  struct lockd_notice_batch *batch = bpf_map_lookup_elem(&notice_batch, &zero);
   if (!batch) return;
   for (__u32 i = 0; i < LOCKD_MAX_GRANTS; i++) {
     if (i >= count) break;
+    const struct lockd_notice *n = &batch->n[i];
+    if (n->local) {
+      event_local_notice(n);
+      stat_inc(LOCKD_STAT_GRANT_LOCAL);
+      continue;
+    }
     struct lockd_frame *frame = tc_frame(skb);
     if (!frame) {
       stat_inc(LOCKD_STAT_GRANT_SEND_FAILED);
       continue;
     }
-    frame_write(frame, us, &batch->grants[i].to, &batch->grants[i].reply);
+    frame_write(frame, us, &n->to, &n->reply);
     if (bpf_clone_redirect(skb, skb->ifindex, 0))
       stat_inc(LOCKD_STAT_GRANT_SEND_FAILED);
     else
@@ -108,35 +123,39 @@ static __always_inline void tc_send_grants(struct __sk_buff *skb,
 static __always_inline void tc_send_kick(struct __sk_buff *skb,
                                          const struct lockd_endpoint *us,
                                          const struct lockd_endpoint *them,
-                                         const struct lockd_req *req,
+                                         const struct lockd_request *req,
                                          __u32 hops) {
   struct lockd_frame *frame = tc_frame(skb);
-  if (!frame) {
-    stat_inc(LOCKD_STAT_KICK_SEND_FAILED);
-    return;
+  if (frame) {
+    struct lockd_reply kick = {
+        .opcode = LOCKD_OP_KICK,
+        .lock_id = req->lock_id,
+        .queue_pos = hops,
+    };
+    /* Addressed like a request to us, so the parser accepts it. */
+    frame_write(frame, them, us, &kick);
+    if (bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS) == 0) {
+      stat_inc(LOCKD_STAT_KICK_SENT);
+      return;
+    }
   }
-  struct lockd_reply kick = {
-      .opcode = LOCKD_OP_KICK,
-      .lock_id = req->lock_id,
-      .queue_pos = hops,
-  };
-  /* Addressed like a request to us, so the parser accepts it. */
-  frame_write(frame, them, us, &kick);
-  stat_inc(bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS) == 0
-               ? LOCKD_STAT_KICK_SENT
-               : LOCKD_STAT_KICK_SEND_FAILED);
+  stat_inc(LOCKD_STAT_KICK_SEND_FAILED);
+  event_simple(LOCKD_EVENT_KICK_LOST, 0, req->lock_id, 0);
 }
 
 SEC("tc")
 int lockd_tc(struct __sk_buff *skb) {
   void *data = (void *)(long)skb->data;
   void *data_end = (void *)(long)skb->data_end;
-  struct lockd_req req = {};
+  struct entry_scratch *e = entry_get();
+  if (!e) return TC_ACT_OK;
+  struct lockd_request *req = &e->req;
+  struct lt_result *res = &e->res;
   /* Malformed packets were counted and dropped by XDP; without XDP they go
    * up to the daemon, which answers them. */
-  if (parse_request(data, data_end, cfg_port, &req) != PARSE_OK)
+  if (parse_request(data, data_end, cfg_port, req) != PARSE_OK)
     return TC_ACT_OK;
-  if (req.opcode != LOCKD_OP_RELEASE && req.opcode != LOCKD_OP_KICK)
+  if (req->opcode != LOCKD_OP_RELEASE && req->opcode != LOCKD_OP_KICK)
     return TC_ACT_OK;
 
   struct lockd_frame *frame = data;
@@ -145,51 +164,33 @@ int lockd_tc(struct __sk_buff *skb) {
   frame_dest(frame, &us);
   frame_source(frame, &them);
 
-  struct lt_result res = {.batch = batch_enter()};
   __u64 now = bpf_ktime_get_ns();
-  if (req.opcode == LOCKD_OP_RELEASE)
-    lt_release(&req, now, true, &res);
+  if (req->opcode == LOCKD_OP_RELEASE)
+    lt_release(req, now, true, res);
   else
-    lt_kick(&req, now, &res);
-  tc_send_grants(skb, &us, res.batch, res.grants);
-  batch_exit(res.batch);
-
-  if (res.verdict == LT_HANDOFF) {
-    frame = tc_frame(skb);
-    if (frame) frame_mark_handoff(frame, res.handoff);
-    return TC_ACT_OK;
-  }
-  if (res.kick)
+    lt_kick(req, now, res);
+  tc_send_notices(skb, &us, res->notices);
+  if (res->kick)
     tc_send_kick(
-        skb, &us, &them, &req,
-        req.opcode == LOCKD_OP_KICK && !res.progress ? req.hops + 1 : 1);
-  if (res.verdict != LT_REPLY) return TC_ACT_SHOT;
+        skb, &us, &them, req,
+        req->opcode == LOCKD_OP_KICK && !res->progress ? req->hops + 1 : 1);
+  if (res->verdict != LT_REPLY) return TC_ACT_SHOT;
   frame = tc_frame(skb);
   if (!frame) return TC_ACT_SHOT;
-  frame_write(frame, &us, &them, &res.reply);
+  frame_write(frame, &us, &them, &res->reply);
   return bpf_redirect(skb->ifindex, 0);
 }
 
-/* Control commands are copied out of the packet into this scratch value (a
- * struct lockd_ctl is larger than the BPF stack). */
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct lockd_ctl);
-} ctl_scratch SEC(".maps");
-
+/* The command travels in the test run's packet buffer and is worked on in
+ * this CPU's scratch copy. */
 SEC("xdp")
 int lockd_ctl(struct xdp_md *ctx) {
-  void *data = (void *)(long)ctx->data;
-  void *data_end = (void *)(long)ctx->data_end;
-  struct lockd_ctl *packet = data;
-  if ((void *)(packet + 1) > data_end) return XDP_ABORTED;
   __u32 zero = 0;
   struct lockd_ctl *ctl = bpf_map_lookup_elem(&ctl_scratch, &zero);
-  if (!ctl) return XDP_ABORTED;
-  __builtin_memcpy(ctl, packet, sizeof(*ctl));
-  ctl_run(ctl);
-  __builtin_memcpy(packet, ctl, sizeof(*ctl));
+  struct entry_scratch *e = entry_get();
+  if (!ctl || !e || bpf_xdp_load_bytes(ctx, 0, ctl, sizeof(*ctl)))
+    return XDP_ABORTED;
+  ctl_run(ctl, &e->res);
+  if (bpf_xdp_store_bytes(ctx, 0, ctl, sizeof(*ctl))) return XDP_ABORTED;
   return XDP_TX;
 }

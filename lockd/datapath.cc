@@ -1,10 +1,12 @@
 #include "lockd/datapath.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +21,38 @@
 namespace lockd {
 namespace {
 
+// The maps that carry lock state across a daemon restart. Scratch and
+// .rodata maps are per program instance.
+std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
+  return {skel->maps.config,        skel->maps.table_segments,
+          skel->maps.table_seg_live, skel->maps.pool_segments,
+          skel->maps.pool_info,     skel->maps.ended,
+          skel->maps.events,        skel->maps.stats};
+}
+
+void* MapShared(int fd, size_t bytes) {
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  return mem == MAP_FAILED ? nullptr : mem;
+}
+
+size_t PageRound(size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+// The inner map of an outer one, as the object describes it. Read before
+// loading: libbpf drops the inner map once the outer map exists.
+SegmentTemplate TemplateOf(bpf_map* outer) {
+  const bpf_map* inner = bpf_map__inner_map(outer);
+  SegmentTemplate t;
+  t.key_type_id = bpf_map__btf_key_type_id(inner);
+  t.value_type_id = bpf_map__btf_value_type_id(inner);
+  t.map_flags = bpf_map__map_flags(inner);
+  return t;
+}
+
+}  // namespace
+
 absl::Status ErrnoStatus(int err, absl::string_view what) {
   err = err < 0 ? -err : err;
   return absl::Status(err == EPERM ? absl::StatusCode::kPermissionDenied
@@ -26,94 +60,117 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
                       absl::StrCat(what, ": ", strerror(err)));
 }
 
-// The maps that carry lock state across a daemon restart. Scratch and
-// .rodata maps are per program instance.
-std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
-  return {skel->maps.locks, skel->maps.owners,    skel->maps.released,
-          skel->maps.pool,  skel->maps.pool_next, skel->maps.stats};
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
     const DatapathOptions& options) {
   lockd_bpf* skel = lockd_bpf__open();
   if (skel == nullptr) return ErrnoStatus(errno, "opening the lockd skeleton");
+  auto fail = [&](absl::Status status) {
+    lockd_bpf__destroy(skel);
+    return status;
+  };
   skel->rodata->cfg_port = options.port;
   skel->rodata->cfg_default_lease_ms = options.default_lease_ms;
   skel->rodata->cfg_max_lease_ms = options.max_lease_ms;
-  struct {
-    bpf_map* map;
-    uint32_t entries;
-  } const sizes[] = {
-      {skel->maps.locks, options.lock_capacity},
-      {skel->maps.owners, options.owner_capacity},
-      {skel->maps.released, options.released_capacity},
-      {skel->maps.pool, options.pool_capacity},
-  };
-  for (const auto& size : sizes) {
-    if (int err = bpf_map__set_max_entries(size.map, size.entries)) {
-      lockd_bpf__destroy(skel);
-      return ErrnoStatus(err,
-                         absl::StrCat("sizing map ", bpf_map__name(size.map)));
-    }
-  }
+  skel->rodata->cfg_split_at = options.split_at;
+  skel->rodata->cfg_merge_at = options.merge_at;
+  skel->rodata->cfg_pool_low_water_pct = options.pool_low_water_pct;
+  if (int err = bpf_map__set_max_entries(skel->maps.ended,
+                                         options.ended_capacity))
+    return fail(ErrnoStatus(err, "sizing the ended map"));
+  if (int err = bpf_map__set_max_entries(skel->maps.events,
+                                         options.events_bytes))
+    return fail(ErrnoStatus(err, "sizing the events ring"));
+
   bool reused = false;
   if (!options.pin_dir.empty()) {
-    if (absl::Status made = MakeDirs(options.pin_dir); !made.ok()) {
-      lockd_bpf__destroy(skel);
-      return made;
-    }
+    if (absl::Status made = MakeDirs(options.pin_dir); !made.ok())
+      return fail(made);
     for (bpf_map* map : PinnedMaps(skel)) {
       std::string path = absl::StrCat(options.pin_dir, "/", bpf_map__name(map));
       reused = reused || access(path.c_str(), F_OK) == 0;
-      if (int err = bpf_map__set_pin_path(map, path.c_str())) {
-        lockd_bpf__destroy(skel);
-        return ErrnoStatus(err, absl::StrCat("pinning ", path));
-      }
+      if (int err = bpf_map__set_pin_path(map, path.c_str()))
+        return fail(ErrnoStatus(err, absl::StrCat("pinning ", path)));
     }
   }
+  // The pool segments' flags: a pinned table keeps the choice it was made
+  // with (its config says which); a fresh one takes the option.
+  uint32_t pool_flags = options.pool_prealloc ? 0 : BPF_F_NO_PREALLOC;
+  if (reused) {
+    std::string path = absl::StrCat(options.pin_dir, "/config");
+    int fd = bpf_obj_get(path.c_str());
+    lockd_config pinned{};
+    uint32_t zero = 0;
+    if (fd >= 0 && bpf_map_lookup_elem(fd, &zero, &pinned) == 0)
+      pool_flags = pinned.pool_map_flags;
+    if (fd >= 0) close(fd);
+  }
+  bpf_map__set_map_flags(bpf_map__inner_map(skel->maps.pool_segments),
+                         pool_flags);
+  SegmentTemplate table_template = TemplateOf(skel->maps.table_segments);
+  SegmentTemplate pool_template = TemplateOf(skel->maps.pool_segments);
+
   if (int err = lockd_bpf__load(skel)) {
-    lockd_bpf__destroy(skel);
-    return ErrnoStatus(
-        err, reused ? absl::StrCat("loading the lockd BPF programs with the "
-                                   "maps pinned in ",
-                                   options.pin_dir,
-                                   " (were they made with other capacities? "
-                                   "remove them to start empty)")
-                    : "loading the lockd BPF programs");
+    return fail(absl::Status(
+        reused ? absl::StatusCode::kFailedPrecondition
+               : absl::StatusCode::kInternal,
+        reused ? absl::StrCat("loading the lockd BPF programs with the maps "
+                              "pinned in ",
+                              options.pin_dir,
+                              " failed (",
+                              strerror(-err),
+                              "): were they made by another lockd version? "
+                              "remove them to start empty")
+               : absl::StrCat("loading the lockd BPF programs: ",
+                              strerror(-err))));
   }
   auto datapath = std::unique_ptr<Datapath>(new Datapath(skel, options));
   datapath->reused_pins_ = reused;
+  table_template.btf_fd = pool_template.btf_fd = bpf_object__btf_fd(skel->obj);
+  datapath->table_template_ = table_template;
+  datapath->pool_template_ = pool_template;
+  if (absl::Status s = datapath->MapShared(); !s.ok()) return s;
   return datapath;
+}
+
+Datapath::Datapath(lockd_bpf* skel, const DatapathOptions& options)
+    : skel_(skel), options_(options) {
+  maps_.config = bpf_map__fd(skel->maps.config);
+  maps_.table_segments = bpf_map__fd(skel->maps.table_segments);
+  maps_.table_seg_live = bpf_map__fd(skel->maps.table_seg_live);
+  maps_.pool_segments = bpf_map__fd(skel->maps.pool_segments);
+  maps_.pool_info = bpf_map__fd(skel->maps.pool_info);
+  maps_.ended = bpf_map__fd(skel->maps.ended);
+  maps_.events = bpf_map__fd(skel->maps.events);
+  maps_.stats = bpf_map__fd(skel->maps.stats);
+}
+
+absl::Status Datapath::MapShared() {
+  config_ = static_cast<lockd_config*>(
+      lockd::MapShared(maps_.config, PageRound(sizeof(lockd_config))));
+  pool_info_ = static_cast<lockd_pool_seg*>(lockd::MapShared(
+      maps_.pool_info, PageRound(sizeof(lockd_pool_seg) * LOCKD_POOL_SLOTS)));
+  seg_live_ = static_cast<int64_t*>(lockd::MapShared(
+      maps_.table_seg_live,
+      PageRound(sizeof(int64_t) * LOCKD_TABLE_MAX_SEGMENTS)));
+  if (!config_ || !pool_info_ || !seg_live_)
+    return ErrnoStatus(errno, "mapping the datapath's shared maps");
+  return absl::OkStatus();
+}
+
+Datapath::~Datapath() {
+  Detach();
+  if (config_) munmap(config_, PageRound(sizeof(lockd_config)));
+  if (pool_info_)
+    munmap(pool_info_, PageRound(sizeof(lockd_pool_seg) * LOCKD_POOL_SLOTS));
+  if (seg_live_)
+    munmap(seg_live_, PageRound(sizeof(int64_t) * LOCKD_TABLE_MAX_SEGMENTS));
+  lockd_bpf__destroy(skel_);
 }
 
 void Datapath::Unpin() {
   if (options_.pin_dir.empty()) return;
   for (bpf_map* map : PinnedMaps(skel_)) bpf_map__unpin(map, nullptr);
   rmdir(options_.pin_dir.c_str());
-}
-
-absl::StatusOr<lockd_ctl> Datapath::Control(const lockd_ctl& command) {
-  absl::MutexLock hold(&control_mu_);
-  lockd_ctl result = command;
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &command, .data_out = &result,
-              .data_size_in = sizeof(command), .data_size_out = sizeof(result),
-              .repeat = 1);
-  if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.lockd_ctl), &opts) !=
-      0)
-    return ErrnoStatus(errno, "running a control operation");
-  if (opts.data_size_out != sizeof(result))
-    return absl::InternalError("control operation returned a short result");
-  return result;
-}
-
-Datapath::Datapath(lockd_bpf* skel, const DatapathOptions& options)
-    : skel_(skel), options_(options) {}
-
-Datapath::~Datapath() {
-  Detach();
-  lockd_bpf__destroy(skel_);
 }
 
 absl::Status Datapath::RememberNetns() {
@@ -192,14 +249,9 @@ int Datapath::xdp_prog_fd() const {
 int Datapath::tc_prog_fd() const {
   return bpf_program__fd(skel_->progs.lockd_tc);
 }
-int Datapath::locks_fd() const { return bpf_map__fd(skel_->maps.locks); }
-int Datapath::owners_fd() const { return bpf_map__fd(skel_->maps.owners); }
-int Datapath::released_fd() const { return bpf_map__fd(skel_->maps.released); }
-int Datapath::pool_fd() const { return bpf_map__fd(skel_->maps.pool); }
-int Datapath::pool_next_fd() const {
-  return bpf_map__fd(skel_->maps.pool_next);
+int Datapath::ctl_prog_fd() const {
+  return bpf_program__fd(skel_->progs.lockd_ctl);
 }
-int Datapath::stats_fd() const { return bpf_map__fd(skel_->maps.stats); }
 
 absl::StatusOr<StatCounters> Datapath::ReadStats() const {
   int cpus = libbpf_num_possible_cpus();
@@ -207,7 +259,7 @@ absl::StatusOr<StatCounters> Datapath::ReadStats() const {
   std::vector<uint64_t> per_cpu(cpus);
   StatCounters totals{};
   for (uint32_t stat = 0; stat < LOCKD_STAT_COUNT; ++stat) {
-    if (bpf_map_lookup_elem(stats_fd(), &stat, per_cpu.data()))
+    if (bpf_map_lookup_elem(maps_.stats, &stat, per_cpu.data()))
       return ErrnoStatus(errno, "reading stats");
     for (uint64_t v : per_cpu) totals[stat] += v;
   }

@@ -1,215 +1,127 @@
-/* Control operations the daemon runs through lockd_ctl (BPF_PROG_TEST_RUN
- * on a struct lockd_ctl): lease and wait expiry, force-release, KICK, and
- * moving a lock between the kernel and user space. They reuse the lock
- * table's critical sections, so they serialize with packets on the lock's
- * guard. */
+/* The control program's operations (struct lockd_ctl, run by the daemon
+ * through BPF_PROG_TEST_RUN): requests of gRPC callers and of requests that
+ * user space received (the same lock-table code as a packet, with grants
+ * returned instead of sent), and the endings the daemon decides: expired
+ * leases and waits, and force-release with a fence, all decided under the
+ * lock's guard. */
 #ifndef LOCKD_BPF_LIB_CONTROL_H_
 #define LOCKD_BPF_LIB_CONTROL_H_
 
-#include "bpf/lib/common.h"
-#include "bpf/lib/lock_table.h"
+#include "bpf/lib/acquire.h"
+#include "bpf/lib/release.h"
 
-static __always_inline void ctl_copy_grants(struct lockd_ctl *ctl,
-                                            const struct lt_result *res) {
-  struct lockd_grant_batch *batch =
-      bpf_map_lookup_elem(&grant_batch, &res->batch);
-  ctl->grants = 0;
+/* Appends this run's notice batch to ctl->notice from index `first`. */
+static __always_inline void ctl_copy_notices(struct lockd_ctl *ctl,
+                                             const struct lt_result *res,
+                                             __u32 first) {
+  __u32 zero = 0;
+  struct lockd_notice_batch *batch = bpf_map_lookup_elem(&notice_batch, &zero);
   ctl->kick = res->kick;
+  ctl->notices = first;
   if (!batch) return;
   for (__u32 i = 0; i < LOCKD_MAX_GRANTS; i++) {
-    if (i >= res->grants) break;
-    const struct lockd_grant *g = &batch->grants[i];
-    struct lockd_ctl_notice *n = &ctl->granted[i];
-    n->txn_id = g->reply.txn_id;
-    n->fence = g->reply.fence;
-    n->seq = g->reply.seq;
-    n->lease_ms = g->reply.lease_ms;
-    n->addr = g->to.addr;
-    n->port = g->to.port;
-    n->mode = g->reply.mode;
-    n->policy = g->reply.policy;
-    ctl->grants = i + 1;
+    __u32 to = first + i;
+    if (i >= res->notices || to >= LOCKD_MAX_GRANTS) break;
+    __builtin_memcpy(&ctl->notice[to], &batch->n[i], sizeof(ctl->notice[to]));
+    ctl->notices = to + 1;
   }
 }
 
-/* Flags the lock USER_OWNED: from now on the datapath hands every request
- * for it to the daemon, and changes nothing of it. Its holders, queue and
- * their records move to the daemon, so the entry keeps only the flag, the
- * fence and min_txn; ctl returns what it had (head: where the queue's blocks
- * start, for the daemon to free). */
-static __always_inline void ctl_takeover(struct lockd_ctl *ctl) {
-  struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &ctl->lock_id);
-  if (!lk) {
-    ctl->result = LOCKD_CTL_NOT_FOUND;
-    return;
-  }
-  bpf_spin_lock(&lk->guard);
-  ctl->mode = lk->mode;
-  ctl->holders = lk->holders;
-  ctl->queue_len = lk->queue_len;
-  ctl->head = lk->head;
-  ctl->fence = lk->fence;
-  ctl->min_txn = lk->min_txn;
-  if (lk->flags & LOCKD_LOCK_USER_OWNED) {
-    ctl->result = LOCKD_CTL_BAD_STATE;
-  } else {
-    lk->flags |= LOCKD_LOCK_USER_OWNED;
-    lk->mode = LOCKD_MODE_NONE;
-    lk->holders = 0;
-    lk->queue_len = 0;
-    lk->head = 0;
-    lk->tail = 0;
-    lk->version++;
-    ctl->result = LOCKD_CTL_OK;
-  }
-  bpf_spin_unlock(&lk->guard);
-}
-
-/* Hands a user-owned lock back with the holders the daemon installed as
- * owner records and no queue (the daemon gives back only when its queue for
- * the lock is empty). Fences never go back. */
-static __always_inline void ctl_give_back(struct lockd_ctl *ctl) {
-  struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &ctl->lock_id);
-  if (!lk) {
-    ctl->result = LOCKD_CTL_NOT_FOUND;
-    return;
-  }
-  bpf_spin_lock(&lk->guard);
-  if (!(lk->flags & LOCKD_LOCK_USER_OWNED) || ctl->fence < lk->fence ||
-      (ctl->holders == 0) != (ctl->mode == LOCKD_MODE_NONE)) {
-    ctl->result = LOCKD_CTL_BAD_STATE;
-  } else {
-    lk->mode = ctl->mode;
-    lk->holders = ctl->holders;
-    lk->queue_len = 0;
-    lk->head = 0;
-    lk->tail = 0;
-    lk->fence = ctl->fence;
-    lk->min_txn = ctl->holders ? ctl->min_txn : ~0ULL;
-    lk->flags &= ~LOCKD_LOCK_USER_OWNED;
-    lk->version++;
-    ctl->result = LOCKD_CTL_OK;
-  }
-  bpf_spin_unlock(&lk->guard);
-}
-
-/* Ends a hold for the daemon: `reason` LEASE_EXPIRED (only once the lease
- * ran out) or FORCE_RELEASED. The holder's late RELEASE is told the reason;
- * waiters that became compatible are granted into ctl->granted. */
-static __always_inline void ctl_end_hold(struct lockd_ctl *ctl, __u64 now,
-                                         __u8 reason, struct lt_result *res) {
-  struct lockd_owner_key key = {ctl->lock_id, ctl->txn_id};
-  struct lockd_owner *own = bpf_map_lookup_elem(&owners, &key);
-  struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &ctl->lock_id);
-  if (!own || !lk) {
-    ctl->result = LOCKD_CTL_NOT_FOUND;
-    return;
-  }
-  __u32 result;
-  struct lockd_released memo = {.status = reason};
-  bpf_spin_lock(&lk->guard);
-  if (!owner_matches(own, key.lock_id, key.txn_id) ||
-      own->state != LOCKD_OWNER_HELD) {
-    result = LOCKD_CTL_NOT_FOUND;
-  } else if (lk->flags & LOCKD_LOCK_USER_OWNED) {
-    result = LOCKD_CTL_BAD_STATE;
-  } else if (reason == LOCKD_STATUS_LEASE_EXPIRED &&
-             !(own->lease_expires_ns < now)) {
-    result = LOCKD_CTL_NOT_DUE;
-  } else {
-    lk->holders--;
-    if (lk->holders == 0) lk->mode = LOCKD_MODE_NONE;
-    lk->version++;
-    lock_note_maybe_idle(lk);
-    own->state = LOCKD_OWNER_GONE;
-    memo.fence = own->fence;
-    memo.seq = own->seq;
-    result = LOCKD_CTL_OK;
-  }
-  bpf_spin_unlock(&lk->guard);
-  ctl->result = result;
-  if (result != LOCKD_CTL_OK) return;
-  bpf_map_update_elem(&released, &key, &memo, BPF_ANY);
-  bpf_map_delete_elem(&owners, &key);
-  ctl->fence = memo.fence;
-  grant_from_head(ctl->lock_id, now, res);
-}
-
-/* Cancels a wait whose deadline passed; ctl->waiter says whom to tell. */
-static __always_inline void ctl_expire_waiter(struct lockd_ctl *ctl, __u64 now,
-                                              struct lt_result *res) {
-  struct lockd_owner_key key = {ctl->lock_id, ctl->txn_id};
-  struct lockd_owner *own = bpf_map_lookup_elem(&owners, &key);
-  struct lockd_lock *lk = bpf_map_lookup_elem(&locks, &ctl->lock_id);
-  if (!own || !lk) {
-    ctl->result = LOCKD_CTL_NOT_FOUND;
-    return;
-  }
-  __u64 block_idx = READ_ONCE(own->block);
-  struct lockd_block *block =
-      block_idx ? bpf_map_lookup_elem(&pool, &block_idx) : NULL;
-  __u32 result;
-  bpf_spin_lock(&lk->guard);
-  if (!owner_matches(own, key.lock_id, key.txn_id) ||
-      own->state != LOCKD_OWNER_QUEUED || !block || own->block != block_idx ||
-      block->idx != block_idx) {
-    result = LOCKD_CTL_NOT_FOUND;
-  } else if (lk->flags & LOCKD_LOCK_USER_OWNED) {
-    result = LOCKD_CTL_BAD_STATE;
-  } else if (!block->waiter.deadline_ns || !(block->waiter.deadline_ns < now)) {
-    result = LOCKD_CTL_NOT_DUE;
-  } else {
-    block->waiter.cancelled = 1;
-    lk->version++;
-    own->state = LOCKD_OWNER_GONE;
-    ctl->waiter.txn_id = block->waiter.txn_id;
-    ctl->waiter.seq = block->waiter.seq;
-    ctl->waiter.addr = block->waiter.addr;
-    ctl->waiter.port = block->waiter.port;
-    ctl->waiter.mode = block->waiter.mode;
-    ctl->waiter.policy = block->waiter.policy;
-    ctl->notified = 1;
-    result = LOCKD_CTL_OK;
-  }
-  bpf_spin_unlock(&lk->guard);
-  ctl->result = result;
-  if (result != LOCKD_CTL_OK) return;
-  struct lockd_released memo = {.status = LOCKD_STATUS_WAIT_EXPIRED};
-  bpf_map_update_elem(&released, &key, &memo, BPF_ANY);
-  bpf_map_delete_elem(&owners, &key);
-  grant_from_head(ctl->lock_id, now, res);
-}
-
-static __always_inline void ctl_run(struct lockd_ctl *ctl) {
-  struct lt_result res = {.batch = batch_enter()};
-  __u64 now = bpf_ktime_get_ns();
-  ctl->notified = 0;
-  switch (ctl->op) {
-    case LOCKD_CTL_TAKEOVER:
-      ctl_takeover(ctl);
+static __always_inline void ctl_request(struct lockd_ctl *ctl,
+                                        struct lt_result *res, __u64 now) {
+  switch (ctl->req.opcode) {
+    case LOCKD_OP_ACQUIRE:
+      lt_acquire(&ctl->req, now, res);
       break;
-    case LOCKD_CTL_GIVE_BACK:
-      ctl_give_back(ctl);
+    case LOCKD_OP_RELEASE:
+      lt_release(&ctl->req, now, true, res);
       break;
-    case LOCKD_CTL_EXPIRE_HOLDER:
-      ctl_end_hold(ctl, now, LOCKD_STATUS_LEASE_EXPIRED, &res);
+    case LOCKD_OP_RENEW:
+      lt_renew(&ctl->req, now, res);
       break;
-    case LOCKD_CTL_FORCE_RELEASE:
-      ctl_end_hold(ctl, now, LOCKD_STATUS_FORCE_RELEASED, &res);
-      break;
-    case LOCKD_CTL_EXPIRE_WAITER:
-      ctl_expire_waiter(ctl, now, &res);
-      break;
-    case LOCKD_CTL_KICK:
-      grant_from_head(ctl->lock_id, now, &res);
-      ctl->result = LOCKD_CTL_OK;
+    case LOCKD_OP_KICK:
+      lt_kick(&ctl->req, now, res);
       break;
     default:
-      ctl->result = LOCKD_CTL_BAD_STATE;
+      ctl->result = LOCKD_CTL_BAD_OP;
+      return;
+  }
+  __builtin_memcpy(&ctl->reply, &res->reply, sizeof(ctl->reply));
+  ctl->result = res->verdict == LT_REPLY ? LOCKD_CTL_OK : LOCKD_CTL_NO_REPLY;
+  ctl_copy_notices(ctl, res, 0);
+}
+
+static __always_inline void ctl_end(struct lockd_ctl *ctl,
+                                    struct lt_result *res, enum end_kind kind,
+                                    __u64 now) {
+  struct end_state *st = lt_end(&ctl->req, kind, now, true, res);
+  if (!st) {
+    ctl->result = LOCKD_CTL_RETRY;
+    return;
+  }
+  __u32 first = 0;
+  switch (st->outcome) {
+    case END_RELEASED: {
+      bool forced = kind == END_FORCE;
+      end_remember(&ctl->req,
+                   forced ? LOCKD_STATUS_FORCE_RELEASED
+                          : LOCKD_STATUS_LEASE_EXPIRED,
+                   st, now);
+      stat_inc(forced ? LOCKD_STAT_FORCE_RELEASED : LOCKD_STAT_LEASE_EXPIRED);
+      ctl->reply.fence = st->fence;
+      ctl->result = LOCKD_CTL_OK;
+      break;
+    }
+    case END_CANCELLED:
+      end_remember(&ctl->req, LOCKD_STATUS_WAIT_EXPIRED, st, now);
+      stat_inc(LOCKD_STAT_WAIT_EXPIRED);
+      st->waiter.reply.opcode = LOCKD_OP_REJECTED;
+      st->waiter.reply.status = LOCKD_STATUS_WAIT_EXPIRED;
+      st->waiter.reply.lock_id = ctl->req.lock_id;
+      __builtin_memcpy(&ctl->notice[0], &st->waiter, sizeof(ctl->notice[0]));
+      first = 1;
+      ctl->result = LOCKD_CTL_OK;
+      break;
+    case END_NOT_DUE:
+      ctl->result = LOCKD_CTL_NOT_DUE;
+      break;
+    case END_FENCE_MISMATCH:
+      ctl->result = LOCKD_CTL_FENCE_MISMATCH;
+      break;
+    case END_RETRY:
+    case END_NEED_SEARCH:
+      ctl->result = LOCKD_CTL_RETRY;
+      break;
+    default:
+      ctl->result = LOCKD_CTL_NOT_FOUND;
       break;
   }
-  ctl_copy_grants(ctl, &res);
-  batch_exit(res.batch);
+  ctl_copy_notices(ctl, res, first);
+}
+
+/* `res`: this CPU's cleared result (the entry scratch). */
+static __always_inline void ctl_run(struct lockd_ctl *ctl,
+                                    struct lt_result *res) {
+  __u64 now = bpf_ktime_get_ns();
+  ctl->notices = 0;
+  ctl->kick = 0;
+  switch (ctl->op) {
+    case LOCKD_CTL_REQUEST:
+      ctl_request(ctl, res, now);
+      break;
+    case LOCKD_CTL_EXPIRE_HOLDER:
+      ctl_end(ctl, res, END_EXPIRE_HOLDER, now);
+      break;
+    case LOCKD_CTL_FORCE_RELEASE:
+      ctl_end(ctl, res, END_FORCE, now);
+      break;
+    case LOCKD_CTL_EXPIRE_WAITER:
+      ctl_end(ctl, res, END_EXPIRE_WAITER, now);
+      break;
+    default:
+      ctl->result = LOCKD_CTL_BAD_OP;
+      break;
+  }
 }
 
 #endif /* LOCKD_BPF_LIB_CONTROL_H_ */

@@ -13,7 +13,8 @@ struct lockd_frame {
   struct udphdr udp;
   struct lockd_msg msg;
 } __attribute__((packed));
-LOCKD_STATIC_ASSERT(sizeof(struct lockd_frame) == 14 + 20 + 8 + 48,
+LOCKD_STATIC_ASSERT(sizeof(struct lockd_frame) ==
+                        14 + 20 + 8 + sizeof(struct lockd_msg),
                     "lockd frame is Ethernet + IPv4 (no options) + UDP + msg");
 
 /* Members of a packed frame are reached by offset: the compiler refuses to
@@ -32,27 +33,10 @@ enum parse_result {
   PARSE_OK,
 };
 
-/* Request fields in host order, plus where the reply goes. */
-struct lockd_req {
-  __u64 lock_id;
-  __u64 txn_id;
-  __u32 seq;
-  __u32 lease_ms;
-  __u32 wait_ms;
-  __u32 hops; /* KICK: continuation count (carried in queue_pos) */
-  __u8 opcode;
-  __u8 mode;
-  __u8 policy;
-  __u8 reserved;
-  __be32 addr;
-  __be16 port;
-  __u8 mac[6];
-};
-
 /* Mode and policy are checked on every opcode, as the C++ codec does, so
  * that the kernel and user space agree on what is malformed. */
 static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
-  if (msg->flags != 0 || msg->status != 0) return false;
+  if ((msg->flags & ~LOCKD_REQUEST_FLAGS) || msg->status != 0) return false;
   if (msg->mode > LOCKD_MODE_EXCLUSIVE || msg->policy >= LOCKD_POLICY_COUNT)
     return false;
   switch (msg->opcode) {
@@ -69,10 +53,8 @@ static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
 
 /* Classifies the packet in [data, data_end) and, when it is a well-formed
  * lockd request, fills *req. `port` is lockd's UDP port in host order. */
-static __always_inline enum parse_result parse_request(void *data,
-                                                       void *data_end,
-                                                       __u16 port,
-                                                       struct lockd_req *req) {
+static __always_inline enum parse_result parse_request(
+    void *data, void *data_end, __u16 port, struct lockd_request *req) {
   struct ethhdr *eth = data;
   if ((void *)(eth + 1) > data_end) return PARSE_NOT_OURS;
   if (eth->h_proto != bpf_htons(ETH_P_IP)) return PARSE_NOT_OURS;
@@ -102,6 +84,8 @@ static __always_inline enum parse_result parse_request(void *data,
 
   req->lock_id = lockd_ntohll(msg->lock_id);
   req->txn_id = lockd_ntohll(msg->txn_id);
+  req->ticket = lockd_ntohll(msg->ticket);
+  req->fence = lockd_ntohll(msg->fence);
   req->seq = bpf_ntohl(msg->seq);
   req->lease_ms = bpf_ntohl(msg->lease_ms);
   req->wait_ms = bpf_ntohl(msg->wait_ms);
@@ -109,10 +93,11 @@ static __always_inline enum parse_result parse_request(void *data,
   req->opcode = msg->opcode;
   req->mode = msg->mode;
   req->policy = msg->policy;
-  req->reserved = 0;
-  req->addr = frame->ip.saddr;
-  req->port = frame->udp.source;
-  __builtin_memcpy(req->mac, frame->eth.h_source, ETH_ALEN);
+  req->flags = msg->flags;
+  req->member_flags = 0;
+  req->from.addr = frame->ip.saddr;
+  req->from.port = frame->udp.source;
+  __builtin_memcpy(req->from.mac, frame->eth.h_source, ETH_ALEN);
   return PARSE_OK;
 }
 

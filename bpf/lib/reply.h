@@ -1,4 +1,4 @@
-/* Writing replies and grants into a lockd frame: addresses, message fields
+/* Writing replies and notices into a lockd frame: addresses, message fields
  * and both checksums (IPv4 header and full UDP), so that what leaves the
  * datapath is a valid packet whatever the NIC offloads. */
 #ifndef LOCKD_BPF_LIB_REPLY_H_
@@ -6,33 +6,6 @@
 
 #include "bpf/lib/common.h"
 #include "bpf/lib/parse.h"
-
-/* One end of a conversation, as it appears in headers (network order). */
-struct lockd_endpoint {
-  __u8 mac[6];
-  __be16 port;
-  __be32 addr;
-};
-
-/* A reply message in host order; written into the frame's lockd_msg. */
-struct lockd_reply {
-  __u64 lock_id;
-  __u64 txn_id;
-  __u64 fence;
-  __u32 seq;
-  __u32 lease_ms;
-  __u32 queue_pos;
-  __u8 opcode;
-  __u8 status;
-  __u8 mode;
-  __u8 policy;
-};
-
-/* A GRANTED for a waiter that a release made a holder. */
-struct lockd_grant {
-  struct lockd_reply reply;
-  struct lockd_endpoint to;
-};
 
 static __always_inline void frame_source(const struct lockd_frame *f,
                                          struct lockd_endpoint *ep) {
@@ -75,19 +48,9 @@ static __always_inline void frame_fix_checksums(struct lockd_frame *f) {
   f->udp.check = check ? check : 0xffff; /* 0 means "no checksum" */
 }
 
-static __always_inline void frame_write(struct lockd_frame *f,
-                                        const struct lockd_endpoint *from,
-                                        const struct lockd_endpoint *to,
-                                        const struct lockd_reply *r) {
-  __builtin_memcpy(f->eth.h_source, from->mac, ETH_ALEN);
-  __builtin_memcpy(f->eth.h_dest, to->mac, ETH_ALEN);
-  f->ip.saddr = from->addr;
-  f->ip.daddr = to->addr;
-  f->ip.ttl = 64;
-  f->udp.source = from->port;
-  f->udp.dest = to->port;
-
-  struct lockd_msg *m = FRAME_PART(f, msg);
+/* Fills the message of `f` with `r`; fields a reply does not define are 0. */
+static __always_inline void msg_write(struct lockd_msg *m,
+                                      const struct lockd_reply *r) {
   m->magic = bpf_htons(LOCKD_MAGIC);
   m->version = LOCKD_VERSION;
   m->opcode = r->opcode;
@@ -102,15 +65,21 @@ static __always_inline void frame_write(struct lockd_frame *f,
   m->lock_id = lockd_htonll(r->lock_id);
   m->txn_id = lockd_htonll(r->txn_id);
   m->fence = lockd_htonll(r->fence);
-  frame_fix_checksums(f);
+  m->ticket = lockd_htonll(r->ticket);
 }
 
-/* Marks a request for the daemon: it keeps every field, so the daemon sees
- * exactly what the client sent, plus why the kernel did not serve it. */
-static __always_inline void frame_mark_handoff(struct lockd_frame *f,
-                                               __u8 reason) {
-  f->msg.flags = LOCKD_FLAG_HANDOFF;
-  f->msg.status = reason;
+static __always_inline void frame_write(struct lockd_frame *f,
+                                        const struct lockd_endpoint *from,
+                                        const struct lockd_endpoint *to,
+                                        const struct lockd_reply *r) {
+  __builtin_memcpy(f->eth.h_source, from->mac, ETH_ALEN);
+  __builtin_memcpy(f->eth.h_dest, to->mac, ETH_ALEN);
+  f->ip.saddr = from->addr;
+  f->ip.daddr = to->addr;
+  f->ip.ttl = 64;
+  f->udp.source = from->port;
+  f->udp.dest = to->port;
+  msg_write(FRAME_PART(f, msg), r);
   frame_fix_checksums(f);
 }
 

@@ -2,14 +2,7 @@
 #ifndef LOCKD_BPF_LIB_STATS_H_
 #define LOCKD_BPF_LIB_STATS_H_
 
-#include "bpf/lib/common.h"
-
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, LOCKD_STAT_COUNT);
-  __type(key, __u32);
-  __type(value, __u64);
-} stats SEC(".maps");
+#include "bpf/lib/maps.h"
 
 static __always_inline void stat_add(__u32 stat, __u64 n) {
   __u64 *counter = bpf_map_lookup_elem(&stats, &stat);

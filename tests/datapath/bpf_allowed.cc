@@ -1,45 +1,34 @@
 #include "tests/datapath/bpf_allowed.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
-#include "absl/strings/str_cat.h"
 #include "lockd/datapath.h"
 #include "tests/datapath/private_netns.h"
 
 namespace lockd::testing {
-namespace {
 
-std::string& Refusal() {
-  static std::string refusal;
-  return refusal;
-}
-
-}  // namespace
-
-void CheckBpfAllowed(bool private_netns) {
+void RequireBpf(bool private_netns) {
   if (private_netns) {
     absl::Status netns = EnterPrivateNetns();
     if (!netns.ok()) {
-      Refusal() = absl::StrCat(
-          "kernel refused a network namespace (run as "
-          "root): ",
-          netns.message());
-      fprintf(stderr, "SKIPPING BPF tests: %s\n", Refusal().c_str());
-      return;
+      fprintf(stderr,
+              "FAILED: the kernel refused a network namespace (run as "
+              "root): %s\n",
+              std::string(netns.message()).c_str());
+      exit(1);
     }
   }
   absl::StatusOr<std::unique_ptr<Datapath>> probe =
       Datapath::Load(DatapathOptions());
-  if (!probe.ok() &&
-      probe.status().code() == absl::StatusCode::kPermissionDenied) {
-    Refusal() = absl::StrCat(
-        "kernel refused to load BPF programs (run as "
-        "root): ",
-        probe.status().message());
-    fprintf(stderr, "SKIPPING BPF tests: %s\n", Refusal().c_str());
+  if (!probe.ok()) {
+    fprintf(stderr,
+            "FAILED: the kernel refused to load the lockd BPF programs "
+            "(run as root): %s\n",
+            std::string(probe.status().message()).c_str());
+    exit(1);
   }
 }
-
-const std::string& BpfRefusal() { return Refusal(); }
 
 }  // namespace lockd::testing

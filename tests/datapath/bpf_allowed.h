@@ -1,27 +1,16 @@
-// Tests that load BPF programs need root (CAP_BPF, CAP_NET_ADMIN). Where the
-// kernel refuses, they are skipped with the reason, never passed silently.
+// Tests that load BPF programs need root (CAP_BPF, CAP_NET_ADMIN) and a
+// private network namespace. Where the kernel refuses, the test binary
+// fails at once with the reason: a test that cannot run never passes.
 #ifndef LOCKD_TESTS_DATAPATH_BPF_ALLOWED_H_
 #define LOCKD_TESTS_DATAPATH_BPF_ALLOWED_H_
 
-#include <string>
-
-#include "gtest/gtest.h"
-
 namespace lockd::testing {
 
-// Probes once (loading the lockd datapath) and, when asked, moves the
-// process into a private network namespace with lo up. Call from main()
-// before any thread starts.
-void CheckBpfAllowed(bool private_netns);
-// Empty when BPF tests can run; otherwise why not.
-const std::string& BpfRefusal();
+// Moves the process into a private network namespace with lo up (when
+// asked) and loads the datapath once; on refusal prints why and exits 1.
+// Call from main() before any thread starts.
+void RequireBpf(bool private_netns);
 
 }  // namespace lockd::testing
-
-#define SKIP_UNLESS_BPF_ALLOWED()                     \
-  do {                                                \
-    if (!::lockd::testing::BpfRefusal().empty())      \
-      GTEST_SKIP() << ::lockd::testing::BpfRefusal(); \
-  } while (0)
 
 #endif  // LOCKD_TESTS_DATAPATH_BPF_ALLOWED_H_

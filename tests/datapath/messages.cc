@@ -46,7 +46,9 @@ Message Answer(const Message& request, lockd_opcode opcode, uint8_t status,
   Message m = request;
   m.opcode = opcode;
   m.status = status;
+  m.flags = 0;
   m.fence = fence;
+  m.ticket = 0;
   m.lease_ms = 0;
   m.wait_ms = 0;
   m.queue_pos = 0;
@@ -62,13 +64,6 @@ Message Granted(const Message& request, uint64_t fence, uint32_t lease_ms) {
 Message Queued(const Message& request, uint32_t position) {
   Message m = Answer(request, LOCKD_OP_QUEUED);
   m.queue_pos = position;
-  return m;
-}
-
-Message HandedOff(const Message& request, lockd_handoff reason) {
-  Message m = request;
-  m.flags = LOCKD_FLAG_HANDOFF;
-  m.status = reason;
   return m;
 }
 

@@ -12,7 +12,7 @@
 namespace lockd::testing {
 
 // The datapath's default lease (DatapathOptions::default_lease_ms).
-inline constexpr uint32_t kDefaultLeaseMs = 10000;
+inline constexpr uint32_t kDefaultLeaseMs = LOCKD_DEFAULT_LEASE_MS;
 
 Message Acquire(uint64_t lock, uint64_t txn, lockd_mode mode,
                 lockd_policy policy = LOCKD_POLICY_WAIT, uint32_t seq = 1);
@@ -28,8 +28,6 @@ Message Answer(const Message& request, lockd_opcode opcode,
 Message Granted(const Message& request, uint64_t fence,
                 uint32_t lease_ms = kDefaultLeaseMs);
 Message Queued(const Message& request, uint32_t position);
-// The request as the datapath passes it up to the daemon.
-Message HandedOff(const Message& request, lockd_handoff reason);
 
 // Frames from client `client` (ClientEndpoint) to the server, and back.
 Bytes From(int client, const Message& m);

@@ -1,16 +1,20 @@
-// The Kerby pool library (bpf/lib/pool.h), run in the kernel through
-// bpf/pool_test.bpf.c: allocations spanning several blocks, writes across a
-// chain, resize up and down, free, the allocation map, and exhaustion.
+// The Kerby pool (bpf/lib/pool.h) and its chain API (bpf/test/kerby_chain.h),
+// run in the kernel through bpf/test/pool_test.bpf.c: allocations spanning
+// several blocks, writes across a chain, resize up and down, free, the
+// allocation map, exhaustion, and the low-water mark that asks for a
+// successor segment.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include "bpf/pool_test_bpf.skel.h"
-#include "bpf/pool_test_command.h"
+#include "bpf/test/pool_test_command.h"
 #include "gtest/gtest.h"
 #include "lockd/test_run.h"
 #include "tests/datapath/bpf_allowed.h"
@@ -19,17 +23,41 @@ namespace lockd::testing {
 namespace {
 
 constexpr uint32_t kPoolCapacity = 16;
+constexpr uint32_t kSegmentId = 1;
+constexpr uint64_t kFirstIndex = uint64_t{kSegmentId} << LOCKD_POOL_SEG_SHIFT;
 
 class PoolTest : public ::testing::Test {
  protected:
+  // One pool segment of kPoolCapacity blocks, made current as the daemon
+  // does (lockd/segments.cc).
   void SetUp() override {
-    SKIP_UNLESS_BPF_ALLOWED();
     skel_ = pool_test_bpf__open();
     ASSERT_NE(skel_, nullptr);
-    ASSERT_EQ(bpf_map__set_max_entries(skel_->maps.pool, kPoolCapacity), 0);
     ASSERT_EQ(pool_test_bpf__load(skel_), 0);
+    segment_ = bpf_map_create(BPF_MAP_TYPE_HASH, "pool_test_seg",
+                              sizeof(uint64_t), sizeof(lockd_block),
+                              kPoolCapacity, nullptr);
+    ASSERT_GE(segment_, 0) << strerror(errno);
+    uint32_t slot = kSegmentId % LOCKD_POOL_SLOTS, zero = 0;
+    lockd_pool_seg info{};
+    info.id = kSegmentId;
+    info.capacity = kPoolCapacity;
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.pool_info), &slot,
+                                  &info, BPF_ANY),
+              0);
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.pool_segments),
+                                  &slot, &segment_, BPF_ANY),
+              0);
+    lockd_config config{};
+    config.pool_current = kSegmentId;
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.config), &zero,
+                                  &config, BPF_ANY),
+              0);
   }
-  void TearDown() override { pool_test_bpf__destroy(skel_); }
+  void TearDown() override {
+    pool_test_bpf__destroy(skel_);
+    if (segment_ >= 0) close(segment_);
+  }
 
   pool_command Run(pool_command cmd) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(&cmd);
@@ -58,8 +86,7 @@ class PoolTest : public ::testing::Test {
     std::vector<lockd_block> chain;
     for (uint64_t idx = first; idx != 0 && chain.size() < 64;) {
       lockd_block block{};
-      if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.pool), &idx, &block))
-        break;
+      if (bpf_map_lookup_elem(segment_, &idx, &block)) break;
       EXPECT_EQ(block.idx, idx);
       chain.push_back(block);
       idx = block.next;
@@ -71,8 +98,7 @@ class PoolTest : public ::testing::Test {
     size_t n = 0;
     uint64_t key, next;
     const void* prev = nullptr;
-    while (bpf_map_get_next_key(bpf_map__fd(skel_->maps.pool), prev, &next) ==
-           0) {
+    while (bpf_map_get_next_key(segment_, prev, &next) == 0) {
       ++n;
       key = next;
       prev = &key;
@@ -80,13 +106,26 @@ class PoolTest : public ::testing::Test {
     return n;
   }
 
+  // The segment's bookkeeping as the datapath keeps it.
+  lockd_pool_seg Info() {
+    uint32_t slot = kSegmentId % LOCKD_POOL_SLOTS;
+    lockd_pool_seg info{};
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.pool_info), &slot,
+                                  &info),
+              0);
+    return info;
+  }
+
   pool_test_bpf* skel_ = nullptr;
+  int segment_ = -1;
 };
 
 TEST_F(PoolTest, MallocSpansBlocksLinkedInOrder) {
   pool_command one = Malloc(1);
   ASSERT_EQ(one.result, 1);
-  EXPECT_EQ(one.idx[0], 1u);  // indexes start at 1: 0 means "no block"
+  // The segment's id in the high bits: never 0 ("no block") nor 1 (the
+  // ticket of a holder kept in its lock's slot).
+  EXPECT_EQ(one.idx[0], kFirstIndex);
 
   pool_command four = Malloc(3 * LOCKD_BLOCK_DATA + 1);
   ASSERT_EQ(four.result, 4);
@@ -169,7 +208,7 @@ TEST_F(PoolTest, AllocationMapRecordsAndDeletesObjects) {
   record.blocks = 3;
   record.size = 3 * LOCKD_BLOCK_DATA;
   ASSERT_EQ(Run(record).result, 0);
-  lockd_alloc stored{};
+  kerby_alloc stored{};
   uint64_t key = 42;
   ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.allocs), &key, &stored),
             0);
@@ -189,8 +228,7 @@ TEST_F(PoolTest, AllocationMapRecordsAndDeletesObjects) {
 
 TEST_F(PoolTest, BadSizesAreRefused) {
   EXPECT_EQ(Malloc(0).result, -E2BIG);
-  EXPECT_EQ(Malloc(LOCKD_ALLOC_MAX_BLOCKS * LOCKD_BLOCK_DATA + 1).result,
-            -E2BIG);
+  EXPECT_EQ(Malloc(KERBY_MAX_BLOCKS * LOCKD_BLOCK_DATA + 1).result, -E2BIG);
   EXPECT_EQ(BlocksInUse(), 0u);
 }
 
@@ -200,16 +238,44 @@ TEST_F(PoolTest, ExhaustionFailsCleanly) {
   ASSERT_EQ(Malloc(8 * LOCKD_BLOCK_DATA).result, 8);
   EXPECT_EQ(BlocksInUse(), kPoolCapacity);
   pool_command full = Malloc(3 * LOCKD_BLOCK_DATA);
-  EXPECT_EQ(full.result, -E2BIG) << "the hash map refuses the insert";
+  EXPECT_EQ(full.result, -ENOMEM) << "the segment refuses the insert";
   EXPECT_EQ(BlocksInUse(), kPoolCapacity) << "a failed malloc leaves nothing";
+  EXPECT_EQ(Info().live, static_cast<int64_t>(kPoolCapacity));
+}
+
+TEST_F(PoolTest, LowWaterMarkAsksForASuccessorOnce) {
+  // 75 % of 16 is 12: the 12th block asks, the 13th does not ask again.
+  ASSERT_EQ(Malloc(8 * LOCKD_BLOCK_DATA).result, 8);
+  EXPECT_EQ(Info().low_water_signalled, 0u);
+  ASSERT_EQ(Malloc(3 * LOCKD_BLOCK_DATA).result, 3);
+  EXPECT_EQ(Info().low_water_signalled, 0u);
+  ASSERT_EQ(Malloc(1).result, 1);
+  EXPECT_EQ(Info().low_water_signalled, 1u);
+  ASSERT_EQ(Malloc(1).result, 1);
+  EXPECT_EQ(Info().live, 13);
+  int events = 0;
+  ring_buffer* ring = ring_buffer__new(
+      bpf_map__fd(skel_->maps.events),
+      [](void* ctx, void* data, size_t) {
+        const auto* ev = static_cast<const lockd_event*>(data);
+        if (ev->type == LOCKD_EVENT_POOL_LOW && ev->arg == kSegmentId)
+          ++*static_cast<int*>(ctx);
+        return 0;
+      },
+      &events, nullptr);
+  ASSERT_NE(ring, nullptr);
+  ring_buffer__consume(ring);
+  ring_buffer__free(ring);
+  EXPECT_EQ(events, 1);
 }
 
 TEST_F(PoolTest, PartialFailureRollsBack) {
   ASSERT_EQ(Malloc(8 * LOCKD_BLOCK_DATA).result, 8);
   ASSERT_EQ(Malloc(6 * LOCKD_BLOCK_DATA).result, 6);
   // 2 blocks left: a 3-block object gets 2 before failing, then frees them.
-  EXPECT_EQ(Malloc(3 * LOCKD_BLOCK_DATA).result, -E2BIG);
+  EXPECT_EQ(Malloc(3 * LOCKD_BLOCK_DATA).result, -ENOMEM);
   EXPECT_EQ(BlocksInUse(), 14u);
+  EXPECT_EQ(Info().live, 14);
   EXPECT_EQ(Malloc(2 * LOCKD_BLOCK_DATA).result, 2);
 }
 
@@ -218,6 +284,6 @@ TEST_F(PoolTest, PartialFailureRollsBack) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  lockd::testing::CheckBpfAllowed(/*private_netns=*/false);
+  lockd::testing::RequireBpf(/*private_netns=*/false);
   return RUN_ALL_TESTS();
 }

@@ -1,16 +1,20 @@
 // Multi-CPU stress test of the real datapath: one thread per CPU, each
-// pinned, drives lockd_xdp and lockd_tc through BPF_PROG_TEST_RUN at once, so
-// the kernel runs the lock table on every CPU concurrently. At least
-// 1,000,000 operations on 16 locks; then the invariants are checked:
-//  - no two incompatible holders, ever (checked live on what clients learn,
-//    on consistent snapshots taken during the run, and at the end);
-//  - every fencing token is handed out once;
-//  - every accepted ACQUIRE is held or still queued: each owner record
-//    belongs to a client that was told GRANTED or QUEUED, and each queued
-//    waiter is queued exactly once;
-//  - pool blocks in use equal queue entries (no leaked block);
-//  - draining (holders release, waiters retransmit) grants every waiter and
-//    leaves the table, owners and pool empty: no lost wake-up.
+// pinned, drives lockd_xdp and lockd_tc through BPF_PROG_TEST_RUN at once,
+// while another thread does the daemon's part (growing the table and the
+// pool when the datapath asks, giving memory back). The table splits a
+// bucket as soon as a second lock needs it and merges any pair holding one,
+// and clients churn through thousands of lock ids, so locks are created,
+// deleted, moved between buckets and re-created on both CPUs at once.
+// At least 1,000,000 operations; checked:
+//  - no two incompatible holders, ever (live, on what clients learn; and on
+//    consistent snapshots during the run);
+//  - fences never repeat or go back: a grant requested after a release of
+//    the same lock was answered carries a larger fence, across the lock's
+//    deletion and re-creation;
+//  - no lost waiter: every accepted ACQUIRE is held or still queued, and a
+//    drain from every CPU grants every waiter;
+//  - no leaked block: pool blocks in use equal queue entries plus chained
+//    holders, and none is left after the drain, nor any lock entry.
 // KICKs that continue long grant runs loop back through lo, where lockd_tc
 // is attached for real in this test's private network namespace.
 #include <linux/pkt_cls.h>
@@ -30,18 +34,19 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "lockd/table_reader.h"
 #include "tests/datapath/bpf_allowed.h"
-#include "tests/datapath/fixture.h"
+#include "tests/datapath/test_datapath.h"
 
 namespace lockd::testing {
 namespace {
 
-constexpr int kLocks = 16;
-constexpr uint64_t kLockBase = 7000;
+constexpr int kHotLocks = 16;
+constexpr uint64_t kHotBase = 7000;
+constexpr int kChurnLocks = 2000;
+constexpr uint64_t kChurnBase = 1'000'000;
 constexpr uint64_t kTotalOperations = 1'000'000;
-constexpr int kClientsPerThread = 12;
-constexpr absl::Duration kMaxRunTime = absl::Seconds(240);
+constexpr int kClientsPerThread = 48;
+constexpr absl::Duration kMaxRunTime = absl::Seconds(300);
 constexpr int kMaxDrainRounds = 200'000;
 
 enum class Belief { kNone, kQueued, kHeld };
@@ -53,6 +58,10 @@ struct Client {
   lockd_mode mode = LOCKD_MODE_NONE;
   uint32_t acquire_seq = 0;
   uint64_t fence = 0;
+  uint64_t ticket = 0;
+  // The largest fence of this lock released before this ACQUIRE was sent:
+  // its grant must carry a larger one.
+  uint64_t fence_floor = 0;
   Belief belief = Belief::kNone;
 };
 
@@ -71,11 +80,25 @@ class Invariants {
     if (!lock.fences.insert(c.fence).second)
       Violation(absl::StrCat("lock ", c.lock, ": fence ", c.fence,
                              " handed out twice"));
+    if (c.fence <= c.fence_floor)
+      Violation(absl::StrCat("lock ", c.lock, ": txn ", c.txn, " granted fence ",
+                             c.fence, ", not above ", c.fence_floor,
+                             " released before it asked"));
   }
+  // Called before the RELEASE is sent: from then on another may be granted.
   void Releasing(const Client& c) {
     absl::MutexLock hold(&mu_);
     Lock& lock = locks_[c.lock];
     (c.mode == LOCKD_MODE_EXCLUSIVE ? lock.exclusive : lock.shared)--;
+  }
+  void Released(uint64_t lock_id, uint64_t fence) {
+    absl::MutexLock hold(&mu_);
+    uint64_t& floor = locks_[lock_id].released;
+    floor = std::max(floor, fence);
+  }
+  uint64_t ReleasedFloor(uint64_t lock_id) {
+    absl::MutexLock hold(&mu_);
+    return locks_[lock_id].released;
   }
   void Violation(std::string what) {
     absl::MutexLock hold(&violations_mu_);
@@ -95,6 +118,7 @@ class Invariants {
     int exclusive = 0;
     int shared = 0;
     std::set<uint64_t> fences;
+    uint64_t released = 0;
   };
   absl::Mutex mu_;
   std::map<uint64_t, Lock> locks_ ABSL_GUARDED_BY(mu_);
@@ -103,15 +127,9 @@ class Invariants {
   size_t violation_count_ ABSL_GUARDED_BY(violations_mu_) = 0;
 };
 
-struct Tally {
-  uint64_t operations = 0;
-  uint64_t silent = 0;    // no answer (decided on another CPU): retried
-  uint64_t handoffs = 0;  // would go to the daemon
-};
-
 class Worker {
  public:
-  Worker(int index, Datapath* datapath, Invariants* invariants,
+  Worker(int index, const Datapath* datapath, Invariants* invariants,
          std::atomic<uint64_t>* next_txn)
       : index_(index),
         datapath_(datapath),
@@ -124,10 +142,8 @@ class Worker {
 
   absl::Status Run(uint64_t operations, absl::Time deadline) {
     absl::Status status = Start();
-    while (status.ok() && tally_.operations < operations &&
-           absl::Now() < deadline) {
+    while (status.ok() && operations_ < operations && absl::Now() < deadline)
       status = Step(clients_[rng_() % clients_.size()]);
-    }
     return status;
   }
 
@@ -157,7 +173,8 @@ class Worker {
   }
 
   const std::vector<Client>& clients() const { return clients_; }
-  const Tally& tally() const { return tally_; }
+  uint64_t operations() const { return operations_; }
+  uint64_t silent() const { return silent_; }
 
  private:
   absl::Status Start() {
@@ -186,19 +203,16 @@ class Worker {
     return absl::OkStatus();
   }
 
-  // Sends one request; nullopt when the datapath answered nothing.
+  // Sends one request; nullopt when the datapath answered nothing (decided
+  // on the other CPU meanwhile, or the table was busy: retransmit).
   absl::StatusOr<std::optional<Message>> Exchange(const Client& c,
                                                   const Message& request) {
-    ++tally_.operations;
+    ++operations_;
     absl::StatusOr<Delivery> d =
         deliverer_->Deliver(BuildFrame(c.endpoint, ServerEndpoint(), request));
     if (!d.ok()) return d.status();
-    bool answered = d->hook == Hook::kXdp ? d->verdict == XDP_TX
-                                          : d->verdict == TC_ACT_REDIRECT;
-    if (!answered) {
-      bool handed_off = d->hook == Hook::kXdp ? d->verdict == XDP_PASS
-                                              : d->verdict == TC_ACT_OK;
-      ++(handed_off ? tally_.handoffs : tally_.silent);
+    if (!Answered(*d)) {
+      ++silent_;
       return std::optional<Message>();
     }
     absl::StatusOr<Message> reply = MessageOf(d->out);
@@ -214,9 +228,12 @@ class Worker {
   absl::Status Acquire(Client& c, bool retransmit) {
     if (!retransmit) {
       c.txn = next_txn_->fetch_add(1);
-      c.lock = kLockBase + rng_() % kLocks;
+      c.lock = rng_() % 4 == 0 ? kHotBase + rng_() % kHotLocks
+                               : kChurnBase + rng_() % kChurnLocks;
       c.mode = rng_() % 10 < 7 ? LOCKD_MODE_SHARED : LOCKD_MODE_EXCLUSIVE;
       c.acquire_seq = ++seq_;
+      c.ticket = 0;
+      c.fence_floor = invariants_->ReleasedFloor(c.lock);
     }
     uint32_t dice = rng_() % 10;
     Message m;
@@ -227,13 +244,19 @@ class Worker {
     m.policy = dice < 8   ? LOCKD_POLICY_WAIT
                : dice < 9 ? LOCKD_POLICY_NO_WAIT
                           : LOCKD_POLICY_WAIT_DIE;
-    if (retransmit) m.policy = LOCKD_POLICY_WAIT;  // same request again
     m.seq = c.acquire_seq;
+    if (retransmit) {
+      m.policy = LOCKD_POLICY_WAIT;  // the same request again
+      m.flags = LOCKD_FLAG_RETRANSMIT;
+      // Sometimes the client lost the reply that carried its ticket.
+      m.ticket = rng_() % 4 == 0 ? 0 : c.ticket;
+    }
     absl::StatusOr<std::optional<Message>> reply = Exchange(c, m);
     if (!reply.ok()) return reply.status();
     if (!reply->has_value()) return absl::OkStatus();
     const Message& r = **reply;
     if (r.opcode == LOCKD_OP_GRANTED) {
+      c.ticket = r.ticket;
       if (c.belief == Belief::kHeld) {
         if (r.fence != c.fence)
           invariants_->Violation(absl::StrCat("txn ", c.txn,
@@ -245,6 +268,7 @@ class Worker {
       c.belief = Belief::kHeld;
       invariants_->Granted(c);
     } else if (r.opcode == LOCKD_OP_QUEUED) {
+      c.ticket = r.ticket;
       if (c.belief == Belief::kHeld)
         invariants_->Violation(
             absl::StrCat("txn ", c.txn, " told QUEUED after GRANTED"));
@@ -265,18 +289,28 @@ class Worker {
     m.lock_id = c.lock;
     m.txn_id = c.txn;
     m.seq = ++seq_;
+    m.ticket = c.ticket;
     for (int attempt = 0; attempt < 1000; ++attempt) {
       absl::StatusOr<std::optional<Message>> reply = Exchange(c, m);
       if (!reply.ok()) return reply.status();
-      if (!reply->has_value()) continue;  // in flight elsewhere: retransmit
+      if (!reply->has_value()) {  // retransmit, flagged
+        m.flags = LOCKD_FLAG_RETRANSMIT;
+        continue;
+      }
       const Message& r = **reply;
-      if (r.opcode != LOCKD_OP_RELEASED)
+      // A retransmission whose first copy was served finds nothing left.
+      const bool already = m.flags != 0 && r.opcode == LOCKD_OP_REJECTED &&
+                           r.status == LOCKD_STATUS_NOT_HOLDER;
+      if (r.opcode != LOCKD_OP_RELEASED && !already)
         return absl::InternalError(absl::StrCat(
             "release by txn ", c.txn, " (believed ", static_cast<int>(c.belief),
             ") answered ", r.ToString()));
-      if (c.belief == Belief::kHeld && r.fence != c.fence)
-        invariants_->Violation(absl::StrCat("txn ", c.txn, " released fence ",
-                                            r.fence, ", held ", c.fence));
+      if (c.belief == Belief::kHeld && !already) {
+        if (r.fence != c.fence)
+          invariants_->Violation(absl::StrCat("txn ", c.txn, " released fence ",
+                                              r.fence, ", held ", c.fence));
+      }
+      if (c.belief == Belief::kHeld) invariants_->Released(c.lock, c.fence);
       c.belief = Belief::kNone;
       return absl::OkStatus();
     }
@@ -285,62 +319,107 @@ class Worker {
   }
 
   int index_;
-  Datapath* datapath_;
+  const Datapath* datapath_;
   Invariants* invariants_;
   std::atomic<uint64_t>* next_txn_;
   std::mt19937_64 rng_;
   std::vector<Client> clients_;
   uint32_t seq_ = 0;
-  Tally tally_;
+  uint64_t operations_ = 0;
+  uint64_t silent_ = 0;
   std::optional<Deliverer> deliverer_;
 };
 
-// Checks one consistent snapshot of every lock.
-void CheckSnapshot(const TableReader& reader, Invariants* invariants,
-                   uint64_t* queue_entries) {
-  *queue_entries = 0;
-  for (int l = 0; l < kLocks; ++l) {
-    absl::StatusOr<LockView> view = reader.Read(kLockBase + l);
-    if (absl::IsNotFound(view.status())) continue;
+// Checks one snapshot of every lock in the table: a lock's own view is
+// consistent (KernelTable::Read), and must be sane.
+void CheckSnapshot(const KernelTable& table, Invariants* invariants) {
+  absl::StatusOr<std::vector<LockSummary>> locks =
+      table.List(true, 0, ~size_t{0});
+  if (!locks.ok()) {
+    invariants->Violation(std::string(locks.status().message()));
+    return;
+  }
+  for (const LockSummary& s : *locks) {
+    absl::StatusOr<LockView> view = table.Read(s.lock_id);
+    if (absl::IsNotFound(view.status()) || absl::IsAborted(view.status()))
+      continue;  // gone, or changing too fast to catch: the next one
     if (!view.ok()) {
       invariants->Violation(std::string(view.status().message()));
       continue;
     }
-    const lockd_lock& s = view->state;
-    if ((s.mode == LOCKD_MODE_EXCLUSIVE && s.holders != 1) ||
-        (s.mode == LOCKD_MODE_NONE) != (s.holders == 0))
-      invariants->Violation(absl::StrCat("lock ", view->lock_id, ": mode ",
-                                         s.mode, " with ", s.holders,
-                                         " holders"));
+    const lockd_lock& l = view->state;
+    if ((l.mode == LOCKD_MODE_EXCLUSIVE && l.holders != 1) ||
+        (l.mode == LOCKD_MODE_NONE) != (l.holders == 0) ||
+        l.holders != view->holders.size() ||
+        l.queue_len != view->queue.size())
+      invariants->Violation(absl::StrCat(
+          "lock ", view->lock_id, ": mode ", l.mode, " with ", l.holders,
+          " holders, ", view->holders.size(), " found; queue_len ",
+          l.queue_len, ", ", view->queue.size(), " linked"));
     std::set<uint64_t> members;
-    for (const HolderView& h : view->holders) members.insert(h.txn_id);
-    for (const WaiterView& w : view->queue) {
-      if (w.waiter.cancelled) continue;
-      if (!members.insert(w.waiter.txn_id).second)
+    for (const MemberView& h : view->holders) members.insert(h.m.txn_id);
+    for (const MemberView& w : view->queue) {
+      if (w.m.state == LOCKD_MEMBER_CANCELLED) continue;
+      if (!members.insert(w.m.txn_id).second)
         invariants->Violation(absl::StrCat("lock ", view->lock_id, ": txn ",
-                                           w.waiter.txn_id,
-                                           " is a member twice"));
+                                           w.m.txn_id, " is a member twice"));
     }
-    *queue_entries += s.queue_len;
   }
+}
+
+// Blocks the locks link (queue entries and chained holders), and the locks.
+struct Census {
+  uint64_t locks = 0;
+  uint64_t blocks = 0;
+};
+
+absl::StatusOr<Census> TakeCensus(const KernelTable& table) {
+  absl::StatusOr<std::vector<LockSummary>> locks =
+      table.List(true, 0, ~size_t{0});
+  if (!locks.ok()) return locks.status();
+  Census census{locks->size(), 0};
+  for (const LockSummary& s : *locks) {
+    absl::StatusOr<LockView> view = table.Read(s.lock_id);
+    if (!view.ok()) return view.status();
+    census.blocks += view->queue.size();
+    for (const MemberView& h : view->holders)
+      if (h.ticket != LOCKD_TICKET_INLINE) ++census.blocks;
+  }
+  return census;
 }
 
 class StressTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SKIP_UNLESS_BPF_ALLOWED();
     DatapathOptions options;
     options.default_lease_ms = 3600 * 1000;  // leases never lapse here
     options.max_lease_ms = options.default_lease_ms;
-    absl::StatusOr<std::unique_ptr<Datapath>> datapath =
-        Datapath::Load(options);
-    ASSERT_TRUE(datapath.ok()) << datapath.status();
-    datapath_ = std::move(*datapath);
+    options.split_at = 1;  // split at the second lock of a bucket
+    options.merge_at = 1;  // merge pairs down to one lock
+    SegmentOptions segments;
+    segments.pool_min_blocks = 64;
+    segments.idle_grace = absl::ZeroDuration();
+    absl::StatusOr<TestDatapath> dp = TestDatapath::Create(options, segments);
+    ASSERT_TRUE(dp.ok()) << dp.status();
+    dp_ = std::make_unique<TestDatapath>(std::move(*dp));
     // Grants and KICKs leave TC by lo; KICKs come back in and are served.
-    ASSERT_TRUE(datapath_->AttachTc(1).ok());
+    ASSERT_TRUE(dp_->datapath->AttachTc(1).ok());
   }
 
-  std::unique_ptr<Datapath> datapath_;
+  // The daemon's part, until `stop`: growth when asked, memory given back.
+  void Serve(std::atomic<bool>* stop, absl::Status* result) {
+    while (!*stop && result->ok()) {
+      absl::StatusOr<int> n = dp_->ServeGrowth();
+      if (!n.ok()) {
+        *result = n.status();
+        return;
+      }
+      *result = dp_->segments->Tidy(absl::Now());
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+
+  std::unique_ptr<TestDatapath> dp_;
 };
 
 TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
@@ -349,12 +428,13 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   std::atomic<uint64_t> next_txn{1};
   std::vector<std::unique_ptr<Worker>> workers;
   for (int t = 0; t < threads; ++t)
-    workers.push_back(
-        std::make_unique<Worker>(t, datapath_.get(), &invariants, &next_txn));
-  TableReader reader(
-      {datapath_->locks_fd(), datapath_->owners_fd(), datapath_->pool_fd()});
+    workers.push_back(std::make_unique<Worker>(t, dp_->datapath.get(),
+                                               &invariants, &next_txn));
+  std::atomic<bool> stop_serving{false};
+  absl::Status serving;
+  std::thread server([&] { Serve(&stop_serving, &serving); });
 
-  // Phase 1: load from every CPU, observed by consistent snapshots.
+  // Phase 1: load from every CPU, observed by snapshots.
   std::vector<absl::Status> results(threads);
   std::atomic<int> running{threads};
   std::vector<std::thread> pool;
@@ -365,68 +445,60 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
       --running;
     });
   int snapshots = 0;
-  uint64_t ignored;
-  while (running > 0 && snapshots < 10000) {
-    CheckSnapshot(reader, &invariants, &ignored);
+  while (running > 0 && snapshots < 2000) {
+    CheckSnapshot(*dp_->table, &invariants);
     ++snapshots;
   }
   for (std::thread& th : pool) th.join();
   for (const absl::Status& r : results) ASSERT_TRUE(r.ok()) << r;
-
-  Tally total;
+  uint64_t operations = 0, silent = 0;
   for (const auto& w : workers) {
-    total.operations += w->tally().operations;
-    total.silent += w->tally().silent;
-    total.handoffs += w->tally().handoffs;
+    operations += w->operations();
+    silent += w->silent();
   }
-  printf(
-      "phase 1: %d threads, %lu operations, %lu unanswered, %lu handed "
-      "off, %d snapshots\n",
-      threads, total.operations, total.silent, total.handoffs, snapshots);
-  EXPECT_GE(total.operations, kTotalOperations);
+  printf("phase 1: %d threads, %lu operations, %lu unanswered, %d snapshots\n",
+         threads, operations, silent, snapshots);
+  EXPECT_GE(operations, kTotalOperations);
 
-  // Quiescent: every owner record is someone told GRANTED or QUEUED, and
-  // the pool holds exactly one block per queue entry.
+  // Quiescent: every holder and live waiter is someone told GRANTED or
+  // QUEUED, everyone told so is one, and every block belongs to a lock.
   absl::SleepFor(absl::Milliseconds(100));  // let looped-back KICKs land
-  uint64_t queue_entries = 0;
-  CheckSnapshot(reader, &invariants, &queue_entries);
   std::map<std::pair<uint64_t, uint64_t>, Belief> told;
   for (const auto& w : workers)
     for (const Client& c : w->clients())
       if (c.belief != Belief::kNone) told[{c.lock, c.txn}] = c.belief;
-  for (int l = 0; l < kLocks; ++l) {
-    absl::StatusOr<LockView> view = reader.Read(kLockBase + l);
-    if (!view.ok()) continue;
-    for (const HolderView& h : view->holders)
-      EXPECT_TRUE(told.count({view->lock_id, h.txn_id}))
-          << "holder txn " << h.txn_id << " of lock " << view->lock_id
+  absl::StatusOr<std::vector<LockSummary>> locks =
+      dp_->table->List(true, 0, ~size_t{0});
+  ASSERT_TRUE(locks.ok()) << locks.status();
+  std::set<std::pair<uint64_t, uint64_t>> holding, waiting;
+  for (const LockSummary& s : *locks) {
+    absl::StatusOr<LockView> view = dp_->table->Read(s.lock_id);
+    ASSERT_TRUE(view.ok()) << view.status();
+    for (const MemberView& h : view->holders) {
+      EXPECT_TRUE(told.count({s.lock_id, h.m.txn_id}))
+          << "holder txn " << h.m.txn_id << " of lock " << s.lock_id
           << " was never told GRANTED or QUEUED";
-    for (const WaiterView& w : view->queue) {
-      if (w.waiter.cancelled) continue;
-      EXPECT_TRUE(told[std::make_pair(view->lock_id, w.waiter.txn_id)] ==
+      holding.insert({s.lock_id, h.m.txn_id});
+    }
+    for (const MemberView& w : view->queue) {
+      if (w.m.state == LOCKD_MEMBER_CANCELLED) continue;
+      EXPECT_TRUE(told[std::make_pair(s.lock_id, w.m.txn_id)] ==
                   Belief::kQueued)
-          << "waiter txn " << w.waiter.txn_id << " of lock " << view->lock_id
+          << "waiter txn " << w.m.txn_id << " of lock " << s.lock_id
           << " was not told QUEUED";
+      waiting.insert({s.lock_id, w.m.txn_id});
     }
   }
-  for (const auto& [owner, belief] : told) {
-    absl::StatusOr<LockView> view = reader.Read(owner.first);
-    ASSERT_TRUE(view.ok()) << view.status();
-    bool holds = false, waits = false;
-    for (const HolderView& h : view->holders) holds |= h.txn_id == owner.second;
-    for (const WaiterView& w : view->queue)
-      waits |= !w.waiter.cancelled && w.waiter.txn_id == owner.second;
-    EXPECT_TRUE(belief == Belief::kHeld ? holds : holds || waits)
+  for (const auto& [owner, belief] : told)
+    EXPECT_TRUE(belief == Belief::kHeld
+                    ? holding.count(owner) != 0
+                    : holding.count(owner) + waiting.count(owner) != 0)
         << "txn " << owner.second << " on lock " << owner.first
         << " was accepted but is neither holding nor queued";
-  }
-  absl::StatusOr<uint64_t> blocks = reader.CountPoolBlocks();
-  ASSERT_TRUE(blocks.ok());
-  EXPECT_EQ(*blocks, queue_entries) << "pool blocks vs queue entries";
-  absl::StatusOr<StatCounters> stats = datapath_->ReadStats();
-  ASSERT_TRUE(stats.ok());
-  EXPECT_EQ((*stats)[LOCKD_STAT_POOL_ALLOC] - (*stats)[LOCKD_STAT_POOL_FREE],
-            *blocks);
+  absl::StatusOr<Census> census = TakeCensus(*dp_->table);
+  ASSERT_TRUE(census.ok()) << census.status();
+  EXPECT_EQ(dp_->PoolBlocks(), census->blocks)
+      << "pool blocks against queue entries and chained holders";
 
   // Phase 2: drain from every CPU; nothing may be left.
   pool.clear();
@@ -435,31 +507,35 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   for (std::thread& th : pool) th.join();
   for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
   absl::SleepFor(absl::Milliseconds(100));
-  for (int l = 0; l < kLocks; ++l) {
-    absl::StatusOr<LockView> view = reader.Read(kLockBase + l);
-    if (!view.ok()) continue;
-    EXPECT_EQ(view->state.holders, 0u) << "lock " << view->lock_id;
-    EXPECT_EQ(view->state.queue_len, 0u) << "lock " << view->lock_id;
-  }
-  blocks = reader.CountPoolBlocks();
-  absl::StatusOr<uint64_t> owners = reader.CountOwners();
-  ASSERT_TRUE(blocks.ok() && owners.ok());
-  EXPECT_EQ(*blocks, 0u) << "leaked pool blocks";
-  EXPECT_EQ(*owners, 0u) << "leaked owner records";
-  stats = datapath_->ReadStats();
+  stop_serving = true;
+  server.join();
+  EXPECT_TRUE(serving.ok()) << serving;
+  census = TakeCensus(*dp_->table);
+  ASSERT_TRUE(census.ok()) << census.status();
+  EXPECT_EQ(census->locks, 0u) << "lock entries left after the drain";
+  EXPECT_EQ(dp_->PoolBlocks(), 0u) << "leaked pool blocks";
+  absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
   ASSERT_TRUE(stats.ok());
   const StatCounters& s = *stats;
   EXPECT_EQ(s[LOCKD_STAT_POOL_ALLOC], s[LOCKD_STAT_POOL_FREE]);
+  EXPECT_EQ(s[LOCKD_STAT_LOCK_CREATED], s[LOCKD_STAT_LOCK_FREED]);
   EXPECT_EQ(s[LOCKD_STAT_GRANT_FROM_QUEUE], s[LOCKD_STAT_GRANT_SENT]);
   EXPECT_EQ(s[LOCKD_STAT_GRANT_SEND_FAILED], 0u);
   EXPECT_EQ(s[LOCKD_STAT_KICK_SEND_FAILED], 0u);
   EXPECT_EQ(s[LOCKD_STAT_KICK_SENT],
             s[LOCKD_STAT_KICK] + s[LOCKD_STAT_KICK_DROPPED]);
+  EXPECT_GT(s[LOCKD_STAT_SPLIT], 0u);
+  EXPECT_GT(s[LOCKD_STAT_MERGE], 0u);
+  EXPECT_GT(s[LOCKD_STAT_LOCK_FREED], 0u);
   printf(
-      "grants from queue %lu, kicks %lu, retries %lu, in-flight drops "
-      "%lu, contended hand-offs %lu\n",
-      s[LOCKD_STAT_GRANT_FROM_QUEUE], s[LOCKD_STAT_KICK], s[LOCKD_STAT_RETRY],
-      s[LOCKD_STAT_ACQUIRE_INFLIGHT], s[LOCKD_STAT_HANDOFF_CONTENDED]);
+      "locks created %lu, splits %lu, merges %lu, resize busy %lu, grants "
+      "from queue %lu, kicks %lu, retries %lu, contended %lu, searches %lu, "
+      "table waits %lu, pool waits %lu, growth requests %lu\n",
+      s[LOCKD_STAT_LOCK_CREATED], s[LOCKD_STAT_SPLIT], s[LOCKD_STAT_MERGE],
+      s[LOCKD_STAT_RESIZE_BUSY], s[LOCKD_STAT_GRANT_FROM_QUEUE],
+      s[LOCKD_STAT_KICK], s[LOCKD_STAT_RETRY], s[LOCKD_STAT_CONTENDED],
+      s[LOCKD_STAT_MEMBER_SEARCH], s[LOCKD_STAT_TABLE_WAIT],
+      s[LOCKD_STAT_POOL_WAIT], dp_->growth_requests);
 
   for (const std::string& v : invariants.violations()) ADD_FAILURE() << v;
 }
@@ -469,6 +545,6 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  lockd::testing::CheckBpfAllowed(/*private_netns=*/true);
+  lockd::testing::RequireBpf(/*private_netns=*/true);
   return RUN_ALL_TESTS();
 }

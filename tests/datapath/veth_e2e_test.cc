@@ -13,8 +13,8 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "lockd/datapath.h"
-#include "lockd/table_reader.h"
 #include "tests/datapath/bpf_allowed.h"
+#include "tests/datapath/test_datapath.h"
 #include "tests/netns/test_network.h"
 
 namespace lockd::testing {
@@ -44,6 +44,7 @@ class Client {
     m.lock_id = kLock;
     m.txn_id = txn_;
     m.seq = ++seq_;
+    m.ticket = ticket_;
     EncodedMessage bytes = Encode(m);
     absl::Status sent = socket_.SendTo(server_, LOCKD_DEFAULT_PORT, bytes);
     ASSERT_TRUE(sent.ok()) << sent;
@@ -66,6 +67,8 @@ class Client {
     }
     EXPECT_EQ(m->txn_id, txn_);
     EXPECT_EQ(m->lock_id, kLock);
+    if (m->opcode == LOCKD_OP_GRANTED || m->opcode == LOCKD_OP_QUEUED)
+      ticket_ = m->ticket;  // echoed in the owner's next requests
     return *m;
   }
 
@@ -79,20 +82,20 @@ class Client {
   std::string server_;
   uint64_t txn_;
   uint32_t seq_ = 0;
+  uint64_t ticket_ = 0;
 };
 
 class VethEndToEndTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SKIP_UNLESS_BPF_ALLOWED();
     absl::StatusOr<std::unique_ptr<netns::TestNetwork>> net =
         netns::TestNetwork::Create();
     ASSERT_TRUE(net.ok()) << net.status();
     net_ = std::move(*net);
-    absl::StatusOr<std::unique_ptr<Datapath>> datapath =
-        Datapath::Load(DatapathOptions());
-    ASSERT_TRUE(datapath.ok()) << datapath.status();
-    datapath_ = std::move(*datapath);
+    absl::StatusOr<TestDatapath> dp = TestDatapath::Create();
+    ASSERT_TRUE(dp.ok()) << dp.status();
+    dp_ = std::make_unique<TestDatapath>(std::move(*dp));
+    datapath_ = dp_->datapath.get();
     absl::Status attached = netns::RunIn(net_->server_netns(), [&] {
       absl::StatusOr<XdpMode> mode =
           datapath_->AttachXdp(net_->link().server.ifindex);
@@ -105,27 +108,30 @@ class VethEndToEndTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    datapath_.reset();  // detaches inside the server namespace
+    dp_.reset();  // detaches inside the server namespace
     net_.reset();
   }
 
-  // Holders (grant order) and waiters (queue order) of kLock.
+  // Holders (grant order) and waiters (queue order) of kLock; none at all:
+  // the lock is gone.
   void ExpectLock(std::vector<uint64_t> holders,
                   std::vector<uint64_t> waiters) {
-    TableReader reader(
-        {datapath_->locks_fd(), datapath_->owners_fd(), datapath_->pool_fd()});
-    absl::StatusOr<LockView> view = reader.Read(kLock);
+    absl::StatusOr<LockView> view = dp_->table->Read(kLock);
+    if (holders.empty() && waiters.empty()) {
+      EXPECT_TRUE(absl::IsNotFound(view.status())) << view.status();
+      return;
+    }
     ASSERT_TRUE(view.ok()) << view.status();
     std::vector<uint64_t> got_holders, got_waiters;
-    for (const HolderView& h : view->holders) got_holders.push_back(h.txn_id);
-    for (const WaiterView& w : view->queue)
-      got_waiters.push_back(w.waiter.txn_id);
+    for (const MemberView& h : view->holders) got_holders.push_back(h.m.txn_id);
+    for (const MemberView& w : view->queue) got_waiters.push_back(w.m.txn_id);
     EXPECT_EQ(got_holders, holders);
     EXPECT_EQ(got_waiters, waiters);
   }
 
   std::unique_ptr<netns::TestNetwork> net_;
-  std::unique_ptr<Datapath> datapath_;
+  std::unique_ptr<TestDatapath> dp_;
+  Datapath* datapath_ = nullptr;
 };
 
 TEST_F(VethEndToEndTest, ReleaseGrantsSharedRunThenExclusivesInOrder) {
@@ -200,6 +206,9 @@ TEST_F(VethEndToEndTest, ReleaseGrantsSharedRunThenExclusivesInOrder) {
   // Every release with someone queued went to TC: 1 + 8 readers + 1 writer.
   EXPECT_EQ((*stats)[LOCKD_STAT_RELEASE_TO_TC], 10u);
   EXPECT_EQ((*stats)[LOCKD_STAT_POOL_ALLOC], (*stats)[LOCKD_STAT_POOL_FREE]);
+  EXPECT_EQ((*stats)[LOCKD_STAT_LOCK_CREATED], 1u);
+  EXPECT_EQ((*stats)[LOCKD_STAT_LOCK_FREED], 1u);
+  EXPECT_EQ((*stats)[LOCKD_STAT_MEMBER_SEARCH], 0u) << "every ticket worked";
 }
 
 }  // namespace
@@ -207,6 +216,6 @@ TEST_F(VethEndToEndTest, ReleaseGrantsSharedRunThenExclusivesInOrder) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  lockd::testing::CheckBpfAllowed(/*private_netns=*/false);
+  lockd::testing::RequireBpf(/*private_netns=*/false);
   return RUN_ALL_TESTS();
 }

@@ -1,10 +1,10 @@
-/* Drives the Kerby pool library (bpf/lib/pool.h) for its unit tests: the
- * packet is a struct pool_command, executed and written back (XDP_TX), so
- * BPF_PROG_TEST_RUN returns the result. Never attached to an interface. */
-#include "bpf/lib/pool.h"
-
+/* Drives the Kerby pool (bpf/lib/pool.h) and its chain API
+ * (bpf/test/kerby_chain.h) for their unit tests: the packet is a struct
+ * pool_command, executed and written back (XDP_TX), so BPF_PROG_TEST_RUN
+ * returns the result. Never attached to an interface. */
 #include "bpf/lib/common.h"
-#include "bpf/pool_test_command.h"
+#include "bpf/test/kerby_chain.h"
+#include "bpf/test/pool_test_command.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -19,22 +19,18 @@ struct {
 
 SEC("xdp")
 int pool_test(struct xdp_md *ctx) {
-  void *data = (void *)(long)ctx->data;
-  void *data_end = (void *)(long)ctx->data_end;
-  struct pool_command *packet = data;
-  if ((void *)(packet + 1) > data_end) return XDP_ABORTED;
   __u32 zero = 0;
   struct pool_command *cmd = bpf_map_lookup_elem(&command_scratch, &zero);
   if (!cmd) return XDP_ABORTED;
-  __builtin_memcpy(cmd, packet, sizeof(*cmd));
+  if (bpf_xdp_load_bytes(ctx, 0, cmd, sizeof(*cmd))) return XDP_ABORTED;
   __u32 n = cmd->blocks;
-  if (n > LOCKD_ALLOC_MAX_BLOCKS) n = LOCKD_ALLOC_MAX_BLOCKS;
+  if (n > KERBY_MAX_BLOCKS) n = KERBY_MAX_BLOCKS;
   switch (cmd->op) {
     case POOL_CMD_MALLOC:
       cmd->result = pool_malloc(cmd->size, cmd->idx);
       break;
     case POOL_CMD_FREE:
-      cmd->result = pool_free(cmd->idx, n);
+      cmd->result = pool_free_chain(cmd->idx, n);
       break;
     case POOL_CMD_RESIZE:
       cmd->result = pool_resize(cmd->size, cmd->idx, n);
@@ -52,6 +48,6 @@ int pool_test(struct xdp_md *ctx) {
       cmd->result = -EINVAL;
       break;
   }
-  __builtin_memcpy(packet, cmd, sizeof(*cmd));
+  if (bpf_xdp_store_bytes(ctx, 0, cmd, sizeof(*cmd))) return XDP_ABORTED;
   return XDP_TX;
 }

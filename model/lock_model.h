@@ -1,0 +1,166 @@
+// The reference model: docs/semantics.md as plain C++, written for clarity
+// rather than speed. The BPF datapath is checked against it: the scenario
+// corpus (tests/scenarios) runs on both, and the randomized differential
+// test sends one request stream to both and compares every reply, grant,
+// counter and lock. ModelTable (model_table.h) serves it behind the daemon's
+// LockTable interface for tests without root.
+//
+// It speaks the datapath's vocabulary (struct lockd_request, lockd_reply,
+// lockd_notice, lockd_ctl from abi/lockd_abi.h). Where it is unbounded, the
+// datapath is bounded:
+// - Grant from the head has no per-run batch limit: one Apply() returns
+//   every grant a release causes. The datapath grants at most
+//   LOCKD_MAX_GRANTS per run and continues with KICKs.
+// - There is no table, pool or budget: no NO_CAPACITY, no silence.
+// - It keeps no tickets (it finds owners by (lock, txn)); replies carry
+//   ticket 0. Tickets are how the datapath finds a record fast, never what
+//   it decides.
+// - Fences: a lock that becomes idle is deleted, and a lock created again
+//   continues from its last fence + 1. The datapath continues from its
+//   bucket's floor + 1, which is at least that: compare fences of one
+//   incarnation by difference, and across incarnations by order.
+//
+// Decisions where semantics.md leaves room (the datapath must do the same):
+// - Reply fields a reply does not define are zero: `fence` is set only by
+//   GRANTED, RENEWED and RELEASED, `lease_ms` only by GRANTED and RENEWED,
+//   `queue_pos` only by QUEUED.
+// - A retransmitted ACQUIRE of a waiter gets QUEUED with queue_pos 0.
+// - queue_pos counts every linked entry ahead, cancelled ones included.
+// - min_txn is all ones while a lock is idle; grant from the head unlinks
+//   first, so the bound restarts from a member granted into an idle lock.
+#ifndef LOCKD_MODEL_LOCK_MODEL_H_
+#define LOCKD_MODEL_LOCK_MODEL_H_
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "abi/lockd_abi.h"
+#include "absl/status/status.h"
+
+namespace lockd {
+
+// min_txn of an idle lock: no member bounds it.
+inline constexpr uint64_t kIdleMinTxn = ~uint64_t{0};
+
+class LockModel {
+ public:
+  struct Config {
+    uint32_t default_lease_ms = LOCKD_DEFAULT_LEASE_MS;
+    uint32_t max_lease_ms = LOCKD_MAX_LEASE_MS;
+  };
+
+  struct Hold {
+    uint8_t mode = LOCKD_MODE_NONE;
+    uint8_t policy = LOCKD_POLICY_WAIT;
+    uint8_t flags = 0;  // LOCKD_MEMBER_*
+    uint64_t fence = 0;
+    uint32_t seq = 0;       // of the ACQUIRE that made it a member
+    uint32_t lease_ms = 0;  // last granted or renewed lease
+    uint64_t since_ns = 0;
+    uint64_t lease_expires_ns = 0;
+    lockd_endpoint endpoint{};
+  };
+
+  struct Waiter {
+    uint64_t txn_id = 0;
+    uint8_t mode = LOCKD_MODE_NONE;
+    uint8_t policy = LOCKD_POLICY_WAIT;
+    uint8_t flags = 0;
+    uint32_t seq = 0;
+    uint32_t lease_ms = 0;  // lease to grant, already defaulted and clamped
+    uint64_t enqueued_ns = 0;
+    uint64_t deadline_ns = 0;  // 0 = waits without limit
+    bool cancelled = false;    // still linked until it reaches the head
+    lockd_endpoint endpoint{};
+  };
+
+  struct LockState {
+    uint8_t mode = LOCKD_MODE_NONE;
+    std::map<uint64_t, Hold> holders;  // by txn_id
+    std::deque<Waiter> queue;          // head first
+    uint64_t fence = 0;                // last fence handed out
+    uint64_t min_txn = kIdleMinTxn;
+  };
+
+  // Indexed by enum lockd_stat.
+  using Counters = std::array<uint64_t, LOCKD_STAT_COUNT>;
+
+  struct Outcome {
+    // None: malformed (dropped), or a KICK.
+    std::optional<lockd_reply> reply;
+    // Members to tell, in order: GRANTED for waiters let in.
+    std::vector<lockd_notice> notices;
+    Counters counters{};  // what this call added
+  };
+
+  explicit LockModel(Config config);
+
+  // One request arriving at `now_ns` (CLOCK_MONOTONIC), as the datapath
+  // would serve it.
+  Outcome Apply(const lockd_request& request, uint64_t now_ns);
+
+  // One control operation (enum lockd_ctl_op), as the control program
+  // would run it: results, reply and notices filled in.
+  lockd_ctl Execute(const lockd_ctl& command, uint64_t now_ns,
+                    Counters* counters = nullptr);
+
+  // nullptr when the lock has neither holders nor waiters.
+  const LockState* Find(uint64_t lock_id) const;
+  const std::map<uint64_t, LockState>& locks() const { return locks_; }
+  // Queue entries over all locks, cancelled ones included: the datapath's
+  // pool blocks for waiters.
+  size_t QueuedBlocks() const;
+  // Extra holders beyond one per lock: the datapath's chain blocks.
+  size_t ChainedHolders() const;
+
+  // The invariants every lock satisfies between requests. Static so that a
+  // state rebuilt from the datapath's maps can be checked too.
+  static absl::Status CheckLockInvariants(uint64_t lock_id,
+                                          const LockState& lock);
+  absl::Status CheckInvariants() const;
+
+  const Counters& stats() const { return stats_; }
+  // Whether the model keeps this counter. The others (rx, kicks, TC sends,
+  // retries, searches, splits, pool, events) describe how the datapath
+  // works, not what it decides, and stay zero here.
+  static bool IsModeledCounter(enum lockd_stat stat);
+
+ private:
+  using OwnerKey = std::pair<uint64_t, uint64_t>;  // lock_id, txn_id
+  struct Memo {
+    uint64_t fence = 0;
+    uint8_t status = LOCKD_STATUS_OK;
+  };
+
+  void Acquire(const lockd_request& req, uint64_t now_ns, Outcome* out);
+  void Release(const lockd_request& req, uint64_t now_ns, Outcome* out);
+  void Renew(const lockd_request& req, uint64_t now_ns, Outcome* out);
+  // Ends a hold: `reason` OK (a release) or why it was ended for its owner.
+  uint64_t EndHold(uint64_t lock_id, LockState& lock, uint64_t txn_id,
+                   uint8_t reason, Outcome* out);
+  Hold& AddHolder(LockState& lock, uint64_t txn_id, uint8_t mode,
+                  const Waiter& from, uint64_t now_ns);
+  void GrantFromHead(uint64_t lock_id, LockState& lock, uint64_t now_ns,
+                     Outcome* out);
+  // The lock of an id, created (idle) if absent.
+  LockState& Lock(uint64_t lock_id, Outcome* out);
+  // Deletes the lock if it became idle.
+  void Settle(uint64_t lock_id, Outcome* out);
+  uint32_t EffectiveLeaseMs(uint32_t asked_ms) const;
+  void Count(enum lockd_stat stat, Outcome* out);
+
+  Config config_;
+  std::map<uint64_t, LockState> locks_;
+  std::map<uint64_t, uint64_t> last_fence_;  // of locks now idle
+  std::map<OwnerKey, Memo> ended_;  // holds and waits ended for the owner
+  Counters stats_{};
+};
+
+}  // namespace lockd
+
+#endif  // LOCKD_MODEL_LOCK_MODEL_H_

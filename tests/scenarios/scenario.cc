@@ -1,0 +1,384 @@
+#include "tests/scenarios/scenario.h"
+
+#include <map>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace lockd::testing {
+namespace {
+
+constexpr absl::string_view kSeparator = "----";
+
+// A command line: its verb, key=value arguments and bare flags.
+struct Command {
+  std::string verb;
+  std::map<std::string, std::string> args;
+  std::vector<std::string> flags;
+
+  bool Has(const std::string& key) const { return args.count(key) != 0; }
+  bool Flag(const std::string& flag) const {
+    for (const std::string& f : flags)
+      if (f == flag) return true;
+    return false;
+  }
+  absl::StatusOr<uint64_t> Number(const std::string& key,
+                                  std::optional<uint64_t> fallback = {}) const {
+    auto it = args.find(key);
+    if (it == args.end()) {
+      if (fallback) return *fallback;
+      return absl::InvalidArgumentError(absl::StrCat(verb, ": needs ", key));
+    }
+    uint64_t value = 0;
+    if (!absl::SimpleAtoi(it->second, &value))
+      return absl::InvalidArgumentError(
+          absl::StrCat(verb, ": ", key, "=", it->second, " is not a number"));
+    return value;
+  }
+};
+
+absl::StatusOr<Command> ParseCommand(const std::string& line) {
+  Command c;
+  for (absl::string_view word :
+       absl::StrSplit(line, ' ', absl::SkipWhitespace())) {
+    if (c.verb.empty()) {
+      c.verb = std::string(word);
+    } else if (auto eq = word.find('='); eq != absl::string_view::npos) {
+      c.args[std::string(word.substr(0, eq))] =
+          std::string(word.substr(eq + 1));
+    } else {
+      c.flags.emplace_back(word);
+    }
+  }
+  if (c.verb.empty()) return absl::InvalidArgumentError("empty command");
+  return c;
+}
+
+const char* ModeLetter(uint8_t mode) {
+  return mode == LOCKD_MODE_SHARED      ? "S"
+         : mode == LOCKD_MODE_EXCLUSIVE ? "X"
+         : mode == LOCKD_MODE_NONE      ? "-"
+                                        : "?";
+}
+
+absl::StatusOr<uint8_t> ParseMode(const std::string& text) {
+  if (text == "S") return uint8_t{LOCKD_MODE_SHARED};
+  if (text == "X") return uint8_t{LOCKD_MODE_EXCLUSIVE};
+  uint64_t raw = 0;  // a number, for malformed requests
+  if (absl::SimpleAtoi(text, &raw) && raw < 256) return uint8_t(raw);
+  return absl::InvalidArgumentError(absl::StrCat("mode=", text));
+}
+
+absl::StatusOr<uint8_t> ParsePolicy(const std::string& text) {
+  if (text == "wait") return uint8_t{LOCKD_POLICY_WAIT};
+  if (text == "no_wait") return uint8_t{LOCKD_POLICY_NO_WAIT};
+  if (text == "wait_die") return uint8_t{LOCKD_POLICY_WAIT_DIE};
+  return absl::InvalidArgumentError(absl::StrCat("policy=", text));
+}
+
+// "GRANTED fence=3 lease=10000", "QUEUED pos=1", "REJECTED CONFLICT".
+std::string FormatReply(const lockd_reply& r) {
+  std::string out(OpcodeName(static_cast<lockd_opcode>(r.opcode)));
+  if (r.status != LOCKD_STATUS_OK)
+    absl::StrAppend(&out, " ", StatusName(static_cast<lockd_status>(r.status)));
+  if (r.opcode == LOCKD_OP_GRANTED || r.opcode == LOCKD_OP_RELEASED ||
+      r.opcode == LOCKD_OP_RENEWED)
+    absl::StrAppend(&out, " fence=", r.fence);
+  if (r.opcode == LOCKD_OP_GRANTED || r.opcode == LOCKD_OP_RENEWED)
+    absl::StrAppend(&out, " lease=", r.lease_ms);
+  if (r.opcode == LOCKD_OP_QUEUED) absl::StrAppend(&out, " pos=", r.queue_pos);
+  return out;
+}
+
+// "to c=2 txn=2 GRANTED S fence=2 lease=10000".
+std::string FormatNotice(const Notice& n) {
+  std::string out = absl::StrCat("to c=", n.client, " txn=", n.reply.txn_id,
+                                 " ", FormatReply(n.reply));
+  if (n.reply.opcode == LOCKD_OP_GRANTED)
+    absl::StrAppend(&out, " mode=", ModeLetter(n.reply.mode));
+  return out;
+}
+
+const char* CtlResultName(uint32_t result) {
+  switch (result) {
+    case LOCKD_CTL_OK:
+      return "OK";
+    case LOCKD_CTL_NOT_FOUND:
+      return "NOT_FOUND";
+    case LOCKD_CTL_NOT_DUE:
+      return "NOT_DUE";
+    case LOCKD_CTL_RETRY:
+      return "RETRY";
+    case LOCKD_CTL_FENCE_MISMATCH:
+      return "FENCE_MISMATCH";
+    case LOCKD_CTL_NO_REPLY:
+      return "NO_REPLY";
+    default:
+      return "BAD_OP";
+  }
+}
+
+std::string FormatMembers(const std::vector<MemberDump>& members,
+                          bool holders) {
+  std::vector<std::string> parts;
+  for (const MemberDump& m : members) {
+    std::string part = absl::StrCat(m.txn_id, ":", ModeLetter(m.mode));
+    if (holders) absl::StrAppend(&part, ":", m.fence);
+    if (m.cancelled) absl::StrAppend(&part, ":cancelled");
+    parts.push_back(part);
+  }
+  return absl::StrCat("[", absl::StrJoin(parts, " "), "]");
+}
+
+std::string FormatLock(const LockDump& d) {
+  std::string min_txn =
+      d.min_txn == kIdleMinTxn ? "-" : absl::StrCat(d.min_txn);
+  return absl::StrCat(ModeLetter(d.mode), " fence=", d.fence,
+                      " min_txn=", min_txn,
+                      " holders=", FormatMembers(d.holders, true),
+                      " queue=", FormatMembers(d.queue, false));
+}
+
+// What one file run keeps between commands.
+class Runner {
+ public:
+  explicit Runner(Driver& driver) : driver_(driver) {}
+
+  absl::StatusOr<std::string> Run(const Command& c) {
+    if (c.verb == "new") return New(c);
+    if (c.verb == "acquire" || c.verb == "release" || c.verb == "renew" ||
+        c.verb == "kick")
+      return Send(c);
+    if (c.verb == "retransmit") return Retransmit(c);
+    if (c.verb == "expire-holder" || c.verb == "expire-waiter" ||
+        c.verb == "force")
+      return Control(c);
+    if (c.verb == "sleep") {
+      absl::StatusOr<uint64_t> ms = c.Number("ms");
+      if (!ms.ok()) return ms.status();
+      driver_.Sleep(absl::Milliseconds(*ms));
+      return std::string("ok");
+    }
+    if (c.verb == "state") return State(c);
+    if (c.verb == "table") {
+      absl::StatusOr<TableDump> t = driver_.Table();
+      if (!t.ok()) return t.status();
+      return absl::StrCat("locks=", t->locks, " queue_entries=",
+                          t->queue_entries);
+    }
+    if (c.verb == "counters") return Counters();
+    return absl::InvalidArgumentError(absl::StrCat("unknown command ", c.verb));
+  }
+
+ private:
+  absl::StatusOr<std::string> New(const Command& c) {
+    ScenarioOptions o;
+    absl::StatusOr<uint64_t> v;
+    if ((v = c.Number("default_lease_ms", o.default_lease_ms)); !v.ok())
+      return v.status();
+    o.default_lease_ms = *v;
+    if ((v = c.Number("max_lease_ms", o.max_lease_ms)); !v.ok())
+      return v.status();
+    o.max_lease_ms = *v;
+    if ((v = c.Number("split_at", o.split_at)); !v.ok()) return v.status();
+    o.split_at = *v;
+    if ((v = c.Number("merge_at", o.merge_at)); !v.ok()) return v.status();
+    o.merge_at = *v;
+    next_seq_.clear();
+    last_.clear();
+    counters_ = {};
+    if (absl::Status s = driver_.Reset(o); !s.ok()) return s;
+    return std::string("ok");
+  }
+
+  absl::StatusOr<std::string> Send(const Command& c) {
+    absl::StatusOr<uint64_t> client = c.Number("c");
+    absl::StatusOr<uint64_t> lock = c.Number("lock");
+    if (!client.ok()) return client.status();
+    if (!lock.ok()) return lock.status();
+    Message m;
+    m.lock_id = *lock;
+    if (c.verb == "kick") {
+      m.opcode = LOCKD_OP_KICK;
+      absl::StatusOr<uint64_t> hops = c.Number("hops", 0);
+      if (!hops.ok()) return hops.status();
+      m.queue_pos = static_cast<uint32_t>(*hops);
+    } else {
+      absl::StatusOr<uint64_t> txn = c.Number("txn");
+      if (!txn.ok()) return txn.status();
+      m.txn_id = *txn;
+      m.opcode = c.verb == "acquire"   ? LOCKD_OP_ACQUIRE
+                 : c.verb == "release" ? LOCKD_OP_RELEASE
+                                       : LOCKD_OP_RENEW;
+    }
+    if (c.Has("mode")) {
+      absl::StatusOr<uint8_t> mode = ParseMode(c.args.at("mode"));
+      if (!mode.ok()) return mode.status();
+      m.mode = static_cast<lockd_mode>(*mode);
+    }
+    if (c.Has("policy")) {
+      absl::StatusOr<uint8_t> policy = ParsePolicy(c.args.at("policy"));
+      if (!policy.ok()) return policy.status();
+      m.policy = static_cast<lockd_policy>(*policy);
+    }
+    absl::StatusOr<uint64_t> lease = c.Number("lease", 0);
+    absl::StatusOr<uint64_t> wait = c.Number("wait", 0);
+    if (!lease.ok()) return lease.status();
+    if (!wait.ok()) return wait.status();
+    m.lease_ms = static_cast<uint32_t>(*lease);
+    m.wait_ms = static_cast<uint32_t>(*wait);
+    uint32_t& next = next_seq_[*client];
+    if (next == 0) next = 1;
+    absl::StatusOr<uint64_t> seq = c.Number("seq", next);
+    if (!seq.ok()) return seq.status();
+    m.seq = static_cast<uint32_t>(*seq);
+    if (m.seq >= next) next = m.seq + 1;
+    last_[*client] = m;
+    return Deliver(static_cast<int>(*client), m, false);
+  }
+
+  absl::StatusOr<std::string> Retransmit(const Command& c) {
+    absl::StatusOr<uint64_t> client = c.Number("c");
+    if (!client.ok()) return client.status();
+    auto it = last_.find(*client);
+    if (it == last_.end())
+      return absl::InvalidArgumentError("retransmit: nothing sent yet");
+    Message m = it->second;
+    m.flags |= LOCKD_FLAG_RETRANSMIT;
+    const bool without_ticket =
+        c.Has("ticket") && c.args.at("ticket") == "none";
+    return Deliver(static_cast<int>(*client), m, without_ticket);
+  }
+
+  absl::StatusOr<std::string> Deliver(int client, const Message& m,
+                                      bool without_ticket) {
+    absl::StatusOr<Outcome> out = driver_.Request(client, m, without_ticket);
+    if (!out.ok()) return out.status();
+    std::vector<std::string> lines;
+    lines.push_back(out->reply ? FormatReply(*out->reply) : "no reply");
+    for (const Notice& n : out->notices) lines.push_back(FormatNotice(n));
+    return absl::StrJoin(lines, "\n");
+  }
+
+  absl::StatusOr<std::string> Control(const Command& c) {
+    lockd_ctl ctl{};
+    ctl.op = c.verb == "expire-holder"   ? LOCKD_CTL_EXPIRE_HOLDER
+             : c.verb == "expire-waiter" ? LOCKD_CTL_EXPIRE_WAITER
+                                         : LOCKD_CTL_FORCE_RELEASE;
+    absl::StatusOr<uint64_t> lock = c.Number("lock");
+    absl::StatusOr<uint64_t> txn = c.Number("txn");
+    absl::StatusOr<uint64_t> fence = c.Number("fence", 0);
+    if (!lock.ok()) return lock.status();
+    if (!txn.ok()) return txn.status();
+    if (!fence.ok()) return fence.status();
+    ctl.req.lock_id = *lock;
+    ctl.req.txn_id = *txn;
+    ctl.req.fence = *fence;
+    absl::StatusOr<ControlOutcome> out = driver_.Control(ctl);
+    if (!out.ok()) return out.status();
+    std::vector<std::string> lines = {
+        absl::StrCat("result=", CtlResultName(out->result))};
+    if (out->result == LOCKD_CTL_OK && ctl.op != LOCKD_CTL_EXPIRE_WAITER)
+      lines[0] += absl::StrCat(" fence=", out->fence);
+    for (const Notice& n : out->notices) lines.push_back(FormatNotice(n));
+    return absl::StrJoin(lines, "\n");
+  }
+
+  absl::StatusOr<std::string> State(const Command& c) {
+    absl::StatusOr<uint64_t> lock = c.Number("lock");
+    if (!lock.ok()) return lock.status();
+    absl::StatusOr<std::optional<LockDump>> d = driver_.State(*lock);
+    if (!d.ok()) return d.status();
+    return *d ? FormatLock(**d) : std::string("none");
+  }
+
+  absl::StatusOr<std::string> Counters() {
+    absl::StatusOr<LockModel::Counters> now = driver_.Counters();
+    if (!now.ok()) return now.status();
+    std::vector<std::string> moved;
+    for (uint32_t s = 0; s < LOCKD_STAT_COUNT; ++s) {
+      if ((*now)[s] == counters_[s]) continue;
+      moved.push_back(absl::StrCat(StatName(static_cast<lockd_stat>(s)), "=",
+                                   (*now)[s] - counters_[s]));
+    }
+    counters_ = *now;
+    return moved.empty() ? std::string("none") : absl::StrJoin(moved, " ");
+  }
+
+  Driver& driver_;
+  std::map<uint64_t, uint32_t> next_seq_;
+  std::map<uint64_t, Message> last_;
+  LockModel::Counters counters_{};
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<ScenarioCase>> ParseScenario(
+    const std::string& text) {
+  std::vector<ScenarioCase> cases;
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  for (size_t i = 0; i < lines.size();) {
+    const std::string& line = lines[i];
+    if (line.empty() || line[0] == '#') {
+      ++i;
+      continue;
+    }
+    ScenarioCase c;
+    c.line = static_cast<int>(i + 1);
+    c.command = line;
+    ++i;
+    if (i >= lines.size() || lines[i] != kSeparator)
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", c.line, ": expected ", kSeparator,
+                       " after the command"));
+    ++i;
+    std::vector<std::string> expected;
+    while (i < lines.size() && !lines[i].empty()) expected.push_back(lines[i++]);
+    c.expected = absl::StrJoin(expected, "\n");
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+std::string RewriteScenario(const std::string& text,
+                            const std::vector<std::string>& actual) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  std::vector<std::string> out;
+  size_t next = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    out.push_back(lines[i]);
+    if (lines[i].empty() || lines[i][0] == '#' || i + 1 >= lines.size() ||
+        lines[i + 1] != kSeparator)
+      continue;
+    out.push_back(std::string(kSeparator));
+    ++i;
+    while (i + 1 < lines.size() && !lines[i + 1].empty()) ++i;
+    if (next < actual.size() && !actual[next].empty())
+      out.push_back(actual[next]);
+    ++next;
+  }
+  return absl::StrJoin(out, "\n");
+}
+
+absl::StatusOr<std::vector<std::string>> RunScenario(
+    const std::vector<ScenarioCase>& cases, Driver& driver) {
+  Runner runner(driver);
+  std::vector<std::string> outputs;
+  for (const ScenarioCase& c : cases) {
+    absl::StatusOr<Command> command = ParseCommand(c.command);
+    if (!command.ok()) return command.status();
+    absl::StatusOr<std::string> out = runner.Run(*command);
+    if (!out.ok())
+      return absl::Status(out.status().code(),
+                          absl::StrCat("line ", c.line, " (", c.command,
+                                       "): ", out.status().message()));
+    outputs.push_back(*out);
+  }
+  return outputs;
+}
+
+}  // namespace lockd::testing
