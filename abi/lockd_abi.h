@@ -395,8 +395,9 @@ LOCKD_ASSERT_SIZE(struct lockd_ended, 24);
 /* ------------------------------------------------------------------------ */
 
 enum lockd_event_type {
-  /* The table is splitting buckets of depth `arg` - 1 into level `arg`:
-   * provision the segments of level arg + 1 (the low-water mark). */
+  /* Provision the table's segments up to depth level `arg`: a split
+   * started using the deepest level there is (the low-water mark), or needs
+   * one that is missing. */
   LOCKD_EVENT_TABLE_GROW = 1,
   /* A merge left table segment `arg` with no bucket in use. */
   LOCKD_EVENT_TABLE_SEGMENT_IDLE = 2,

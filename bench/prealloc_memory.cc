@@ -4,8 +4,8 @@
 // charge of each (from fdinfo), then frees them:
 //   dint_slots     DINT-Lock's slot table, {busy, num_ex, num_sh} (16 B),
 //                  one per lock
-//   fixed_locks    one struct lockd_lock (56 B) per lock
-//   fixed_waiters  --waiter_slots struct lockd_waiter (48 B) per lock: a
+//   fixed_locks    one struct lockd_lock (120 B) per lock
+//   fixed_waiters  --waiter_slots struct lockd_member (64 B) per lock: a
 //                  queue of fixed slots, sized for the longest queue
 // lockd's own per-element costs come from its maps in the runs
 // (scripts/bench.sh); this is the other side of that comparison.
@@ -66,7 +66,7 @@ int Run() {
        std::vector<std::tuple<std::string, uint32_t, uint64_t>>{
            {"dint_slots", kDintSlotSize, locks},
            {"fixed_locks", sizeof(struct lockd_lock), locks},
-           {"fixed_waiters", sizeof(struct lockd_waiter), locks * slots}}) {
+           {"fixed_waiters", sizeof(struct lockd_member), locks * slots}}) {
     absl::StatusOr<Measured> measured = Measure(name, value_size, entries);
     if (!measured.ok()) {
       fprintf(stderr, "prealloc_memory: %s\n",

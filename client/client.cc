@@ -359,6 +359,17 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::Exchange(
     const UdpOutcome udp = ExchangeUdp(server, request, deadline);
     switch (udp.kind) {
       case UdpOutcome::Kind::kAnswered:
+        // A retransmitted RELEASE that finds no hold: an earlier copy
+        // released it and its reply was lost (a hold the server ended is
+        // answered with why, not NOT_HOLDER).
+        if (request.opcode == LOCKD_OP_RELEASE && udp.transmissions > 1 &&
+            udp.reply.opcode == LOCKD_OP_REJECTED &&
+            udp.reply.status == LOCKD_STATUS_NOT_HOLDER) {
+          Message released = udp.reply;
+          released.opcode = LOCKD_OP_RELEASED;
+          released.status = LOCKD_STATUS_OK;
+          return Answer{released, Path::kUdp, udp.lease_start, false};
+        }
         if (udp.reply.opcode == LOCKD_OP_REJECTED) {
           const auto status = static_cast<lockd_status>(udp.reply.status);
           if (status != LOCKD_STATUS_NO_CAPACITY || server.grpc == nullptr)
@@ -424,6 +435,9 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       udp_->Send(call).IgnoreError();
       ++attempt_transmissions;
       ++outcome.transmissions;
+      // Every later copy may find the request served already: the server
+      // then answers from the owner's record instead of serving it again.
+      call.request.flags |= LOCKD_FLAG_RETRANSMIT;
       next_send = std::min(now + timeout, attempt_start + options_.udp_budget);
       timeout = std::min(2 * timeout, options_.udp_max_timeout);
     }
@@ -436,6 +450,8 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
     }
     if (reply->opcode == LOCKD_OP_QUEUED) {
       if (awaiting_answer) queued_attempt_start = attempt_start;
+      // Probes of the queued request find its record in O(1).
+      if (reply->ticket != LOCKD_TICKET_NONE) call.request.ticket = reply->ticket;
       queued = true;
       awaiting_answer = false;
       next_send = absl::Now() + options_.queued_probe_interval;
@@ -589,6 +605,14 @@ absl::StatusOr<uint64_t> Client::Impl::Upgrade(Hold& hold, lockd_policy policy,
   request.lease_ms = hold.requested_lease_ms;
   request.lock_id = hold.target.lock_id;
   request.txn_id = hold.txn_id;
+  {
+    absl::MutexLock lock(&hold.mu);
+    request.ticket = hold.ticket;
+  }
+  // The owner's record exists: the server must find it (by the ticket, or
+  // by a search should the ticket be stale) rather than take the request
+  // for a new member.
+  request.flags = LOCKD_FLAG_RETRANSMIT;
   // An upgrade is granted or refused at once, never queued: no wait_ms and
   // nothing to cancel when the deadline passes.
   absl::StatusOr<Answer> answer = Exchange(
@@ -606,6 +630,7 @@ absl::StatusOr<uint64_t> Client::Impl::Upgrade(Hold& hold, lockd_policy policy,
 void Client::Impl::Granted(Hold& hold, const Answer& answer) {
   const absl::Duration lease = absl::Milliseconds(answer.reply.lease_ms);
   hold.fence = answer.reply.fence;
+  hold.ticket = answer.reply.ticket;
   hold.path = answer.path;
   hold.lease_end = answer.lease_start + lease;
   hold.next_renewal =
@@ -630,6 +655,10 @@ absl::Status Client::Impl::Release(const std::shared_ptr<Hold>& hold) {
   request.opcode = LOCKD_OP_RELEASE;
   request.lock_id = hold->target.lock_id;
   request.txn_id = hold->txn_id;
+  {
+    absl::MutexLock lock(&hold->mu);
+    request.ticket = hold->ticket;
+  }
   absl::StatusOr<Answer> answer =
       Exchange(hold->target, request, absl::InfiniteFuture(), path,
                absl::StrCat(servers_[hold->target.server]->description, ": ",
@@ -702,12 +731,14 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
     Path path;
     absl::Time lease_end;
     uint64_t fence;
+    uint64_t ticket;
     {
       absl::MutexLock lock(&hold->mu);
       if (hold->released || !hold->lost.ok()) return;
       path = hold->path;
       lease_end = hold->lease_end;
       fence = hold->fence;
+      ticket = hold->ticket;
       if (absl::Now() >= lease_end) {
         lost = absl::FailedPreconditionError(absl::StrCat(
             what, ": the lease ran out before a renewal reached the server (",
@@ -723,6 +754,7 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
       request.lease_ms = hold->requested_lease_ms;
       request.lock_id = hold->target.lock_id;
       request.txn_id = hold->txn_id;
+      request.ticket = ticket;
       absl::StatusOr<Answer> answer =
           Exchange(hold->target, request, lease_end, path, what);
       absl::MutexLock lock(&hold->mu);

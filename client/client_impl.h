@@ -63,6 +63,9 @@ struct Hold {
   mutable absl::Mutex mu;
   lockd_mode mode ABSL_GUARDED_BY(mu) = LOCKD_MODE_NONE;
   uint64_t fence ABSL_GUARDED_BY(mu) = 0;
+  // Where the server keeps the hold (its last GRANTED): echoed in renewals,
+  // upgrades and the release so that the server finds it in O(1).
+  uint64_t ticket ABSL_GUARDED_BY(mu) = LOCKD_TICKET_NONE;
   Path path ABSL_GUARDED_BY(mu) = Path::kUdp;  // renew and release this way
   absl::Time lease_end ABSL_GUARDED_BY(mu);    // the client's conservative view
   absl::Time next_renewal ABSL_GUARDED_BY(mu);

@@ -64,9 +64,9 @@ constexpr char kUsage[] =
 Commands:
   locks                        every lock with holders or waiters
   show LOCK                    one lock: holders and queue in order
-  stats                        all counters and pool usage
-  pool                         pool and table usage
-  metrics                      counters and pool in Prometheus text format
+  stats                        all counters and memory use
+  memory                       the datapath's memory against its budget
+  metrics                      counters and memory in Prometheus text format
   health                       whether lockd serves, and how
   release --force LOCK TXN [FENCE]
                                end TXN's hold on LOCK (needs --token when
@@ -196,11 +196,12 @@ absl::StatusOr<std::string> ForceRelease(Daemon& daemon,
   v1::ForceReleaseRequest request;
   request.set_lock_id(lock->id);
   request.set_txn_id(*txn);
-  request.set_token(*fence);
+  request.set_fence(*fence);
   return Show(daemon.Call(&Stub::ForceRelease, request),
-              [&](const v1::ForceReleaseResponse& /*response*/) {
+              [&](const v1::ForceReleaseResponse& response) {
                 return absl::StrCat("released txn ", *txn, "'s hold on lock ",
-                                    FormatLockId(lock->id), "\n");
+                                    FormatLockId(lock->id), " (fence ",
+                                    response.fence(), ")\n");
               });
 }
 
@@ -227,17 +228,17 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
     return Show(daemon.Call(&Stub::GetStats, v1::GetStatsRequest()),
                 RenderStats);
   }
-  if (command == "pool") {
-    return Show(daemon.Call(&Stub::GetPool, v1::GetPoolRequest()),
-                [](const v1::GetPoolResponse& response) {
-                  return RenderPool(response.pool());
+  if (command == "memory") {
+    return Show(daemon.Call(&Stub::GetMemory, v1::GetMemoryRequest()),
+                [](const v1::GetMemoryResponse& response) {
+                  return RenderMemory(response.memory());
                 });
   }
   if (command == "metrics") {
     absl::StatusOr<v1::GetStatsResponse> stats =
         daemon.Call(&Stub::GetStats, v1::GetStatsRequest());
     if (!stats.ok()) return stats.status();
-    return RenderPrometheus(stats->counters(), stats->pool());
+    return RenderPrometheus(stats->counters(), stats->memory());
   }
   if (command == "health") {
     return Show(daemon.Call(&Stub::Health, v1::HealthRequest()), RenderHealth);

@@ -64,10 +64,6 @@ std::string PolicyText(v1::Policy policy) {
   return std::string(PolicyName(static_cast<lockd_policy>(policy)));
 }
 
-std::string ServedBy(const v1::LockSummary& summary) {
-  return summary.user_owned() ? "daemon" : "kernel";
-}
-
 std::string Millis(int64_t ms) {
   return absl::FormatDuration(absl::Milliseconds(ms));
 }
@@ -77,6 +73,14 @@ std::string LeaseLeft(int64_t lease_left_ms) {
   if (lease_left_ms < 0)
     return absl::StrCat("expired ", Millis(-lease_left_ms), " ago");
   return Millis(lease_left_ms);
+}
+
+std::string Bytes(uint64_t bytes) {
+  if (bytes >= (uint64_t{1} << 20))
+    return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  if (bytes >= (uint64_t{1} << 10))
+    return absl::StrFormat("%.1f KiB", static_cast<double>(bytes) / (1 << 10));
+  return absl::StrCat(bytes, " B");
 }
 
 std::string Fill(uint64_t used, uint64_t capacity) {
@@ -110,11 +114,11 @@ std::string FormatLockId(uint64_t lock_id) {
 }
 
 std::string RenderLocksTable(const v1::ListLocksResponse& locks) {
-  Table table({"LOCK", "MODE", "HOLDERS", "WAITERS", "FENCE", "SERVED BY"});
+  Table table({"LOCK", "MODE", "HOLDERS", "WAITERS", "FENCE"});
   for (const v1::LockSummary& lock : locks.locks()) {
     table.AddRow({FormatLockId(lock.lock_id()), ModeText(lock.mode()),
                   absl::StrCat(lock.holders()), absl::StrCat(lock.queue_len()),
-                  absl::StrCat(lock.fence()), ServedBy(lock)});
+                  absl::StrCat(lock.fence())});
   }
   return table.Render();
 }
@@ -125,8 +129,7 @@ std::string RenderLock(const v1::GetLockResponse& lock,
   std::string out = absl::StrCat("lock ", FormatLockId(summary.lock_id()));
   if (!name.empty()) absl::StrAppend(&out, " (\"", name, "\")");
   absl::StrAppend(&out, "\nmode ", ModeText(summary.mode()), ", fence ",
-                  summary.fence(), ", served by the ", ServedBy(summary),
-                  "\n\nholders:\n");
+                  summary.fence(), "\n\nholders:\n");
   Table holders({"TXN", "MODE", "FENCE", "LEASE LEFT", "CLIENT"});
   for (const v1::Holder& holder : lock.holders()) {
     holders.AddRow({absl::StrCat(holder.txn_id()), ModeText(holder.mode()),
@@ -158,32 +161,38 @@ std::string RenderStats(const v1::GetStatsResponse& stats) {
   for (const auto& [name, value] : counters) {
     table.AddRow({name, absl::StrCat(value)});
   }
-  return absl::StrCat(table.Render(), "\n", RenderPool(stats.pool()));
+  return absl::StrCat(table.Render(), "\n", RenderMemory(stats.memory()));
 }
 
-std::string RenderPool(const v1::PoolUsage& pool) {
-  Table table({"POOL", "USAGE"});
-  table.AddRow(
-      {"wait-queue blocks", Fill(pool.blocks_in_use(), pool.block_capacity())});
-  table.AddRow({"bytes per block", absl::StrCat(pool.bytes_per_block())});
-  table.AddRow({"blocks allocated", absl::StrCat(pool.allocated_total())});
-  table.AddRow({"blocks freed", absl::StrCat(pool.freed_total())});
-  table.AddRow(
-      {"lock table", Fill(pool.table_entries(), pool.table_capacity())});
-  table.AddRow(
-      {"owner records", Fill(pool.owners_entries(), pool.owners_capacity())});
-  table.AddRow(
-      {"locks served by the daemon", absl::StrCat(pool.user_owned_locks())});
-  table.AddRow({"waiters in the daemon", absl::StrCat(pool.user_waiters())});
+std::string RenderMemory(const v1::MemoryUsage& memory) {
+  Table table({"MEMORY", "USE"});
+  table.AddRow({"total", absl::StrCat(Bytes(memory.total_bytes()), " of ",
+                                      Bytes(memory.budget_bytes()),
+                                      " budget")});
+  table.AddRow({"lock table",
+                absl::StrCat(Bytes(memory.table_bytes()), " in ",
+                             memory.table_segments(), " segments (",
+                             memory.table_levels(), " levels)",
+                             memory.table_at_budget() ? ", at budget" : "")});
+  table.AddRow({"wait-queue pool",
+                absl::StrCat(Bytes(memory.pool_bytes()), " in ",
+                             memory.pool_segments(), " segments",
+                             memory.pool_at_budget() ? ", at budget" : "")});
+  table.AddRow({"pool blocks", Fill(memory.pool_live_blocks(),
+                                    memory.pool_capacity_blocks())});
+  table.AddRow({"fixed maps", Bytes(memory.fixed_bytes())});
+  table.AddRow({"locks", absl::StrCat(memory.locks())});
   return table.Render();
 }
 
 std::string RenderHealth(const v1::HealthResponse& health) {
   Table table({"HEALTH", ""});
   table.AddRow({"serving", health.serving() ? "yes" : "no"});
-  table.AddRow({"fast path", health.datapath_attached()
-                                 ? absl::StrCat("on (", health.interface(), ")")
-                                 : "off"});
+  table.AddRow({"fast path",
+                health.datapath_attached()
+                    ? absl::StrCat("on (", health.interface(), ", XDP ",
+                                   health.xdp_mode(), ")")
+                    : "off"});
   table.AddRow({"udp port", absl::StrCat(health.udp_port())});
   table.AddRow({"uptime", Millis(health.uptime_ms())});
   table.AddRow(

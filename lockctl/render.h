@@ -29,18 +29,18 @@ absl::StatusOr<LockArgument> ParseLockArgument(absl::string_view text);
 // "0x000000000000002a": fixed width, so ids line up and grep well.
 std::string FormatLockId(uint64_t lock_id);
 
-// One row per lock: id, mode, holders, waiters, fence and whether the kernel
-// or the daemon serves it.
+// One row per lock: id, mode, holders, waiters, fence.
 std::string RenderLocksTable(const v1::ListLocksResponse& locks);
 
 // The lock's state, then its holders and its queue (head first) as tables.
 // `name` is shown when the operator named the lock; may be empty.
 std::string RenderLock(const v1::GetLockResponse& lock, absl::string_view name);
 
-// Every counter by name, then the pool as RenderPool shows it.
+// Every counter by name, then memory as RenderMemory shows it.
 std::string RenderStats(const v1::GetStatsResponse& stats);
 
-std::string RenderPool(const v1::PoolUsage& pool);
+// The datapath's maps against the memory budget.
+std::string RenderMemory(const v1::MemoryUsage& memory);
 
 std::string RenderHealth(const v1::HealthResponse& health);
 

@@ -168,12 +168,32 @@ absl::StatusOr<LockView> KernelTable::Read(uint64_t lock_id) const {
       absl::StrCat("lock ", lock_id, " kept changing while being read"));
 }
 
+namespace {
+
+LockSummary Summarize(const lockd_bucket& b, int slot) {
+  const lockd_lock& lk = b.slots[slot];
+  LockSummary s;
+  s.lock_id = b.ids[slot];
+  s.mode = lk.mode;
+  s.holders = lk.holders;
+  s.queue_len = lk.queue_len;
+  s.fence = lk.fence;
+  if (lk.holder.state == LOCKD_MEMBER_HELD)
+    s.holder_expires_ns = lk.holder.expires_ns;
+  s.extra_holders = lk.chain != 0;
+  return s;
+}
+
+}  // namespace
+
 template <typename Visit>
-absl::Status KernelTable::ForEachBucket(Visit visit) const {
+absl::Status KernelTable::ForEachBucket(uint32_t first_segment,
+                                        uint32_t end_segment,
+                                        Visit visit) const {
   const MapFds& maps = datapath_->maps();
   std::vector<lockd_bucket> buckets(LOCKD_TABLE_SEG_BUCKETS);
   std::vector<uint32_t> keys(LOCKD_TABLE_SEG_BUCKETS);
-  for (uint32_t seg = 0; seg < LOCKD_TABLE_MAX_SEGMENTS; ++seg) {
+  for (uint32_t seg = first_segment; seg < end_segment; ++seg) {
     InnerMap map(maps.table_segments, seg);
     if (map.fd() < 0) continue;
     uint32_t count = LOCKD_TABLE_SEG_BUCKETS, out_batch = 0;
@@ -188,17 +208,36 @@ absl::Status KernelTable::ForEachBucket(Visit visit) const {
   return absl::OkStatus();
 }
 
+uint32_t KernelTable::SegmentCount() const {
+  const uint32_t levels =
+      __atomic_load_n(&datapath_->config()->table_levels, __ATOMIC_ACQUIRE);
+  return levels <= LOCKD_TABLE_SEG_SHIFT
+             ? 1
+             : std::min<uint32_t>(1u << (levels - LOCKD_TABLE_SEG_SHIFT),
+                                  LOCKD_TABLE_MAX_SEGMENTS);
+}
+
+absl::StatusOr<std::vector<LockSummary>> KernelTable::ScanSegment(
+    uint32_t segment) const {
+  std::vector<LockSummary> out;
+  absl::Status walked =
+      ForEachBucket(segment, segment + 1, [&](const lockd_bucket& b) {
+        for (int i = 0; i < LOCKD_BUCKET_SLOTS; ++i)
+          if (b.used & (1u << i)) out.push_back(Summarize(b, i));
+      });
+  if (!walked.ok()) return walked;
+  return out;
+}
+
 absl::StatusOr<std::vector<LockSummary>> KernelTable::List(
     bool first, uint64_t after, size_t limit) const {
   std::vector<LockSummary> all;
-  absl::Status walked = ForEachBucket([&](const lockd_bucket& b) {
-    for (int i = 0; i < LOCKD_BUCKET_SLOTS; ++i) {
-      if (!(b.used & (1u << i)) || (!first && b.ids[i] <= after)) continue;
-      const lockd_lock& lk = b.slots[i];
-      all.push_back(LockSummary{b.ids[i], lk.mode, lk.holders, lk.queue_len,
-                                lk.fence});
-    }
-  });
+  absl::Status walked =
+      ForEachBucket(0, SegmentCount(), [&](const lockd_bucket& b) {
+        for (int i = 0; i < LOCKD_BUCKET_SLOTS; ++i)
+          if ((b.used & (1u << i)) && (first || b.ids[i] > after))
+            all.push_back(Summarize(b, i));
+      });
   if (!walked.ok()) return walked;
   std::sort(all.begin(), all.end(),
             [](const LockSummary& a, const LockSummary& b) {
@@ -210,8 +249,10 @@ absl::StatusOr<std::vector<LockSummary>> KernelTable::List(
 
 absl::StatusOr<uint64_t> KernelTable::CountLocks() const {
   uint64_t locks = 0;
-  absl::Status walked = ForEachBucket(
-      [&](const lockd_bucket& b) { locks += __builtin_popcount(b.used); });
+  absl::Status walked =
+      ForEachBucket(0, SegmentCount(), [&](const lockd_bucket& b) {
+        locks += __builtin_popcount(b.used);
+      });
   if (!walked.ok()) return walked;
   return locks;
 }

@@ -1,9 +1,10 @@
-// lockd: the lock server daemon. Attaches the fast path to one interface,
-// serves the slow path and leases, and runs the gRPC control plane until
-// SIGTERM or SIGINT (a clean stop: programs detached, pins and saved state
-// removed). Killed any other way, it leaves pins and state behind, and the
-// next start on the same --instance continues with every hold and waiter.
-// Flags can also come from a file: --flagfile=/etc/lockd/lockd.flags.
+// lockd: the lock server daemon. Loads the datapath (or continues the
+// pinned table of an earlier run of the same --instance), attaches the fast
+// path to one interface, and serves the control plane until SIGTERM or
+// SIGINT. On a stop it leaves the pinned table to its successor (an upgrade
+// or restart continues every hold, waiter and fence) unless
+// --keep_state=false. Flags can also come from a file:
+// --flagfile=/etc/lockd/lockd.conf.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -16,9 +17,45 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "lockd/grpc_conventions.h"
-#include "lockd/grpc_service.h"
+#include "lockd/grpc_server.h"
 #include "lockd/server.h"
+#include "lockd/version.h"
+
+// A size in bytes, with an optional K, M or G suffix (powers of 1024).
+struct ByteSize {
+  uint64_t bytes = 0;
+};
+
+bool AbslParseFlag(absl::string_view text, ByteSize* size, std::string* error) {
+  uint64_t scale = 1;
+  std::string digits = absl::AsciiStrToUpper(text);
+  if (!digits.empty() && (digits.back() == 'B')) digits.pop_back();
+  if (absl::EndsWith(digits, "I")) digits.pop_back();
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'K': scale = uint64_t{1} << 10; break;
+      case 'M': scale = uint64_t{1} << 20; break;
+      case 'G': scale = uint64_t{1} << 30; break;
+      default: scale = 0; break;
+    }
+    if (scale != 0) digits.pop_back(); else scale = 1;
+  }
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(digits, &value) || value == 0) {
+    *error = "expected a positive size such as 256M, 1G or 65536";
+    return false;
+  }
+  size->bytes = value * scale;
+  return true;
+}
+
+std::string AbslUnparseFlag(ByteSize size) { return absl::StrCat(size.bytes); }
 
 ABSL_FLAG(
     std::string, netns, "",
@@ -26,25 +63,34 @@ ABSL_FLAG(
     "it itself, keeping the host's mount namespace, so its pins stay on "
     "the host's bpffs (`ip netns exec` would hide /sys/fs/bpf).");
 ABSL_FLAG(std::string, interface, "",
-          "Interface to attach the XDP/TC fast path to; empty: no fast path "
-          "(every lock is served in user space).");
+          "Interface to attach the XDP/TC fast path to; empty: none (the "
+          "daemon's socket serves every request, on the same table).");
 ABSL_FLAG(uint32_t, port, LOCKD_DEFAULT_PORT, "UDP port of the lock protocol.");
 ABSL_FLAG(std::string, instance, "default",
-          "Instance name: pins go to <pin_root>/<instance>, state to "
-          "<state_root>/<instance>. Two instances on one host need two names.");
+          "Instance name: pins go to <pin_root>/<instance>. Two instances on "
+          "one host need two names.");
 ABSL_FLAG(std::string, pin_root, "/sys/fs/bpf/lockd", "bpffs directory.");
-ABSL_FLAG(std::string, state_root, "/run/lockd",
-          "Where the slow path's state is kept across restarts.");
-ABSL_FLAG(uint32_t, lock_capacity, 65536, "Lock table entries (kernel).");
-ABSL_FLAG(uint32_t, owner_capacity, 65536,
-          "Holder and waiter records (kernel).");
-ABSL_FLAG(uint32_t, pool_capacity, 65536,
-          "Wait-queue blocks (kernel); more waiters spill to user space.");
-ABSL_FLAG(uint32_t, released_capacity, 65536,
-          "Recently released owners remembered for retransmissions.");
-ABSL_FLAG(uint32_t, default_lease_ms, 10000,
+ABSL_FLAG(ByteSize, memory_budget, ByteSize{uint64_t{256} << 20},
+          "Kernel memory the lock table and the wait-queue pool may grow to "
+          "in all (K, M, G suffixes). Memory follows the live locks and "
+          "waiters within it; at the budget, requests that need more are "
+          "refused with NO_CAPACITY.");
+ABSL_FLAG(uint32_t, pool_min_blocks, 1024,
+          "Smallest wait-queue pool segment, blocks (96 bytes each); the "
+          "pool grows from it by doubling and shrinks back to it.");
+ABSL_FLAG(uint32_t, shrink_after_ms, 5000,
+          "How long a table level or an oversized pool segment stays idle "
+          "before its memory is given back.");
+ABSL_FLAG(uint32_t, default_lease_ms, LOCKD_DEFAULT_LEASE_MS,
           "Lease of a request that asks for none.");
-ABSL_FLAG(uint32_t, max_lease_ms, 300000, "Longest lease granted.");
+ABSL_FLAG(uint32_t, max_lease_ms, LOCKD_MAX_LEASE_MS, "Longest lease granted.");
+ABSL_FLAG(uint32_t, memo_ttl_s, 60,
+          "How long a hold or wait that the server ended (lease, wait "
+          "deadline, force-release) is remembered, so that its owner's late "
+          "RELEASE or RENEW learns why.");
+ABSL_FLAG(bool, keep_state, true,
+          "On SIGTERM/SIGINT, leave the pinned lock table for the next start "
+          "of this instance; false: remove it.");
 ABSL_FLAG(std::string, grpc_listen, lockd::DefaultGrpcAddress(),
           "gRPC control plane address.");
 ABSL_FLAG(std::string, admin_token, "",
@@ -52,8 +98,6 @@ ABSL_FLAG(std::string, admin_token, "",
 ABSL_FLAG(std::string, log_level, "info", "info, or quiet.");
 
 namespace {
-
-bool Fits16(uint32_t value) { return value <= 0xffff; }
 
 // Moves the process (still single-threaded) into a named network namespace.
 bool JoinNetns(const std::string& name) {
@@ -71,14 +115,19 @@ bool JoinNetns(const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "lockd --interface=IF [--instance=NAME] [--grpc_listen=ADDR] ...");
+      "lockd --interface=IF [--instance=NAME] [--memory_budget=SIZE] "
+      "[--grpc_listen=ADDR] ...");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] {
+    return absl::StrCat("lockd ", lockd::kVersion, "\n");
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   const bool verbose = absl::GetFlag(FLAGS_log_level) != "quiet";
-  if (!Fits16(absl::GetFlag(FLAGS_port))) {
+  if (absl::GetFlag(FLAGS_port) > 0xffff) {
     fprintf(stderr, "lockd: --port must be below 65536\n");
     return 2;
   }
-
   if (!absl::GetFlag(FLAGS_netns).empty() &&
       !JoinNetns(absl::GetFlag(FLAGS_netns)))
     return 1;
@@ -95,15 +144,14 @@ int main(int argc, char** argv) {
   options.interface = absl::GetFlag(FLAGS_interface);
   options.instance = absl::GetFlag(FLAGS_instance);
   options.pin_root = absl::GetFlag(FLAGS_pin_root);
-  options.state_root = absl::GetFlag(FLAGS_state_root);
-  options.admin_token = absl::GetFlag(FLAGS_admin_token);
   options.datapath.port = static_cast<uint16_t>(absl::GetFlag(FLAGS_port));
-  options.datapath.lock_capacity = absl::GetFlag(FLAGS_lock_capacity);
-  options.datapath.owner_capacity = absl::GetFlag(FLAGS_owner_capacity);
-  options.datapath.pool_capacity = absl::GetFlag(FLAGS_pool_capacity);
-  options.datapath.released_capacity = absl::GetFlag(FLAGS_released_capacity);
   options.datapath.default_lease_ms = absl::GetFlag(FLAGS_default_lease_ms);
   options.datapath.max_lease_ms = absl::GetFlag(FLAGS_max_lease_ms);
+  options.segments.budget_bytes = absl::GetFlag(FLAGS_memory_budget).bytes;
+  options.segments.pool_min_blocks = absl::GetFlag(FLAGS_pool_min_blocks);
+  options.segments.idle_grace =
+      absl::Milliseconds(absl::GetFlag(FLAGS_shrink_after_ms));
+  options.expiry.memo_ttl = absl::Seconds(absl::GetFlag(FLAGS_memo_ttl_s));
 
   absl::StatusOr<std::unique_ptr<lockd::Server>> server =
       lockd::Server::Start(options);
@@ -112,31 +160,32 @@ int main(int argc, char** argv) {
             std::string(server.status().message()).c_str());
     return 1;
   }
-  int grpc_port = 0;
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc = lockd::StartGrpcServer(
-      server->get(), absl::GetFlag(FLAGS_grpc_listen), &grpc_port);
+  absl::StatusOr<std::unique_ptr<lockd::GrpcServer>> grpc =
+      lockd::GrpcServer::Start(server->get(), absl::GetFlag(FLAGS_grpc_listen),
+                               absl::GetFlag(FLAGS_admin_token));
   if (!grpc.ok()) {
-    fprintf(stderr, "lockd: cannot serve gRPC on %s: %s\n",
-            absl::GetFlag(FLAGS_grpc_listen).c_str(),
-            std::string(grpc.status().message()).c_str());
+    fprintf(stderr, "lockd: %s\n", std::string(grpc.status().message()).c_str());
     return 1;
   }
   if (verbose) {
+    const lockd::ServerInfo& info = (*server)->admin().info();
     printf("lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s\n",
-           options.instance.c_str(), options.datapath.port,
-           options.interface.empty()
+           options.instance.c_str(), info.udp_port,
+           info.interface.empty()
                ? "fast path off"
-               : ("fast path on " + options.interface).c_str(),
-           grpc_port,
-           (*server)->restored() ? ", continuing the previous run" : "");
+               : absl::StrCat("fast path on ", info.interface, " (",
+                              info.xdp_mode, ")")
+                     .c_str(),
+           (*grpc)->port(),
+           info.restored ? ", continuing the previous run" : "");
     fflush(stdout);
   }
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   if (verbose) printf("lockd: signal %d, stopping\n", signal_number);
-  (*grpc)->Shutdown();
   grpc->reset();
+  if (!absl::GetFlag(FLAGS_keep_state)) (*server)->Unpin();
   server->reset();
   if (verbose) printf("lockd: stopped\n");
   return 0;

@@ -22,7 +22,7 @@ void AppendMetric(absl::string_view name, absl::string_view type,
 
 std::string RenderPrometheus(
     const google::protobuf::Map<std::string, uint64_t>& counters,
-    const v1::PoolUsage& pool) {
+    const v1::MemoryUsage& memory) {
   // A protobuf map has no order; scrapes are easier to diff with one.
   std::vector<std::pair<std::string, uint64_t>> sorted(counters.begin(),
                                                        counters.end());
@@ -37,40 +37,36 @@ std::string RenderPrometheus(
   }
   const struct {
     absl::string_view name;
-    absl::string_view type;
     absl::string_view help;
     uint64_t value;
-  } pool_metrics[] = {
-      {"lockd_pool_blocks_in_use", "gauge",
-       "Wait-queue blocks in use in the datapath's pool.",
-       pool.blocks_in_use()},
-      {"lockd_pool_block_capacity", "gauge",
-       "Wait-queue blocks the pool can hold.", pool.block_capacity()},
-      {"lockd_pool_bytes_per_block", "gauge", "Size of one pool block.",
-       pool.bytes_per_block()},
-      {"lockd_pool_blocks_allocated_total", "counter",
-       "Pool blocks allocated since the maps were created.",
-       pool.allocated_total()},
-      {"lockd_pool_blocks_freed_total", "counter",
-       "Pool blocks freed since the maps were created.", pool.freed_total()},
-      {"lockd_pool_table_entries", "gauge",
-       "Entries in the datapath's lock table.", pool.table_entries()},
-      {"lockd_pool_table_capacity", "gauge",
-       "Entries the datapath's lock table can hold.", pool.table_capacity()},
-      {"lockd_pool_owners_entries", "gauge",
-       "Owner records (holders and waiters) in the datapath.",
-       pool.owners_entries()},
-      {"lockd_pool_owners_capacity", "gauge",
-       "Owner records the datapath can hold.", pool.owners_capacity()},
-      {"lockd_pool_user_owned_locks", "gauge",
-       "Locks the daemon serves itself instead of the datapath.",
-       pool.user_owned_locks()},
-      {"lockd_pool_user_waiters", "gauge",
-       "Waiters queued in the daemon's lock engine.", pool.user_waiters()},
+  } gauges[] = {
+      {"lockd_memory_budget_bytes",
+       "Kernel memory the table and the pool may grow to.",
+       memory.budget_bytes()},
+      {"lockd_memory_bytes", "Kernel memory of the datapath's maps now.",
+       memory.total_bytes()},
+      {"lockd_memory_table_bytes", "Memory of the lock table's segments.",
+       memory.table_bytes()},
+      {"lockd_memory_pool_bytes", "Memory of the Kerby pool's segments.",
+       memory.pool_bytes()},
+      {"lockd_table_segments", "Lock table segments (256 buckets each).",
+       memory.table_segments()},
+      {"lockd_pool_segments", "Kerby pool segments.", memory.pool_segments()},
+      {"lockd_pool_capacity_blocks", "Blocks the pool's segments hold.",
+       memory.pool_capacity_blocks()},
+      {"lockd_pool_live_blocks",
+       "Pool blocks in use: waiters and holders beyond a lock's first.",
+       memory.pool_live_blocks()},
+      {"lockd_locks", "Locks with holders or waiters.", memory.locks()},
+      {"lockd_table_at_budget",
+       "1 when the budget has no room for the next table level.",
+       memory.table_at_budget() ? 1u : 0u},
+      {"lockd_pool_at_budget",
+       "1 when the budget has no room for the next pool segment.",
+       memory.pool_at_budget() ? 1u : 0u},
   };
-  for (const auto& metric : pool_metrics) {
-    AppendMetric(metric.name, metric.type, metric.help, metric.value, out);
-  }
+  for (const auto& gauge : gauges)
+    AppendMetric(gauge.name, "gauge", gauge.help, gauge.value, out);
   return out;
 }
 

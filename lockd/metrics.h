@@ -1,4 +1,4 @@
-// lockd's counters and pool usage in the Prometheus text exposition format
+// lockd's counters and memory use in the Prometheus text exposition format
 // (version 0.0.4), for scrapers and `lockctl metrics`. It works on the
 // GetStats messages, so any client of the AdminService can render them.
 #ifndef LOCKD_LOCKD_METRICS_H_
@@ -13,11 +13,11 @@
 namespace lockd {
 
 // Every counter as "lockd_<name>_total" (a Prometheus counter), sorted by
-// name, then the pool as "lockd_pool_*" gauges, and its allocation and free
-// totals as counters. Each metric has its # HELP and # TYPE lines.
+// name, then memory use as gauges. Each metric has its # HELP and # TYPE
+// lines.
 std::string RenderPrometheus(
     const google::protobuf::Map<std::string, uint64_t>& counters,
-    const v1::PoolUsage& pool);
+    const v1::MemoryUsage& memory);
 
 }  // namespace lockd
 

@@ -79,6 +79,13 @@ Segments::~Segments() {
 }
 
 absl::Status Segments::Start() {
+  const MapFds& maps = datapath_->maps();
+  uint64_t fixed = 0;
+  for (int fd : {maps.config, maps.table_segments, maps.table_seg_live,
+                 maps.pool_segments, maps.pool_info, maps.ended, maps.events,
+                 maps.stats})
+    fixed += MapMemlock(fd);
+  fixed_bytes_.store(fixed);
   absl::Status started = datapath_->reused_pins() ? Adopt() : Initialize();
   if (!started.ok()) return started;
   // A growth asked of a predecessor that died before finishing it.
@@ -123,6 +130,7 @@ absl::Status Segments::Initialize() {
     return ErrnoStatus(errno, "inserting the first table segment");
   table_fds_[0] = *first;
   table_segment_bytes_ = MapMemlock(*first);
+  table_segments_.store(1);
   Store(&datapath_->table_seg_live()[0], int64_t{LOCKD_TABLE_SEG_BUCKETS});
   if (absl::Status s = InstallPoolSegment(options_.pool_min_blocks); !s.ok())
     return s;
@@ -136,11 +144,15 @@ absl::Status Segments::Adopt() {
   const MapFds& maps = datapath_->maps();
   for (uint32_t s = 0; s < LOCKD_TABLE_MAX_SEGMENTS; ++s) {
     table_fds_[s] = InnerFd(maps.table_segments, s);
-    if (table_fds_[s] >= 0 && table_segment_bytes_ == 0)
+    if (table_fds_[s] < 0) continue;
+    table_segments_.fetch_add(1);
+    if (table_segment_bytes_ == 0)
       table_segment_bytes_ = MapMemlock(table_fds_[s]);
   }
-  for (uint32_t slot = 0; slot < LOCKD_POOL_SLOTS; ++slot)
+  for (uint32_t slot = 0; slot < LOCKD_POOL_SLOTS; ++slot) {
     pool_fds_[slot] = InnerFd(maps.pool_segments, slot);
+    if (pool_fds_[slot] >= 0) pool_bytes_[slot].store(MapMemlock(pool_fds_[slot]));
+  }
   if (table_fds_[0] < 0)
     return absl::DataLossError(
         "pinned lock table without its first segment: remove the pins");
@@ -212,6 +224,7 @@ absl::Status Segments::GrowTable(uint32_t level) {
         return ErrnoStatus(errno, absl::StrCat("inserting table segment ", s));
       }
       table_fds_[s] = *fd;
+      table_segments_.fetch_add(1);
     }
     Store(&cfg->table_levels, next); /* splits may use the level from now */
   }
@@ -233,7 +246,8 @@ absl::Status Segments::InstallPoolSegment(uint32_t capacity) {
   } while (pool_fds_[id % LOCKD_POOL_SLOTS] >= 0);
   absl::StatusOr<int> fd = CreatePoolSegment(capacity);
   if (!fd.ok()) return fd.status();
-  if (!Fits(MapMemlock(*fd))) {
+  const uint64_t bytes = MapMemlock(*fd);
+  if (!Fits(bytes)) {
     close(*fd);
     SetAtBudget(LOCKD_BUDGET_POOL, true);
     return absl::ResourceExhaustedError(
@@ -258,6 +272,7 @@ absl::Status Segments::InstallPoolSegment(uint32_t capacity) {
     return ErrnoStatus(errno, "inserting a pool segment");
   }
   pool_fds_[slot] = *fd;
+  pool_bytes_[slot].store(bytes);
   Store(&cfg->pool_current, id);
   SetAtBudget(LOCKD_BUDGET_POOL, false);
   return Quiesce();
@@ -339,6 +354,7 @@ absl::Status Segments::DropDrainedPool() {
       return ErrnoStatus(errno, "removing a drained pool segment");
     close(pool_fds_[slot]);
     pool_fds_[slot] = -1;
+    pool_bytes_[slot].store(0);
     Store(&info[slot].id, 0u);
   }
   return absl::OkStatus();
@@ -386,6 +402,7 @@ absl::Status Segments::DropTableLevel(absl::Time now) {
       return ErrnoStatus(errno, absl::StrCat("removing table segment ", s));
     close(table_fds_[s]);
     table_fds_[s] = -1;
+    table_segments_.fetch_sub(1);
   }
   top_level_idle_since_ = absl::InfiniteFuture();
   return absl::OkStatus();
@@ -394,20 +411,14 @@ absl::Status Segments::DropTableLevel(absl::Time now) {
 MemoryUse Segments::Use() const {
   MemoryUse use;
   use.budget_bytes = options_.budget_bytes;
-  const MapFds& maps = datapath_->maps();
-  for (int fd : {maps.config, maps.table_segments, maps.table_seg_live,
-                 maps.pool_segments, maps.pool_info, maps.ended, maps.events,
-                 maps.stats})
-    use.fixed_bytes += MapMemlock(fd);
-  for (int fd : table_fds_) {
-    if (fd < 0) continue;
-    use.table_bytes += table_segment_bytes_;
-    ++use.table_segments;
-  }
+  use.fixed_bytes = fixed_bytes_.load();
+  use.table_segments = table_segments_.load();
+  use.table_bytes = use.table_segments * table_segment_bytes_;
   const lockd_pool_seg* info = datapath_->pool_info();
   for (uint32_t slot = 0; slot < LOCKD_POOL_SLOTS; ++slot) {
-    if (pool_fds_[slot] < 0) continue;
-    use.pool_bytes += MapMemlock(pool_fds_[slot]);
+    const uint64_t bytes = pool_bytes_[slot].load();
+    if (bytes == 0) continue;
+    use.pool_bytes += bytes;
     ++use.pool_segments;
     use.pool_capacity += Load(&info[slot].capacity);
     const int64_t live = Load(&info[slot].live);

@@ -17,6 +17,7 @@
 #define LOCKD_LOCKD_SEGMENTS_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -56,8 +57,8 @@ struct MemoryUse {
 
 class Segments {
  public:
-  // `datapath` must outlive this object. Not thread-safe: the daemon calls
-  // it from one thread.
+  // `datapath` must outlive this object. One thread grows and tidies (the
+  // daemon's control loop); Use() may be called from any thread.
   Segments(Datapath* datapath, SegmentOptions options);
   ~Segments();
   Segments(const Segments&) = delete;
@@ -96,6 +97,11 @@ class Segments {
   std::vector<int> table_fds_;                  // by segment, -1 = none
   std::array<int, LOCKD_POOL_SLOTS> pool_fds_;  // by slot, -1 = none
   uint64_t table_segment_bytes_ = 0;            // memlock of one
+  // What Use() reports, kept up to date by the thread that changes the maps
+  // so that readers on other threads need neither the fds nor a lock.
+  std::atomic<uint64_t> fixed_bytes_{0};
+  std::atomic<uint32_t> table_segments_{0};
+  std::array<std::atomic<uint64_t>, LOCKD_POOL_SLOTS> pool_bytes_{};
   absl::Time top_level_idle_since_ = absl::InfiniteFuture();
   absl::Time pool_oversized_since_ = absl::InfiniteFuture();
 };

@@ -2,8 +2,7 @@
 // rather than speed. The BPF datapath is checked against it: the scenario
 // corpus (tests/scenarios) runs on both, and the randomized differential
 // test sends one request stream to both and compares every reply, grant,
-// counter and lock. ModelTable (model_table.h) serves it behind the daemon's
-// LockTable interface for tests without root.
+// counter and lock.
 //
 // It speaks the datapath's vocabulary (struct lockd_request, lockd_reply,
 // lockd_notice, lockd_ctl from abi/lockd_abi.h). Where it is unbounded, the

@@ -88,15 +88,13 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(OpcodeName(info.param));
     });
 
-TEST(CodecTest, RoundTripsHandedOffRequestWithEveryReason) {
-  for (int reason = 0; reason < LOCKD_HANDOFF_COUNT; ++reason) {
-    Message message = SampleAcquire();
-    message.flags = LOCKD_FLAG_HANDOFF;
-    message.status = static_cast<uint8_t>(reason);
-    const absl::StatusOr<Message> decoded = DecodeMessage(Encode(message));
-    ASSERT_TRUE(decoded.ok()) << decoded.status() << " for " << message;
-    EXPECT_EQ(*decoded, message);
-  }
+TEST(CodecTest, RoundTripsRetransmissionWithTicket) {
+  Message message = SampleAcquire();
+  message.flags = LOCKD_FLAG_RETRANSMIT;
+  message.ticket = (uint64_t{3} << LOCKD_POOL_SEG_SHIFT) | 17;
+  const absl::StatusOr<Message> decoded = DecodeMessage(Encode(message));
+  ASSERT_TRUE(decoded.ok()) << decoded.status() << " for " << message;
+  EXPECT_EQ(*decoded, message);
 }
 
 TEST(CodecTest, EncodesRequestInNetworkOrderAtAbiOffsets) {
@@ -111,10 +109,11 @@ TEST(CodecTest, EncodesRequestInNetworkOrderAtAbiOffsets) {
   message.lock_id = 0x1112131415161718ULL;
   message.txn_id = 0x2122232425262728ULL;
   message.fence = 0x3132333435363738ULL;
+  message.ticket = 0x4142434445464748ULL;
 
   const std::vector<uint8_t> expected = {
       0x4c, 0x4b,                                      // magic "LK"
-      0x01,                                            // version
+      0x02,                                            // version
       0x01,                                            // opcode ACQUIRE
       0x01,                                            // mode SHARED
       0x02,                                            // policy WAIT_DIE
@@ -127,11 +126,12 @@ TEST(CodecTest, EncodesRequestInNetworkOrderAtAbiOffsets) {
       0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,  // lock_id
       0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,  // txn_id
       0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,  // fence
+      0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,  // ticket
   };
   EXPECT_EQ(EncodedBytes(message), expected);
 }
 
-TEST(CodecTest, EncodesReplyStatusAndHandoffFlagBytes) {
+TEST(CodecTest, EncodesReplyStatusAndRetransmitFlagBytes) {
   Message rejected;
   rejected.opcode = LOCKD_OP_REJECTED;
   rejected.status = LOCKD_STATUS_DIE;
@@ -140,29 +140,28 @@ TEST(CodecTest, EncodesReplyStatusAndHandoffFlagBytes) {
   EXPECT_EQ(rejected_bytes[6], 0x02);
   EXPECT_EQ(rejected_bytes[7], 0x00);
 
-  Message handed_off = SampleAcquire();
-  handed_off.flags = LOCKD_FLAG_HANDOFF;
-  handed_off.status = LOCKD_HANDOFF_OWNERS_FULL;
-  const std::vector<uint8_t> handed_off_bytes = EncodedBytes(handed_off);
-  EXPECT_EQ(handed_off_bytes[6], 0x03);
-  EXPECT_EQ(handed_off_bytes[7], 0x01);
+  Message again = SampleAcquire();
+  again.flags = LOCKD_FLAG_RETRANSMIT;
+  const std::vector<uint8_t> again_bytes = EncodedBytes(again);
+  EXPECT_EQ(again_bytes[6], 0x00);
+  EXPECT_EQ(again_bytes[7], 0x01);
 }
 
 TEST(CodecTest, RejectsTruncatedInput) {
-  for (const size_t length : {0, 1, 47}) {
+  for (const size_t length : {0, 1, 55}) {
     std::vector<uint8_t> bytes = EncodedBytes(SampleAcquire());
     bytes.resize(length);
     EXPECT_EQ(DecodeError(bytes),
-              "truncated: " + std::to_string(length) + " bytes, need 48");
+              "truncated: " + std::to_string(length) + " bytes, need 56");
   }
 }
 
 TEST(CodecTest, RejectsOversizedInputEvenWithValidPrefix) {
-  for (const size_t length : {49, 1500}) {
+  for (const size_t length : {57, 1500}) {
     std::vector<uint8_t> bytes = EncodedBytes(SampleAcquire());
     bytes.resize(length, 0);
     EXPECT_EQ(DecodeError(bytes),
-              "oversized: " + std::to_string(length) + " bytes, need 48");
+              "oversized: " + std::to_string(length) + " bytes, need 56");
   }
 }
 
@@ -179,9 +178,9 @@ TEST(CodecTest, RejectsWrongMagic) {
 
 TEST(CodecTest, RejectsWrongVersion) {
   EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, version), 0)),
-            "bad version: 0, need 1");
-  EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, version), 2)),
-            "bad version: 2, need 1");
+            "bad version: 0, need 2");
+  EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, version), 1)),
+            "bad version: 1, need 2");
 }
 
 TEST(CodecTest, RejectsUnknownOpcodes) {
@@ -217,20 +216,12 @@ TEST(CodecTest, RejectsStatusOnPlainRequest) {
             "nonzero status on request ACQUIRE: 1 (must be 0)");
 }
 
-TEST(CodecTest, RejectsUnknownHandoffReason) {
-  Message message = SampleAcquire();
-  message.flags = LOCKD_FLAG_HANDOFF;
-  message.status = LOCKD_HANDOFF_COUNT;
-  EXPECT_EQ(DecodeError(EncodedBytes(message)),
-            "unknown handoff reason on request ACQUIRE: 6");
-}
-
-TEST(CodecTest, RejectsHandoffFlagOnReply) {
+TEST(CodecTest, RejectsRetransmitFlagOnReply) {
   Message message;
   message.opcode = LOCKD_OP_GRANTED;
-  message.flags = LOCKD_FLAG_HANDOFF;
+  message.flags = LOCKD_FLAG_RETRANSMIT;
   EXPECT_EQ(DecodeError(EncodedBytes(message)),
-            "handoff flag on reply GRANTED");
+            "flags on reply GRANTED: 0x01 (must be 0)");
 }
 
 TEST(CodecTest, RejectsUnknownReplyStatus) {
@@ -339,15 +330,6 @@ TEST(CodecTest, NamesEveryEnumValue) {
   EXPECT_EQ(status_names.count("UNKNOWN"), 0);
   EXPECT_EQ(StatusName(LOCKD_STATUS_LEASE_EXPIRED), "LEASE_EXPIRED");
   EXPECT_EQ(StatusName(LOCKD_STATUS_COUNT), "UNKNOWN");
-
-  std::set<absl::string_view> handoff_names;
-  for (int handoff = 0; handoff < LOCKD_HANDOFF_COUNT; ++handoff) {
-    handoff_names.insert(HandoffName(static_cast<lockd_handoff>(handoff)));
-  }
-  EXPECT_EQ(handoff_names.size(), LOCKD_HANDOFF_COUNT);
-  EXPECT_EQ(handoff_names.count("UNKNOWN"), 0);
-  EXPECT_EQ(HandoffName(LOCKD_HANDOFF_TABLE_FULL), "TABLE_FULL");
-  EXPECT_EQ(HandoffName(LOCKD_HANDOFF_COUNT), "UNKNOWN");
 }
 
 TEST(CodecTest, StatNamesFollowTheAbiList) {
@@ -370,12 +352,7 @@ TEST(CodecTest, ToStringNamesEveryField) {
   EXPECT_EQ(text,
             "ACQUIRE{seq=7 lock_id=0x0123456789abcdef txn_id=42 "
             "mode=EXCLUSIVE policy=WAIT_DIE status=OK flags=0x00 "
-            "lease_ms=5000 wait_ms=250 queue_pos=0 fence=0}");
-
-  Message handed_off = SampleAcquire();
-  handed_off.flags = LOCKD_FLAG_HANDOFF;
-  handed_off.status = LOCKD_HANDOFF_POOL_FULL;
-  EXPECT_THAT(handed_off.ToString(), HasSubstr("handoff=POOL_FULL"));
+            "lease_ms=5000 wait_ms=250 queue_pos=0 fence=0 ticket=0x0}");
 
   Message unknown;
   unknown.status = 200;

@@ -13,13 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/scoped_lock.h"
-#include "tests/datapath/bpf_allowed.h"
 
 namespace lockd::client::testing {
 
 using lockd::testing::NetnsProcess;
-
-void ClientTest::SetUp() { SKIP_UNLESS_BPF_ALLOWED(); }
 
 void ClientTest::TearDown() {
   client_.reset();
@@ -60,9 +57,6 @@ absl::Status ClientTest::StartServers(
 
   lockd::testing::RemoveStalePinRoots("lockd-clienttest-");
   pin_root_ = absl::StrCat("/sys/fs/bpf/lockd-clienttest-", getpid());
-  const char* tmpdir = getenv("TEST_TMPDIR");
-  const std::string state_root =
-      absl::StrCat(tmpdir == nullptr ? "/tmp" : tmpdir, "/state");
   for (int i = 0; i < count; ++i) {
     const netns::Interface& server = net_->links()[i].server;
     std::vector<std::string> argv = {
@@ -70,7 +64,6 @@ absl::Status ClientTest::StartServers(
         absl::StrCat("--interface=", server.name),
         absl::StrCat("--instance=clienttest-", getpid(), "-", i),
         absl::StrCat("--pin_root=", pin_root_),
-        absl::StrCat("--state_root=", state_root),
         // On the veth, not loopback: the client reaches it from its
         // namespace when UDP fails.
         absl::StrCat("--grpc_listen=", server.ipv4, ":", kGrpcPort),

@@ -37,7 +37,6 @@ inline constexpr absl::Duration kPatience = absl::Seconds(60);
 
 class ClientTest : public ::testing::Test {
  protected:
-  void SetUp() override;
   // The client goes, then the daemons stop (SIGTERM, reaped), then the pins
   // and the network go.
   void TearDown() override;

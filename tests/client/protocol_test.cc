@@ -83,6 +83,7 @@ class ScriptedUdpServer {
     reply.status = status;
     reply.lease_ms = lease_ms;
     reply.wait_ms = 0;
+    reply.flags = 0;  // replies carry none
     const EncodedMessage bytes = Encode(reply);
     EXPECT_EQ(
         sendto(fd_, bytes.data(), bytes.size(), 0,
@@ -228,8 +229,15 @@ TEST_F(ProtocolTest, RetransmissionsReuseTheSeqAndLaterRequestsTakeNewOnes) {
   absl::StatusOr<uint64_t> fence = locked.get();
   ASSERT_TRUE(fence.ok()) << fence.status();
   EXPECT_EQ(*fence, 5u);
+  // Copies after the first say they are retransmissions.
+  EXPECT_EQ(copies.front().flags, 0);
   for (const Message& copy : copies) {
-    EXPECT_EQ(copy, copies.front());
+    Message same = copy;
+    same.flags = copies.front().flags;
+    EXPECT_EQ(same, copies.front());
+    if (&copy != &copies.front()) {
+      EXPECT_EQ(copy.flags, LOCKD_FLAG_RETRANSMIT);
+    }
     EXPECT_EQ(copy.opcode, LOCKD_OP_ACQUIRE);
     EXPECT_EQ(copy.txn_id, txn.txn_id());
     EXPECT_EQ(copy.lock_id, LockIdForName("k"));
@@ -266,7 +274,10 @@ TEST_F(ProtocolTest, LostGrantedIsRecoveredByTheQueuedProbe) {
   // The grant happens now, and its packet is lost.
   absl::StatusOr<Message> probe = udp_.Receive();
   ASSERT_TRUE(probe.ok()) << probe.status();
-  EXPECT_EQ(*probe, *first);
+  EXPECT_EQ(probe->flags, LOCKD_FLAG_RETRANSMIT);
+  Message same = *probe;
+  same.flags = first->flags;
+  EXPECT_EQ(same, *first);
   udp_.Reply(*probe, LOCKD_OP_GRANTED, 8);
   absl::StatusOr<uint64_t> fence = locked.get();
   ASSERT_TRUE(fence.ok()) << fence.status();

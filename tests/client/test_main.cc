@@ -1,6 +1,6 @@
-// main() of the client end-to-end tests. Run normally, it probes whether the
-// kernel lets this process load BPF (ClientTest skips with the reason when
-// not) and runs the tests. Run as
+// main() of the client end-to-end tests. Run normally, it fails at once,
+// with the reason, when the kernel does not let this process load BPF, and
+// runs the tests. Run as
 //   <test binary> --counter_worker <udp address> <grpc address> <file>
 //                 <lock name> <threads> <increments per thread>
 // it is one of the worker processes of the mutual exclusion test: started
@@ -65,6 +65,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "--counter_worker") == 0)
     return lockd::client::testing::RunCounterWorker(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
-  lockd::testing::CheckBpfAllowed(/*private_netns=*/false);
+  lockd::testing::RequireBpf(/*private_netns=*/false);
   return RUN_ALL_TESTS();
 }

@@ -24,7 +24,6 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "lockd/grpc_conventions.h"
-#include "tests/datapath/bpf_allowed.h"
 
 namespace lockd::testing {
 namespace {
@@ -214,17 +213,13 @@ absl::StatusOr<int> NetnsProcess::Wait(absl::Duration timeout) {
 // Helpers
 
 absl::StatusOr<ShownLock> ParseShownLock(absl::string_view text) {
-  // "mode EXCLUSIVE, fence 3, served by the kernel"
-  constexpr absl::string_view kServedBy = "served by the ";
   enum class Section { kNone, kHolders, kQueue };
   ShownLock shown;
   Section section = Section::kNone;
   bool header = false;  // the next line is a table header
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, "mode ")) {
-      const size_t at = line.find(kServedBy);
-      if (at != absl::string_view::npos)
-        shown.served_by = std::string(line.substr(at + kServedBy.size()));
+    if (absl::StartsWith(line, "mode ")) {  // "mode EXCLUSIVE, fence 3"
+      shown.header = std::string(line);
       continue;
     }
     if (line == "holders:" || line == "queue (head first):") {
@@ -252,9 +247,9 @@ absl::StatusOr<ShownLock> ParseShownLock(absl::string_view text) {
     }
     (section == Section::kHolders ? shown.holders : shown.queue).push_back(txn);
   }
-  if (shown.served_by.empty()) {
+  if (shown.header.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("no \"", kServedBy, "\" in:\n", text));
+        absl::StrCat("no \"mode ...\" line in:\n", text));
   }
   return shown;
 }
@@ -325,14 +320,10 @@ absl::Status WaitUntil(const std::function<absl::StatusOr<bool>()>& condition,
 // DaemonTest
 
 void DaemonTest::SetUp() {
-  SKIP_UNLESS_BPF_ALLOWED();
   static std::atomic<int> tests{0};
   const int n = tests++;
   instance_ = absl::StrCat("t", getpid(), "-", n);
   pin_root_ = absl::StrCat(kBpffs, "/", kPinRootPrefix, getpid(), "-", n);
-  const char* tmpdir = getenv("TEST_TMPDIR");
-  state_root_ =
-      absl::StrCat(tmpdir == nullptr ? "/tmp" : tmpdir, "/lockd-state-", n);
   RemoveStalePinRoots(kPinRootPrefix);
   std::error_code error;
   std::filesystem::create_directories(pin_root_, error);
@@ -358,7 +349,6 @@ absl::StatusOr<std::unique_ptr<NetnsProcess>> DaemonTest::StartLockd(
       absl::StrCat("--interface=", net_->link().server.name),
       absl::StrCat("--instance=", instance_),
       absl::StrCat("--pin_root=", pin_root_),
-      absl::StrCat("--state_root=", state_root_),
       absl::StrCat("--grpc_listen=", DefaultGrpcAddress()),
   };
   argv.insert(argv.end(), flags.begin(), flags.end());
@@ -374,10 +364,6 @@ absl::StatusOr<std::unique_ptr<NetnsProcess>> DaemonTest::StartLockd(
 
 std::string DaemonTest::pin_dir() const {
   return absl::StrCat(pin_root_, "/", instance_);
-}
-
-std::string DaemonTest::state_dir() const {
-  return absl::StrCat(state_root_, "/", instance_);
 }
 
 absl::StatusOr<netns::CommandResult> DaemonTest::Lockctl(

@@ -7,7 +7,7 @@
 // Hygiene: every test gets its own lockd instance name, bpffs pin root
 // (/sys/fs/bpf/lockd-test-<pid>-<n>, removed in TearDown, also after a
 // SIGKILL left pins behind; roots of dead test processes are removed by the
-// next SetUp) and state root under $TEST_TMPDIR. Child processes die with
+// next SetUp). Child processes die with
 // the test process (PR_SET_PDEATHSIG) and are stopped and reaped by their
 // destructor on every exit path.
 #ifndef LOCKD_TESTS_DAEMON_DAEMON_HARNESS_H_
@@ -85,10 +85,10 @@ class NetnsProcess {
   bool reaped_ = false;
 };
 
-// `lockctl show` as printed: who serves the lock, holders and queue in the
-// order of the tables (the TXN columns).
+// `lockctl show` as printed: its mode line, holders and queue in the order
+// of the tables (the TXN columns).
 struct ShownLock {
-  std::string served_by;  // "kernel" or "daemon"
+  std::string header;  // "mode EXCLUSIVE, fence 3"
   std::vector<uint64_t> holders;
   std::vector<uint64_t> queue;
 };
@@ -111,23 +111,21 @@ absl::Status ReleaseInFifoOrder(
 absl::Status WaitUntil(const std::function<absl::StatusOr<bool>()>& condition,
                        absl::Duration timeout, absl::string_view what);
 
-// One test: a fresh TestNetwork, instance name, pin root and state root.
-// Skips when the kernel refuses BPF (tests/datapath/bpf_allowed.h).
+// One test: a fresh TestNetwork, instance name and pin root.
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override;
   void TearDown() override;
 
   // Starts lockd in the server namespace, attached to the server veth, on
-  // this test's instance, pin root and state root, gRPC on the server
+  // this test's instance and pin root, gRPC on the server
   // namespace's 127.0.0.1, with `flags` added; returns once it printed its
   // ready line (ready_line() then has it).
   absl::StatusOr<std::unique_ptr<NetnsProcess>> StartLockd(
       const std::vector<std::string>& flags = {});
   const std::string& ready_line() const { return ready_line_; }
-  // Where lockd keeps this test's pins and saved state.
+  // Where lockd keeps this test's pins.
   std::string pin_dir() const;
-  std::string state_dir() const;
 
   // Runs lockctl --server=<this test's lockd> `args` in the server
   // namespace. A non-zero exit is not an error here: check exit_code.
@@ -160,7 +158,6 @@ class DaemonTest : public ::testing::Test {
  private:
   std::string instance_;
   std::string pin_root_;
-  std::string state_root_;
   std::string ready_line_;
 };
 

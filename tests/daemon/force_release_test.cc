@@ -1,6 +1,7 @@
 // An operator ends a hold with `lockctl release --force`: refused without
-// the daemon's admin token, done with it; the waiter is granted and the old
-// holder is told FORCE_RELEASED.
+// the daemon's admin token, and refused for a fence other than the hold's
+// (the hold the operator did not look at); done with both right, the
+// waiter is granted and the old holder is told FORCE_RELEASED.
 #include <memory>
 #include <string>
 
@@ -50,7 +51,19 @@ TEST_F(ForceReleaseTest, NeedsTheAdminTokenThenGrantsTheWaiter) {
   EXPECT_THAT(shown->queue, ElementsAre(2));
 
   std::vector<std::string> with_token = {"--token=secret"};
+  std::vector<std::string> wrong_fence = with_token;
+  wrong_fence.insert(wrong_fence.end(), release.begin(), release.end());
+  wrong_fence.push_back(absl::StrCat(h_granted->fence + 1));
+  absl::StatusOr<netns::CommandResult> mismatch = Lockctl(wrong_fence);
+  ASSERT_TRUE(mismatch.ok()) << mismatch.status();
+  EXPECT_NE(mismatch->exit_code, 0) << mismatch->output;
+  EXPECT_THAT(mismatch->output, HasSubstr("another fence"));
+  shown = Show(lock);
+  ASSERT_TRUE(shown.ok()) << shown.status();
+  EXPECT_THAT(shown->holders, ElementsAre(1));
+
   with_token.insert(with_token.end(), release.begin(), release.end());
+  with_token.push_back(absl::StrCat(h_granted->fence));
   absl::StatusOr<std::string> done = LockctlOutput(with_token);
   ASSERT_TRUE(done.ok()) << done.status();
   absl::StatusOr<Message> w_granted =

@@ -1,8 +1,9 @@
-// lockd killed with SIGKILL while locks are held and waited for, then
-// started again on the same instance: it continues the previous run. One
-// lock is kernel-owned (its queue fits the pool), the other user-owned (its
-// queue overflowed a 4-block pool); both keep their holders, their queues in
-// order and their fences, and are handed down their queues afterwards.
+// lockd stopped while locks are held and waited for, then started again on
+// the same instance. Killed (SIGKILL) or stopped (SIGTERM: it hands its
+// pinned table to its successor), the next run continues the table: holders,
+// queues in order, fences, and the locks are handed down their queues
+// afterwards. Stopped with --keep_state=false, the next run starts empty,
+// and its fences still start above every fence handed out before.
 #include <signal.h>
 
 #include <memory>
@@ -23,7 +24,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-using RestartTest = DaemonTest;
+class RestartTest : public DaemonTest,
+                    public ::testing::WithParamInterface<int> {};
 
 // A holder and its waiters, as UDP clients of one lock.
 struct Contended {
@@ -32,20 +34,18 @@ struct Contended {
   std::vector<std::unique_ptr<UdpLockClient>> waiters;
 };
 
-TEST_F(RestartTest, SigkillThenRestartContinuesWithHoldersAndQueues) {
-  const std::vector<std::string> flags = {"--pool_capacity=4"};
-  absl::StatusOr<std::unique_ptr<NetnsProcess>> first = StartLockd(flags);
+TEST_P(RestartTest, NextRunContinuesWithHoldersAndQueues) {
+  const int stop_signal = GetParam();
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> first = StartLockd();
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_THAT(ready_line(), Not(HasSubstr("continuing")));
 
-  // kernel: 2 waiters, 2 pool blocks. user: its third waiter finds the
-  // pool full, and the daemon takes the lock over.
-  const uint64_t kernel_lock = LockIdForName("restart-kernel");
-  const uint64_t user_lock = LockIdForName("restart-user");
-  Contended kernel, user;
+  const uint64_t short_queue = LockIdForName("restart-short");
+  const uint64_t long_queue = LockIdForName("restart-long");
+  Contended a, b;
   for (auto [lock, contended, first_txn, waiters] :
-       {std::tuple{kernel_lock, &kernel, uint64_t{11}, 2},
-        std::tuple{user_lock, &user, uint64_t{21}, 4}}) {
+       {std::tuple{short_queue, &a, uint64_t{11}, 2},
+        std::tuple{long_queue, &b, uint64_t{21}, 20}}) {
     absl::StatusOr<std::unique_ptr<UdpLockClient>> holder =
         OpenClient(lock, first_txn);
     ASSERT_TRUE(holder.ok()) << holder.status();
@@ -66,37 +66,76 @@ TEST_F(RestartTest, SigkillThenRestartContinuesWithHoldersAndQueues) {
       contended->waiters.push_back(std::move(*waiter));
     }
   }
+  std::vector<uint64_t> long_waiters;
+  for (uint64_t txn = 22; txn <= 41; ++txn) long_waiters.push_back(txn);
   // Checks what lockctl shows of both locks, before and after the restart.
   auto expect_shown = [&] {
-    absl::StatusOr<ShownLock> shown = Show(kernel_lock);
+    absl::StatusOr<ShownLock> shown = Show(short_queue);
     ASSERT_TRUE(shown.ok()) << shown.status();
-    EXPECT_EQ(shown->served_by, "kernel");
     EXPECT_THAT(shown->holders, ElementsAre(11));
     EXPECT_THAT(shown->queue, ElementsAre(12, 13));
-    shown = Show(user_lock);
+    shown = Show(long_queue);
     ASSERT_TRUE(shown.ok()) << shown.status();
-    EXPECT_EQ(shown->served_by, "daemon");
     EXPECT_THAT(shown->holders, ElementsAre(21));
-    EXPECT_THAT(shown->queue, ElementsAre(22, 23, 24, 25));
+    EXPECT_EQ(shown->queue, long_waiters);
   };
   expect_shown();
 
-  ASSERT_TRUE(IsOk((*first)->Signal(SIGKILL)));
-  absl::StatusOr<int> killed = (*first)->Wait(kStopTimeout);
-  ASSERT_TRUE(killed.ok()) << killed.status();
-  EXPECT_EQ(*killed, 128 + SIGKILL);
+  ASSERT_TRUE(IsOk((*first)->Signal(stop_signal)));
+  absl::StatusOr<int> stopped = (*first)->Wait(kStopTimeout);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(*stopped, stop_signal == SIGKILL ? 128 + SIGKILL : 0);
 
-  absl::StatusOr<std::unique_ptr<NetnsProcess>> second = StartLockd(flags);
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> second = StartLockd();
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_THAT(ready_line(), HasSubstr("continuing the previous run"));
   expect_shown();
 
-  for (Contended* contended : {&kernel, &user}) {
+  for (Contended* contended : {&a, &b}) {
     absl::Status handed_down = ReleaseInFifoOrder(
         *contended->holder, contended->holder_fence, contended->waiters);
     EXPECT_TRUE(handed_down.ok())
         << "lock of txn " << contended->holder->txn_id() << ": " << handed_down;
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(StopSignals, RestartTest,
+                         ::testing::Values(SIGKILL, SIGTERM),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == SIGKILL ? "Sigkill"
+                                                        : "Sigterm";
+                         });
+
+using FreshStartTest = DaemonTest;
+
+TEST_F(FreshStartTest, StateRemovedOnStopAndFencesStillGrow) {
+  const uint64_t lock = LockIdForName("fresh");
+  uint64_t before = 0;
+  {
+    absl::StatusOr<std::unique_ptr<NetnsProcess>> first =
+        StartLockd({"--keep_state=false"});
+    ASSERT_TRUE(first.ok()) << first.status();
+    absl::StatusOr<std::unique_ptr<UdpLockClient>> a = OpenClient(lock, 1);
+    ASSERT_TRUE(a.ok()) << a.status();
+    absl::StatusOr<Message> granted = ExpectReply(
+        (*a)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE), LOCKD_OP_GRANTED);
+    ASSERT_TRUE(granted.ok()) << granted.status();
+    before = granted->fence;
+    ASSERT_TRUE(IsOk((*first)->Signal(SIGTERM)));
+    absl::StatusOr<int> stopped = (*first)->Wait(kStopTimeout);
+    ASSERT_TRUE(stopped.ok()) << stopped.status();
+    EXPECT_EQ(*stopped, 0);
+  }
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> second = StartLockd();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(ready_line(), Not(HasSubstr("continuing")));
+  absl::StatusOr<std::unique_ptr<UdpLockClient>> b = OpenClient(lock, 2);
+  ASSERT_TRUE(b.ok()) << b.status();
+  absl::StatusOr<Message> granted = ExpectReply(
+      (*b)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE), LOCKD_OP_GRANTED);
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  // A fresh table's fences start from the clock (CLOCK_TAI, ns).
+  EXPECT_GT(granted->fence, before);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "tests/daemon/udp_lock_client.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,17 +16,27 @@ absl::StatusOr<std::unique_ptr<UdpLockClient>> UdpLockClient::Open(
       std::move(*socket), net.link().server.ipv4, lock_id, txn_id));
 }
 
-absl::Status UdpLockClient::Send(lockd_opcode opcode, lockd_mode mode,
-                                 lockd_policy policy, uint32_t lease_ms) {
+Message UdpLockClient::Request(lockd_opcode opcode, lockd_mode mode,
+                               lockd_policy policy, uint32_t lease_ms,
+                               uint32_t wait_ms) {
   Message request;
   request.opcode = opcode;
   request.mode = mode;
   request.policy = policy;
   request.lease_ms = lease_ms;
+  request.wait_ms = wait_ms;
   request.lock_id = lock_id_;
   request.txn_id = txn_id_;
   request.seq = ++seq_;
-  return socket_.SendTo(server_, LOCKD_DEFAULT_PORT, Encode(request));
+  return request;
+}
+
+absl::Status UdpLockClient::Send(lockd_opcode opcode, lockd_mode mode,
+                                 lockd_policy policy, uint32_t lease_ms,
+                                 uint32_t wait_ms) {
+  return socket_.SendTo(server_, LOCKD_DEFAULT_PORT,
+                        Encode(Request(opcode, mode, policy, lease_ms,
+                                       wait_ms)));
 }
 
 absl::StatusOr<Message> UdpLockClient::Receive(absl::Duration timeout) {
@@ -58,10 +69,24 @@ absl::StatusOr<Message> UdpLockClient::Receive(absl::Duration timeout) {
 absl::StatusOr<Message> UdpLockClient::Call(lockd_opcode opcode,
                                             lockd_mode mode,
                                             lockd_policy policy,
-                                            uint32_t lease_ms) {
-  if (absl::Status sent = Send(opcode, mode, policy, lease_ms); !sent.ok())
-    return sent;
-  return Receive();
+                                            uint32_t lease_ms,
+                                            uint32_t wait_ms) {
+  Message request = Request(opcode, mode, policy, lease_ms, wait_ms);
+  const absl::Time give_up = absl::Now() + kReplyTimeout;
+  for (;;) {
+    if (absl::Status sent =
+            socket_.SendTo(server_, LOCKD_DEFAULT_PORT, Encode(request));
+        !sent.ok())
+      return sent;
+    absl::StatusOr<Message> reply = Receive(
+        std::min(kRetransmitAfter, std::max(give_up - absl::Now(),
+                                            absl::ZeroDuration())));
+    if (!absl::IsDeadlineExceeded(reply.status()) || absl::Now() >= give_up)
+      return reply;
+    // Unanswered (the server was adding memory, or the lock kept changing):
+    // the same request again, as a client retransmits.
+    request.flags |= LOCKD_FLAG_RETRANSMIT;
+  }
 }
 
 absl::StatusOr<Message> ExpectReply(absl::StatusOr<Message> reply,

@@ -21,6 +21,8 @@ namespace lockd::testing {
 // How long a test waits for one reply: generous, so that only a reply that
 // never comes fails a test, however loaded the machine is.
 inline constexpr absl::Duration kReplyTimeout = absl::Seconds(10);
+// A request unanswered this long is retransmitted (Call).
+inline constexpr absl::Duration kRetransmitAfter = absl::Milliseconds(500);
 
 class UdpLockClient {
  public:
@@ -32,23 +34,28 @@ class UdpLockClient {
   // Sends one request for this client's lock and txn with the next seq.
   absl::Status Send(lockd_opcode opcode, lockd_mode mode = LOCKD_MODE_NONE,
                     lockd_policy policy = LOCKD_POLICY_WAIT,
-                    uint32_t lease_ms = 0);
+                    uint32_t lease_ms = 0, uint32_t wait_ms = 0);
 
   // The next datagram, which must come from lockd's port on the server, be
   // a well-formed reply, and be about this client's lock and txn.
   // DeadlineExceeded when none came within `timeout`.
   absl::StatusOr<Message> Receive(absl::Duration timeout = kReplyTimeout);
 
-  // Send, then Receive.
+  // Send, then Receive; unanswered after kRetransmitAfter, the request is
+  // sent again (same seq, flagged as a retransmission) until kReplyTimeout.
   absl::StatusOr<Message> Call(lockd_opcode opcode,
                                lockd_mode mode = LOCKD_MODE_NONE,
                                lockd_policy policy = LOCKD_POLICY_WAIT,
-                               uint32_t lease_ms = 0);
+                               uint32_t lease_ms = 0, uint32_t wait_ms = 0);
 
   uint64_t lock_id() const { return lock_id_; }
   uint64_t txn_id() const { return txn_id_; }
 
  private:
+  // The next request of this client (the next seq).
+  Message Request(lockd_opcode opcode, lockd_mode mode, lockd_policy policy,
+                  uint32_t lease_ms, uint32_t wait_ms);
+
   UdpLockClient(netns::UdpSocket socket, std::string server, uint64_t lock_id,
                 uint64_t txn_id)
       : socket_(std::move(socket)),

@@ -1,9 +1,10 @@
-// LockService and AdminService end to end: a real lockd::Server (fast path
-// off, so user space serves every lock; its maps are still loaded, which
-// needs root) behind StartGrpcServer, called over a loopback TCP channel.
-// Checks the gRPC codes, the reply-status metadata and the admin token that
-// proto/lockd.proto promises.
-#include "lockd/grpc_service.h"
+// LockService and AdminService end to end: a real lockd::Server (no fast
+// path attached; its table is loaded in the kernel, which needs root) behind
+// GrpcServer, called over a loopback TCP channel. Checks the gRPC codes, the
+// reply-status metadata and the admin token that proto/lockd.proto
+// promises, and that a waiting call that goes away leaves nothing behind.
+#include "lockd/grpc_server.h"
+#include "lockd/grpc_conventions.h"
 
 #include <grpcpp/grpcpp.h>
 #include <sched.h>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "abi/codec.h"
 #include "absl/status/statusor.h"
@@ -107,27 +109,19 @@ class GrpcServiceTest : public ::testing::Test {
     options.pin_root = absl::StrCat(tmpdir, "/bpf");
     static const std::string* const bpffs_refusal =
         new std::string(MountPrivateBpffs(options.pin_root));
-    if (!bpffs_refusal->empty()) {
-      GTEST_SKIP() << "needs root for a private BPF file system: "
-                   << *bpffs_refusal;
-    }
-    options.state_root = absl::StrCat(tmpdir, "/run");
+    ASSERT_TRUE(bpffs_refusal->empty())
+        << "needs root for a private BPF file system: " << *bpffs_refusal;
     // An ephemeral UDP port: a lockd running on this host keeps its own.
     options.datapath.port = 0;
-    options.admin_token = kAdminToken;
     absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
-    if (absl::IsPermissionDenied(server.status())) {
-      GTEST_SKIP() << "lockd::Server needs root to load its maps: "
-                   << server.status();
-    }
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
 
-    int port = 0;
-    absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
-        StartGrpcServer(server_.get(), "127.0.0.1:0", &port);
+    absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
+        GrpcServer::Start(server_.get(), "127.0.0.1:0", kAdminToken);
     ASSERT_TRUE(grpc_server.ok()) << grpc_server.status();
     grpc_server_ = std::move(*grpc_server);
+    const int port = grpc_server_->port();
 
     grpc::ChannelArguments arguments;
     // A proxy from the environment must not intercept a loopback call.
@@ -142,6 +136,7 @@ class GrpcServiceTest : public ::testing::Test {
   void TearDown() override {
     // The gRPC server borrows server_: it goes first.
     grpc_server_.reset();
+    if (server_) server_->Unpin();
     server_.reset();
   }
 
@@ -181,7 +176,7 @@ class GrpcServiceTest : public ::testing::Test {
     v1::ForceReleaseRequest request;
     request.set_lock_id(lock_id);
     request.set_txn_id(txn_id);
-    request.set_token(fence);
+    request.set_fence(fence);
     return Call(*admin_, &AdminStub::ForceRelease, request, kPatience, bearer);
   }
 
@@ -202,7 +197,7 @@ class GrpcServiceTest : public ::testing::Test {
   }
 
   std::unique_ptr<Server> server_;
-  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<GrpcServer> grpc_server_;
   std::unique_ptr<v1::LockService::Stub> locks_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
 };
@@ -229,7 +224,6 @@ TEST_F(GrpcServiceTest, AcquireByNameIsGrantedWithAFence) {
   EXPECT_EQ(holder.fence(), acquired.response.fence());
   EXPECT_GT(holder.lease_left_ms(), 0);
   EXPECT_EQ(holder.client_address(), "grpc");
-  EXPECT_TRUE(lock.response.summary().user_owned());
 }
 
 TEST_F(GrpcServiceTest, NoWaitConflictIsAbortedAndNamesLockAndTxn) {
@@ -388,7 +382,8 @@ TEST_F(GrpcServiceTest, ListLocksRejectsAForeignPageToken) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(GrpcServiceTest, GetStatsHasEveryDatapathCounterAndThePool) {
+TEST_F(GrpcServiceTest, GetStatsHasEveryCounterAndTheMemory) {
+  ASSERT_TRUE(Acquire(7, 1).status.ok());
   const Result<v1::GetStatsResponse> stats =
       Call(*admin_, &AdminStub::GetStats, v1::GetStatsRequest());
 
@@ -396,8 +391,61 @@ TEST_F(GrpcServiceTest, GetStatsHasEveryDatapathCounterAndThePool) {
   for (absl::string_view name : StatNames()) {
     EXPECT_EQ(stats.response.counters().count(std::string(name)), 1u) << name;
   }
-  EXPECT_GT(stats.response.pool().block_capacity(), 0u);
-  EXPECT_GT(stats.response.pool().bytes_per_block(), 0u);
+  EXPECT_EQ(stats.response.counters().at("daemon_grpc_acquire"), 1u);
+  const v1::MemoryUsage& memory = stats.response.memory();
+  EXPECT_EQ(memory.locks(), 1u);
+  EXPECT_GT(memory.total_bytes(), 0u);
+  EXPECT_LE(memory.total_bytes(), memory.budget_bytes());
+  EXPECT_EQ(memory.total_bytes(), memory.fixed_bytes() + memory.table_bytes() +
+                                      memory.pool_bytes());
+  EXPECT_EQ(memory.bytes_per_block(), 96u);
+
+  const Result<v1::GetMemoryResponse> alone =
+      Call(*admin_, &AdminStub::GetMemory, v1::GetMemoryRequest());
+  ASSERT_TRUE(alone.status.ok()) << alone.status.error_message();
+  EXPECT_EQ(alone.response.memory().locks(), 1u);
+}
+
+TEST_F(GrpcServiceTest, ReleaseByTheWaiterCancelsItsWaitingAcquire) {
+  ASSERT_TRUE(Acquire(7, 1).status.ok());
+  Result<v1::AcquireResponse> waited;
+  std::thread waiter([&] { waited = Acquire(7, 2); });
+  ASSERT_TRUE(AwaitQueued(7, 2, /*in_queue=*/true));
+
+  const Result<v1::ReleaseResponse> cancelled = Release(7, 2);
+  waiter.join();
+
+  ASSERT_TRUE(cancelled.status.ok()) << cancelled.status.error_message();
+  EXPECT_EQ(cancelled.response.fence(), 0u);  // a wait, not a hold, ended
+  EXPECT_EQ(waited.status.error_code(), grpc::StatusCode::CANCELLED)
+      << waited.status.error_message();
+}
+
+TEST_F(GrpcServiceTest, CallsThatGiveUpLeaveNothingHeldOrQueued) {
+  // Many waiters behind one holder give up at their deadlines while the
+  // holder releases: whether each call's wait or a grant that raced its
+  // cancellation is what remains, it is released.
+  const Result<v1::AcquireResponse> first = Acquire(7, 1);
+  ASSERT_TRUE(first.status.ok());
+  constexpr int kWaiters = 16;
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < kWaiters; ++i)
+    waiters.emplace_back([&, i] {
+      Acquire(7, 100 + i, v1::POLICY_WAIT, absl::Milliseconds(50 + 10 * i));
+    });
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(Release(7, 1).status.ok());
+  for (std::thread& waiter : waiters) waiter.join();
+
+  const absl::Time give_up = absl::Now() + kPatience;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  while (absl::Now() < give_up) {
+    code = GetLock(7).status.error_code();
+    if (code == grpc::StatusCode::NOT_FOUND) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND)
+      << "a caller that gave up still holds or waits";
 }
 
 TEST_F(GrpcServiceTest, HealthReportsFastPathOffAndAFreshStart) {

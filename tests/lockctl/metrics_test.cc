@@ -20,7 +20,7 @@ TEST(RenderPrometheusTest, CounterHasHelpTypeAndSample) {
   google::protobuf::Map<std::string, uint64_t> counters;
   counters["grant_immediate"] = 12;
 
-  EXPECT_THAT(RenderPrometheus(counters, v1::PoolUsage()),
+  EXPECT_THAT(RenderPrometheus(counters, v1::MemoryUsage()),
               HasSubstr("# HELP lockd_grant_immediate_total lockd counter "
                         "\"grant_immediate\": LOCKD_STATS in "
                         "abi/lockd_abi.h, or the daemon's own for daemon_*.\n"
@@ -31,9 +31,9 @@ TEST(RenderPrometheusTest, CounterHasHelpTypeAndSample) {
 TEST(RenderPrometheusTest, EveryCounterOnceInNameOrder) {
   google::protobuf::Map<std::string, uint64_t> counters;
   for (absl::string_view name : StatNames()) counters[std::string(name)] = 1;
-  counters["daemon_takeovers"] = 3;
+  counters["daemon_ctl_runs"] = 3;
 
-  const std::string text = RenderPrometheus(counters, v1::PoolUsage());
+  const std::string text = RenderPrometheus(counters, v1::MemoryUsage());
 
   size_t previous = 0;
   for (const auto& [name, value] :
@@ -48,24 +48,20 @@ TEST(RenderPrometheusTest, EveryCounterOnceInNameOrder) {
   }
 }
 
-TEST(RenderPrometheusTest, PoolIsGaugesAndAllocationTotalsAreCounters) {
-  v1::PoolUsage pool;
-  pool.set_blocks_in_use(16);
-  pool.set_block_capacity(64);
-  pool.set_allocated_total(20);
-  pool.set_user_waiters(2);
+TEST(RenderPrometheusTest, MemoryIsGauges) {
+  v1::MemoryUsage memory;
+  memory.set_total_bytes(4096);
+  memory.set_pool_live_blocks(16);
+  memory.set_pool_at_budget(true);
 
-  const std::string text = RenderPrometheus({}, pool);
+  const std::string text = RenderPrometheus({}, memory);
 
-  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_blocks_in_use gauge\n"
-                              "lockd_pool_blocks_in_use 16\n"));
-  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_block_capacity gauge\n"
-                              "lockd_pool_block_capacity 64\n"));
-  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_user_waiters gauge\n"
-                              "lockd_pool_user_waiters 2\n"));
-  EXPECT_THAT(text,
-              HasSubstr("# TYPE lockd_pool_blocks_allocated_total counter\n"
-                        "lockd_pool_blocks_allocated_total 20\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lockd_memory_bytes gauge\n"
+                              "lockd_memory_bytes 4096\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_live_blocks gauge\n"
+                              "lockd_pool_live_blocks 16\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lockd_pool_at_budget gauge\n"
+                              "lockd_pool_at_budget 1\n"));
 }
 
 }  // namespace

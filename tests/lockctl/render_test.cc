@@ -27,7 +27,6 @@ v1::GetLockResponse BusyLock() {
   summary.set_holders(2);
   summary.set_queue_len(3);
   summary.set_fence(9);
-  summary.set_user_owned(true);
   v1::Holder& first = *lock.add_holders();
   first.set_txn_id(100);
   first.set_mode(v1::MODE_SHARED);
@@ -81,23 +80,23 @@ TEST(ParseLockArgumentTest, ReadsDecimalAndHexIdsAndHashesNames) {
 TEST(RenderTest, LocksTable) {
   v1::ListLocksResponse locks;
   *locks.add_locks() = BusyLock().summary();
-  v1::LockSummary& kernel_lock = *locks.add_locks();
-  kernel_lock.set_lock_id(0xfeedface12345678);
-  kernel_lock.set_mode(v1::MODE_EXCLUSIVE);
-  kernel_lock.set_holders(1);
-  kernel_lock.set_fence(1234);
+  v1::LockSummary& other = *locks.add_locks();
+  other.set_lock_id(0xfeedface12345678);
+  other.set_mode(v1::MODE_EXCLUSIVE);
+  other.set_holders(1);
+  other.set_fence(1234);
 
   EXPECT_EQ(
       RenderLocksTable(locks),
-      "LOCK                MODE       HOLDERS  WAITERS  FENCE  SERVED BY\n"
-      "0x000000000000002a  SHARED     2        3        9      daemon\n"
-      "0xfeedface12345678  EXCLUSIVE  1        0        1234   kernel\n");
+      "LOCK                MODE       HOLDERS  WAITERS  FENCE\n"
+      "0x000000000000002a  SHARED     2        3        9\n"
+      "0xfeedface12345678  EXCLUSIVE  1        0        1234\n");
 }
 
 TEST(RenderTest, LockWithHoldersAndQueueInOrder) {
   EXPECT_EQ(RenderLock(BusyLock(), "orders/42"),
             "lock 0x000000000000002a (\"orders/42\")\n"
-            "mode SHARED, fence 9, served by the daemon\n"
+            "mode SHARED, fence 9\n"
             "\n"
             "holders:\n"
             "TXN  MODE    FENCE  LEASE LEFT        CLIENT\n"
@@ -112,39 +111,38 @@ TEST(RenderTest, LockWithHoldersAndQueueInOrder) {
             "3    104              SHARED     WAIT      12ms    grpc\n");
 }
 
-TEST(RenderTest, StatsListsCountersByNameThenThePool) {
+TEST(RenderTest, StatsListsCountersByNameThenTheMemory) {
   v1::GetStatsResponse stats;
   (*stats.mutable_counters())["rx"] = 10;
   (*stats.mutable_counters())["acquire"] = 7;
-  (*stats.mutable_counters())["daemon_takeovers"] = 2;
-  v1::PoolUsage& pool = *stats.mutable_pool();
-  pool.set_blocks_in_use(16);
-  pool.set_block_capacity(64);
-  pool.set_bytes_per_block(72);
-  pool.set_allocated_total(20);
-  pool.set_freed_total(4);
-  pool.set_table_entries(3);
-  pool.set_table_capacity(8);
-  pool.set_owners_entries(5);
-  pool.set_owners_capacity(0);
-  pool.set_user_owned_locks(1);
-  pool.set_user_waiters(2);
+  (*stats.mutable_counters())["daemon_ctl_runs"] = 2;
+  v1::MemoryUsage& memory = *stats.mutable_memory();
+  memory.set_budget_bytes(256 << 20);
+  memory.set_total_bytes(3 << 20);
+  memory.set_fixed_bytes(512 << 10);
+  memory.set_table_bytes(2 << 20);
+  memory.set_table_segments(2);
+  memory.set_table_levels(9);
+  memory.set_pool_bytes(512 << 10);
+  memory.set_pool_segments(1);
+  memory.set_pool_capacity_blocks(1024);
+  memory.set_pool_live_blocks(256);
+  memory.set_locks(3);
+  memory.set_pool_at_budget(true);
 
   EXPECT_EQ(RenderStats(stats),
-            "COUNTER           VALUE\n"
-            "acquire           7\n"
-            "daemon_takeovers  2\n"
-            "rx                10\n"
+            "COUNTER          VALUE\n"
+            "acquire          7\n"
+            "daemon_ctl_runs  2\n"
+            "rx               10\n"
             "\n"
-            "POOL                        USAGE\n"
-            "wait-queue blocks           16 / 64 (25.0%)\n"
-            "bytes per block             72\n"
-            "blocks allocated            20\n"
-            "blocks freed                4\n"
-            "lock table                  3 / 8 (37.5%)\n"
-            "owner records               5\n"
-            "locks served by the daemon  1\n"
-            "waiters in the daemon       2\n");
+            "MEMORY           USE\n"
+            "total            3.0 MiB of 256.0 MiB budget\n"
+            "lock table       2.0 MiB in 2 segments (9 levels)\n"
+            "wait-queue pool  512.0 KiB in 1 segments, at budget\n"
+            "pool blocks      256 / 1024 (25.0%)\n"
+            "fixed maps       512.0 KiB\n"
+            "locks            3\n");
 }
 
 TEST(RenderTest, Health) {
@@ -152,6 +150,7 @@ TEST(RenderTest, Health) {
   health.set_serving(true);
   health.set_datapath_attached(true);
   health.set_interface("eth0");
+  health.set_xdp_mode("native");
   health.set_udp_port(20231);
   health.set_uptime_ms(61000);
   health.set_restored(true);
@@ -159,7 +158,7 @@ TEST(RenderTest, Health) {
   EXPECT_EQ(RenderHealth(health),
             "HEALTH\n"
             "serving                         yes\n"
-            "fast path                       on (eth0)\n"
+            "fast path                       on (eth0, XDP native)\n"
             "udp port                        20231\n"
             "uptime                          1m1s\n"
             "restored from the previous run  yes\n");

@@ -2,12 +2,12 @@
 
 The test process re-executes itself under `unshare --net` (so neither it nor
 lockd ever sees the machine's own interfaces), brings up its loopback, and
-starts `//lockd:lockd` without --interface (user space serves every lock)
-with gRPC on 127.0.0.1, a unique --instance, and a unique --pin_root and
---state_root. Everything is removed on every way out: lockd is stopped with
-SIGTERM (a clean stop unpins its maps), and dies with the test process
-(PR_SET_PDEATHSIG) if the test is killed; pin roots such a kill left behind
-and state dirs are removed by the next run.
+starts `//lockd:lockd` without --interface (its socket serves every UDP
+request, on the same kernel table) with gRPC on 127.0.0.1, a unique
+--instance and a unique --pin_root. Everything is removed on every way out:
+lockd is stopped with SIGTERM and --keep_state=false (it unpins its maps),
+and dies with the test process (PR_SET_PDEATHSIG) if the test is killed;
+pin roots such a kill left behind are removed by the next run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Callable, Iterable
@@ -95,9 +94,9 @@ def runfile(path: str) -> str:
 
 
 def remove_stale_files() -> None:
-    """Removes pin roots and state dirs of runs whose process is gone
-    (killed: a clean stop removes them)."""
-    for directory in (BPFFS, _state_parent()):
+    """Removes pin roots of runs whose process is gone (killed: a stop
+    removes them)."""
+    for directory in (BPFFS,):
         try:
             names = os.listdir(directory)
         except OSError:
@@ -114,10 +113,6 @@ def remove_stale_files() -> None:
                 shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
             except PermissionError:
                 pass
-
-
-def _state_parent() -> str:
-    return os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
 
 
 def _die_with_parent() -> None:
@@ -140,8 +135,6 @@ class Lockd:
         self.instance = f"pytest-{pid}-{Lockd._count}"
         self.pin_root = os.path.join(BPFFS,
                                      f"{PIN_ROOT_PREFIX}{pid}-{Lockd._count}")
-        self.state_root = os.path.join(
-            _state_parent(), f"{PIN_ROOT_PREFIX}{pid}-{Lockd._count}-state")
         self.admin_token = secrets.token_hex(16)
         self.flags = list(flags)
         self.target = ""
@@ -158,12 +151,11 @@ class Lockd:
         """Starts lockd and waits for its "ready" line."""
         remove_stale_files()
         os.makedirs(self.pin_root, exist_ok=True)
-        os.makedirs(self.state_root, exist_ok=True)
         argv = [
             self.binary,
             f"--instance={self.instance}",
             f"--pin_root={self.pin_root}",
-            f"--state_root={self.state_root}",
+            "--keep_state=false",
             "--grpc_listen=127.0.0.1:0",
             f"--admin_token={self.admin_token}",
         ] + self.flags
@@ -191,7 +183,9 @@ class Lockd:
                 if left <= 0:
                     raise RuntimeError(f"lockd not ready within "
                                        f"{START_TIMEOUT_S} s: {self._lines}")
-                self._lines_changed.wait(left)
+                # Also looks at the process now and then: an exit before
+                # any output changes no line.
+                self._lines_changed.wait(min(left, 0.1))
         port = re.search(r"gRPC port (\d+)", self.ready_line)
         if port is None:
             raise RuntimeError(f"no gRPC port in {self.ready_line!r}")
@@ -223,14 +217,13 @@ class Lockd:
             if process.stdout is not None:
                 process.stdout.close()
         shutil.rmtree(self.pin_root, ignore_errors=True)
-        shutil.rmtree(self.state_root, ignore_errors=True)
         return code
 
     def leftovers(self) -> list[str]:
         """Files this lockd left behind (after stop()): none expected."""
         return [
-            path for path in (self.pin_root, self.state_root)
-            if os.path.exists(path)
+            path for path in (self.pin_root,)
+            if os.path.exists(path) and os.listdir(path)
         ]
 
     def pause(self) -> None:
@@ -299,7 +292,7 @@ class Lockd:
     def force_release(self, lock_id: int, txn_id: int, fence: int) -> None:
         self.admin().ForceRelease(lockd_pb2.ForceReleaseRequest(lock_id=lock_id,
                                                                 txn_id=txn_id,
-                                                                token=fence),
+                                                                fence=fence),
                                   metadata=(("authorization",
                                              f"Bearer {self.admin_token}"),),
                                   timeout=10)

@@ -1,0 +1,80 @@
+// What operators ask of a server (the gRPC AdminService and /metrics are
+// thin adapters over it): the locks, read from the kernel's table; the
+// counters of the datapath and of the daemon; the memory of the maps
+// against the budget; and force-release, decided by the control program
+// under the lock's guard against the fence the operator saw.
+#ifndef LOCKD_LOCKD_ADMIN_H_
+#define LOCKD_LOCKD_ADMIN_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lockd/daemon_counters.h"
+#include "lockd/datapath.h"
+#include "lockd/dispatcher.h"
+#include "lockd/kernel_table.h"
+#include "lockd/segments.h"
+
+namespace lockd {
+
+// What a server serves with, for Health.
+struct ServerInfo {
+  std::string interface;  // empty: no fast path
+  std::string xdp_mode;   // "native", "generic", or empty
+  uint16_t udp_port = 0;
+  bool restored = false;  // continued an earlier run's pinned table
+  std::string version;
+  absl::Time started = absl::Now();
+};
+
+class Admin {
+ public:
+  struct Parts {
+    Dispatcher* dispatcher;
+    const Datapath* datapath;
+    const Segments* segments;
+    DaemonCounters* counters;
+  };
+  // Every part must outlive this object.
+  Admin(Parts parts, ServerInfo info) : parts_(parts), info_(std::move(info)) {}
+
+  // Locks with members, by id, after `after` (from the first when `first`),
+  // at most `limit`.
+  absl::StatusOr<std::vector<LockSummary>> ListLocks(bool first,
+                                                     uint64_t after,
+                                                     size_t limit) const;
+  // One lock in full; NotFound when it is idle.
+  absl::StatusOr<LockView> GetLock(uint64_t lock_id) const;
+  // The datapath's counters by their LOCKD_STATS names, then the daemon's
+  // as "daemon_<name>".
+  absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> Counters()
+      const;
+  MemoryUse Memory() const { return parts_.segments->Use(); }
+  // Locks in the table now.
+  absl::StatusOr<uint64_t> LockCount() const;
+  // Ends txn_id's hold of lock_id if the hold's fence is `fence` (0: any),
+  // as one step under the lock's guard; returns the fence of the hold that
+  // ended. A rejection (rejection.h) with NOT_HOLDER when the hold has
+  // another fence, NotFound when txn_id holds nothing.
+  absl::StatusOr<uint64_t> ForceRelease(uint64_t lock_id, uint64_t txn_id,
+                                        uint64_t fence);
+
+  const ServerInfo& info() const { return info_; }
+  // Now on the table's clock: what lease and wait times in views count on.
+  uint64_t NowNs() const { return parts_.dispatcher->table()->NowNs(); }
+
+ private:
+  const Parts parts_;
+  const ServerInfo info_;
+};
+
+// "198.18.0.2:40000", or "grpc" for a gRPC caller inside the daemon.
+std::string MemberAddress(const lockd_member& member);
+
+}  // namespace lockd
+
+#endif  // LOCKD_LOCKD_ADMIN_H_

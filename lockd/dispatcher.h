@@ -1,0 +1,51 @@
+// Runs control operations on the lock table and finishes what each run
+// leaves to user space: its notices are delivered (notifier.h), and when a
+// run says compatible waiters may remain (more than one run may grant), a
+// KICK continues the lock's queue, as the datapath does with a packet.
+#ifndef LOCKD_LOCKD_DISPATCHER_H_
+#define LOCKD_LOCKD_DISPATCHER_H_
+
+#include <cstdint>
+
+#include "abi/lockd_abi.h"
+#include "absl/status/statusor.h"
+#include "lockd/daemon_counters.h"
+#include "lockd/kernel_table.h"
+#include "lockd/notifier.h"
+
+namespace lockd {
+
+class Dispatcher {
+ public:
+  // All must outlive the dispatcher. Safe to use from many threads.
+  Dispatcher(KernelTable* table, Notifier* notifier, DaemonCounters* counters)
+      : table_(table), notifier_(notifier), counters_(counters) {}
+
+  // Runs `command`, delivers its notices, continues with KICKs; returns
+  // the command with its results.
+  absl::StatusOr<lockd_ctl> Run(const lockd_ctl& command);
+  // Runs `request` as a packet would be (LOCKD_CTL_REQUEST); the run's
+  // reply is in reply unless result is NO_REPLY.
+  absl::StatusOr<lockd_ctl> Request(const lockd_request& request);
+  // Grants what lock_id's queue can grant now.
+  absl::Status Kick(uint64_t lock_id);
+
+  KernelTable* table() const { return table_; }
+
+ private:
+  void Deliver(const lockd_ctl& result);
+
+  KernelTable* const table_;
+  Notifier* const notifier_;
+  DaemonCounters* const counters_;
+};
+
+// The next sequence number for a request the daemon makes for a gRPC
+// caller or for itself: above every earlier one, also across restarts of
+// the daemon (it counts with CLOCK_MONOTONIC), so that the
+// datapath never takes a later request for a stale one.
+uint32_t NextDaemonSeq();
+
+}  // namespace lockd
+
+#endif  // LOCKD_LOCKD_DISPATCHER_H_

@@ -1,0 +1,53 @@
+// lockd.v1.AdminService over Admin (admin.h). Mutating methods
+// (ForceRelease) check the admin token, sent as "authorization: Bearer
+// <token>" metadata, when the daemon has one.
+#ifndef LOCKD_LOCKD_GRPC_ADMIN_SERVICE_H_
+#define LOCKD_LOCKD_GRPC_ADMIN_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+
+#include "lockd/admin.h"
+#include "proto/lockd.grpc.pb.h"
+
+namespace lockd {
+
+class GrpcAdminService final : public v1::AdminService::CallbackService {
+ public:
+  // `admin` must outlive this object. An empty token lets anyone call the
+  // mutating methods (the default listen address is loopback).
+  GrpcAdminService(Admin* admin, std::string admin_token)
+      : admin_(admin), admin_token_(std::move(admin_token)) {}
+
+  grpc::ServerUnaryReactor* ListLocks(grpc::CallbackServerContext* context,
+                                      const v1::ListLocksRequest* request,
+                                      v1::ListLocksResponse* response) override;
+  grpc::ServerUnaryReactor* GetLock(grpc::CallbackServerContext* context,
+                                    const v1::GetLockRequest* request,
+                                    v1::GetLockResponse* response) override;
+  grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
+                                     const v1::GetStatsRequest* request,
+                                     v1::GetStatsResponse* response) override;
+  grpc::ServerUnaryReactor* GetMemory(
+      grpc::CallbackServerContext* context, const v1::GetMemoryRequest* request,
+      v1::GetMemoryResponse* response) override;
+  grpc::ServerUnaryReactor* ForceRelease(
+      grpc::CallbackServerContext* context,
+      const v1::ForceReleaseRequest* request,
+      v1::ForceReleaseResponse* response) override;
+  grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* context,
+                                   const v1::HealthRequest* request,
+                                   v1::HealthResponse* response) override;
+
+ private:
+  Admin* const admin_;
+  const std::string admin_token_;
+};
+
+// Fills `out` from what Admin reports (also used by /metrics).
+absl::Status FillMemory(const Admin& admin, v1::MemoryUsage& out);
+
+}  // namespace lockd
+
+#endif  // LOCKD_LOCKD_GRPC_ADMIN_SERVICE_H_

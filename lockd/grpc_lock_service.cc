@@ -1,0 +1,216 @@
+#include "lockd/grpc_lock_service.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "abi/codec.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "lockd/grpc_status.h"
+#include "lockd/rejection.h"
+
+namespace lockd {
+namespace {
+
+static_assert(int{v1::MODE_SHARED} == LOCKD_MODE_SHARED &&
+              int{v1::MODE_EXCLUSIVE} == LOCKD_MODE_EXCLUSIVE);
+static_assert(int{v1::POLICY_NO_WAIT} == LOCKD_POLICY_NO_WAIT &&
+              int{v1::POLICY_WAIT_DIE} == LOCKD_POLICY_WAIT_DIE &&
+              int{v1::Policy_ARRAYSIZE} == LOCKD_POLICY_COUNT);
+
+// A lock as a request named it; the name is kept for messages.
+struct LockRef {
+  uint64_t id = 0;
+  std::string name;
+};
+
+std::string Describe(const LockRef& lock) {
+  std::string out = absl::StrFormat("lock 0x%016x", lock.id);
+  if (!lock.name.empty()) absl::StrAppendFormat(&out, " (\"%s\")", lock.name);
+  return out;
+}
+
+// The three requests share the `lock` oneof.
+template <typename Request>
+absl::StatusOr<LockRef> ResolveLock(const Request& request) {
+  switch (request.lock_case()) {
+    case Request::kLockId:
+      return LockRef{request.lock_id(), ""};
+    case Request::kLockName:
+      if (request.lock_name().empty()) break;
+      return LockRef{LockIdForName(request.lock_name()), request.lock_name()};
+    case Request::LOCK_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "txn ", request.txn_id(),
+      ": the request names no lock: set lock_id or a non-empty lock_name"));
+}
+
+// The reply when it is `expected`, else the error a caller sees.
+absl::StatusOr<lockd_reply> Expect(absl::StatusOr<lockd_reply> reply,
+                                   lockd_opcode expected,
+                                   absl::string_view what) {
+  if (!reply.ok()) return Annotate(reply.status(), what);
+  if (reply->opcode == expected) return reply;
+  if (reply->opcode == LOCKD_OP_REJECTED)
+    return RejectionError(static_cast<lockd_status>(reply->status), what);
+  return absl::InternalError(absl::StrCat(
+      what, ": unexpected answer ",
+      OpcodeName(static_cast<lockd_opcode>(reply->opcode))));
+}
+
+// One Acquire call. Alive until both Start has returned and gRPC is done
+// with it (OnDone), whichever is last: the answer may come, and finish the
+// call, before LockService::Acquire returns.
+class AcquireCall final : public grpc::ServerUnaryReactor {
+ public:
+  AcquireCall(LockService* service, grpc::CallbackServerContext* context,
+              const v1::AcquireRequest* request,
+              v1::AcquireResponse* response)
+      : service_(service),
+        context_(context),
+        request_(request),
+        response_(response) {}
+
+  void Start() {
+    absl::Status valid = Prepare();
+    if (!valid.ok()) {
+      Finish(ToGrpcStatus(valid, *context_));
+    } else {
+      std::shared_ptr<PendingAcquire> pending = service_->Acquire(
+          args_, [this](absl::StatusOr<lockd_reply> answer) {
+            Complete(std::move(answer));
+          });
+      bool cancelled;
+      {
+        absl::MutexLock lock(&mu_);
+        pending_ = pending;
+        cancelled = cancelled_;
+      }
+      if (cancelled) service_->Cancel(pending);
+    }
+    Unref();
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<PendingAcquire> pending;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      pending = pending_;
+    }
+    if (pending) service_->Cancel(pending);
+  }
+
+  void OnDone() override { Unref(); }
+
+ private:
+  absl::Status Prepare() {
+    absl::StatusOr<LockRef> lock = ResolveLock(*request_);
+    if (!lock.ok()) return lock.status();
+    what_ = absl::StrCat("txn ", request_->txn_id(), " acquiring ",
+                         Describe(*lock), " in ",
+                         v1::Mode_Name(request_->mode()));
+    if (request_->mode() != v1::MODE_SHARED &&
+        request_->mode() != v1::MODE_EXCLUSIVE)
+      return absl::InvalidArgumentError(absl::StrCat(
+          what_, ": not a mode to acquire in: use MODE_SHARED or "
+                 "MODE_EXCLUSIVE"));
+    if (!v1::Policy_IsValid(request_->policy()))
+      return absl::InvalidArgumentError(
+          absl::StrCat(what_, ": policy ", request_->policy(), " is unknown"));
+    args_.lock_id = lock->id;
+    args_.txn_id = request_->txn_id();
+    args_.mode = static_cast<lockd_mode>(request_->mode());
+    args_.policy = static_cast<lockd_policy>(request_->policy());
+    args_.lease_ms = request_->lease_ms();
+    args_.wait_ms = request_->wait_ms();
+    return absl::OkStatus();
+  }
+
+  void Complete(absl::StatusOr<lockd_reply> answer) {
+    answer = Expect(std::move(answer), LOCKD_OP_GRANTED, what_);
+    if (answer.ok()) {
+      response_->set_status(v1::REPLY_STATUS_OK);
+      response_->set_lock_id(args_.lock_id);
+      response_->set_fence(answer->fence);
+      response_->set_lease_ms(answer->lease_ms);
+    }
+    Finish(ToGrpcStatus(answer.status(), *context_));
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+  LockService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::AcquireRequest* const request_;
+  v1::AcquireResponse* const response_;
+  AcquireArgs args_;
+  std::string what_;
+  std::atomic<int> refs_{2};  // Start, and gRPC until OnDone
+  absl::Mutex mu_;
+  std::shared_ptr<PendingAcquire> pending_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* GrpcLockService::Acquire(
+    grpc::CallbackServerContext* context, const v1::AcquireRequest* request,
+    v1::AcquireResponse* response) {
+  auto* call = new AcquireCall(service_, context, request, response);
+  call->Start();
+  return call;
+}
+
+grpc::ServerUnaryReactor* GrpcLockService::Release(
+    grpc::CallbackServerContext* context, const v1::ReleaseRequest* request,
+    v1::ReleaseResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<LockRef> lock = ResolveLock(*request);
+  absl::Status status = lock.status();
+  if (lock.ok()) {
+    absl::StatusOr<lockd_reply> reply = Expect(
+        service_->Release(lock->id, request->txn_id()), LOCKD_OP_RELEASED,
+        absl::StrCat("txn ", request->txn_id(), " releasing ",
+                     Describe(*lock)));
+    status = reply.status();
+    if (reply.ok()) {
+      response->set_status(v1::REPLY_STATUS_OK);
+      response->set_fence(reply->fence);
+    }
+  }
+  reactor->Finish(ToGrpcStatus(status, *context));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcLockService::Renew(
+    grpc::CallbackServerContext* context, const v1::RenewRequest* request,
+    v1::RenewResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<LockRef> lock = ResolveLock(*request);
+  absl::Status status = lock.status();
+  if (lock.ok()) {
+    absl::StatusOr<lockd_reply> reply = Expect(
+        service_->Renew(lock->id, request->txn_id(), request->lease_ms()),
+        LOCKD_OP_RENEWED,
+        absl::StrCat("txn ", request->txn_id(), " renewing ",
+                     Describe(*lock)));
+    status = reply.status();
+    if (reply.ok()) {
+      response->set_status(v1::REPLY_STATUS_OK);
+      response->set_fence(reply->fence);
+      response->set_lease_ms(reply->lease_ms);
+    }
+  }
+  reactor->Finish(ToGrpcStatus(status, *context));
+  return reactor;
+}
+
+}  // namespace lockd
