@@ -246,6 +246,29 @@ absl::string_view StatusName(lockd_status status) {
   return kUnknownName;
 }
 
+absl::StatusCode CodeForRejection(lockd_status status) {
+  switch (status) {
+    case LOCKD_STATUS_CONFLICT:
+    case LOCKD_STATUS_DIE:
+    case LOCKD_STATUS_UPGRADE_CONFLICT:
+      return absl::StatusCode::kAborted;
+    case LOCKD_STATUS_NO_CAPACITY:
+      return absl::StatusCode::kResourceExhausted;
+    case LOCKD_STATUS_NOT_HOLDER:
+    case LOCKD_STATUS_FORCE_RELEASED:
+      return absl::StatusCode::kFailedPrecondition;
+    case LOCKD_STATUS_LEASE_EXPIRED:
+    case LOCKD_STATUS_WAIT_EXPIRED:
+      return absl::StatusCode::kDeadlineExceeded;
+    case LOCKD_STATUS_BAD_REQUEST:
+      return absl::StatusCode::kInvalidArgument;
+    case LOCKD_STATUS_OK:
+    case LOCKD_STATUS_COUNT:
+      break;
+  }
+  return absl::StatusCode::kInternal;  // a rejection must give a reason
+}
+
 absl::string_view StatName(lockd_stat stat) {
   if (static_cast<unsigned>(stat) >= LOCKD_STAT_COUNT) return kUnknownName;
   return kStatNames[stat];

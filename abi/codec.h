@@ -79,6 +79,14 @@ absl::string_view ModeName(lockd_mode mode);
 absl::string_view PolicyName(lockd_policy policy);
 absl::string_view StatusName(lockd_status status);
 
+// The status code of a rejection for callers, as proto/lockd.proto lists
+// it: ABORTED for CONFLICT, DIE and UPGRADE_CONFLICT (retry later or
+// restart); RESOURCE_EXHAUSTED for NO_CAPACITY; FAILED_PRECONDITION for
+// NOT_HOLDER and FORCE_RELEASED; DEADLINE_EXCEEDED for LEASE_EXPIRED and
+// WAIT_EXPIRED; INVALID_ARGUMENT for BAD_REQUEST; INTERNAL for OK and
+// unknown values (a rejection must give a reason).
+absl::StatusCode CodeForRejection(lockd_status status);
+
 // Counter names from the LOCKD_STATS list ("rx", "grant_immediate", ...):
 // the names user space reports the per-CPU "stats" map under.
 absl::string_view StatName(lockd_stat stat);  // "UNKNOWN" when out of range

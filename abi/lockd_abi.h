@@ -447,7 +447,8 @@ enum lockd_ctl_result {
   LOCKD_CTL_RETRY = 3,     /* the lock kept changing: try again */
   LOCKD_CTL_FENCE_MISMATCH = 4, /* FORCE_RELEASE: the hold has another fence */
   LOCKD_CTL_NO_REPLY = 5,  /* REQUEST: the packet path would not answer */
-  LOCKD_CTL_BAD_OP = 6,
+  LOCKD_CTL_BAD_OP = 6,    /* no such operation */
+  LOCKD_CTL_MALFORMED = 7, /* REQUEST: fields the packet path would drop */
 };
 
 struct lockd_ctl {

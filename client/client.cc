@@ -87,30 +87,13 @@ uint32_t WaitMs(absl::Time deadline) {
       std::clamp<int64_t>(ms, 1, std::numeric_limits<uint32_t>::max()));
 }
 
-// The client's status code for each rejection (client/transaction.h). The
-// gRPC service's codes (proto/lockd.proto) but one: a lease that ran out is,
-// to the holder, a lost hold (FAILED_PRECONDITION), not a deadline.
-absl::StatusCode CodeForRejection(lockd_status status) {
-  switch (status) {
-    case LOCKD_STATUS_CONFLICT:
-    case LOCKD_STATUS_DIE:
-    case LOCKD_STATUS_UPGRADE_CONFLICT:
-      return absl::StatusCode::kAborted;
-    case LOCKD_STATUS_NO_CAPACITY:
-      return absl::StatusCode::kResourceExhausted;
-    case LOCKD_STATUS_NOT_HOLDER:
-    case LOCKD_STATUS_LEASE_EXPIRED:
-    case LOCKD_STATUS_FORCE_RELEASED:
-      return absl::StatusCode::kFailedPrecondition;
-    case LOCKD_STATUS_WAIT_EXPIRED:
-      return absl::StatusCode::kDeadlineExceeded;
-    case LOCKD_STATUS_BAD_REQUEST:
-      return absl::StatusCode::kInvalidArgument;
-    case LOCKD_STATUS_OK:
-    case LOCKD_STATUS_COUNT:
-      break;
-  }
-  return absl::StatusCode::kInternal;  // a rejection must give a reason
+// The client's status code for each rejection (client/transaction.h): the
+// gRPC service's (abi/codec.h) but one: a lease that ran out is, to the
+// holder, a lost hold (FAILED_PRECONDITION), not a deadline.
+absl::StatusCode ClientCodeForRejection(lockd_status status) {
+  return status == LOCKD_STATUS_LEASE_EXPIRED
+             ? absl::StatusCode::kFailedPrecondition
+             : CodeForRejection(status);
 }
 
 absl::string_view ExplainRejection(lockd_status status) {
@@ -146,7 +129,7 @@ absl::string_view ExplainRejection(lockd_status status) {
 absl::Status RejectionError(lockd_status status, const std::string& what,
                             absl::string_view path) {
   return absl::Status(
-      CodeForRejection(status),
+      ClientCodeForRejection(status),
       absl::StrCat(what, ": rejected over ", path, ": ", StatusName(status),
                    ": ", ExplainRejection(status)));
 }

@@ -23,7 +23,7 @@ absl::Status ControlLoop::Start() {
   if (!reader.ok()) return reader.status();
   events_ = std::move(*reader);
   // Whatever an earlier run of the daemon left queued or expired.
-  KernelTable* table = parts_.dispatcher->table();
+  LockTable* table = parts_.dispatcher->table();
   for (uint32_t s = 0; s < table->SegmentCount();
        s += ExpiryOptions{}.segments_per_sweep)
     if (absl::Status swept = parts_.expiry->Sweep(table->NowNs());

@@ -10,7 +10,7 @@
 #include "abi/lockd_abi.h"
 #include "absl/status/statusor.h"
 #include "lockd/daemon_counters.h"
-#include "lockd/kernel_table.h"
+#include "lockd/lock_table.h"
 #include "lockd/notifier.h"
 
 namespace lockd {
@@ -18,7 +18,7 @@ namespace lockd {
 class Dispatcher {
  public:
   // All must outlive the dispatcher. Safe to use from many threads.
-  Dispatcher(KernelTable* table, Notifier* notifier, DaemonCounters* counters)
+  Dispatcher(LockTable* table, Notifier* notifier, DaemonCounters* counters)
       : table_(table), notifier_(notifier), counters_(counters) {}
 
   // Runs `command`, delivers its notices, continues with KICKs; returns
@@ -30,12 +30,12 @@ class Dispatcher {
   // Grants what lock_id's queue can grant now.
   absl::Status Kick(uint64_t lock_id);
 
-  KernelTable* table() const { return table_; }
+  LockTable* table() const { return table_; }
 
  private:
   void Deliver(const lockd_ctl& result);
 
-  KernelTable* const table_;
+  LockTable* const table_;
   Notifier* const notifier_;
   DaemonCounters* const counters_;
 };

@@ -1,9 +1,6 @@
 #include "lockd/expiry.h"
 
-#include <bpf/bpf.h>
-
 #include <algorithm>
-#include <cerrno>
 
 #include "absl/strings/str_cat.h"
 
@@ -60,7 +57,7 @@ bool Expiry::End(lockd_ctl_op op, uint64_t lock_id, const MemberView& member) {
 
 void Expiry::Settle(uint64_t lock_id, uint64_t now_ns) {
   counters_->Add(DaemonCounters::kExpiryChecks);
-  KernelTable* table = dispatcher_->table();
+  LockTable* table = dispatcher_->table();
   absl::StatusOr<LockView> view = table->Read(lock_id);
   if (absl::IsNotFound(view.status())) return;
   if (!view.ok()) {
@@ -101,7 +98,7 @@ void Expiry::Settle(uint64_t lock_id, uint64_t now_ns) {
 }
 
 absl::Status Expiry::Sweep(uint64_t now_ns) {
-  KernelTable* table = dispatcher_->table();
+  LockTable* table = dispatcher_->table();
   const uint32_t count = table->SegmentCount();
   const uint32_t segments = std::min(options_.segments_per_sweep, count);
   for (uint32_t i = 0; i < segments; ++i) {
@@ -124,22 +121,12 @@ absl::Status Expiry::Sweep(uint64_t now_ns) {
 }
 
 absl::Status Expiry::ForgetOldMemos(uint64_t now_ns) {
-  const int fd = datapath_->maps().ended;
   const uint64_t ttl_ns = absl::ToInt64Nanoseconds(options_.memo_ttl);
-  lockd_owner_key key{}, next{};
-  lockd_owner_key* prev = nullptr;
-  std::vector<lockd_owner_key> old;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    key = next;
-    prev = &key;
-    lockd_ended memo{};
-    if (bpf_map_lookup_elem(fd, &key, &memo) == 0 &&
-        memo.time_ns + ttl_ns < now_ns)
-      old.push_back(key);
-  }
-  for (const lockd_owner_key& k : old)
-    if (bpf_map_delete_elem(fd, &k) == 0)
-      counters_->Add(DaemonCounters::kMemosForgotten);
+  if (now_ns < ttl_ns) return absl::OkStatus();
+  absl::StatusOr<uint64_t> forgotten =
+      dispatcher_->table()->ForgetEnded(now_ns - ttl_ns);
+  if (!forgotten.ok()) return forgotten.status();
+  counters_->Add(DaemonCounters::kMemosForgotten, *forgotten);
   return absl::OkStatus();
 }
 

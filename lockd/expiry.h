@@ -27,7 +27,6 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "lockd/daemon_counters.h"
-#include "lockd/datapath.h"
 #include "lockd/dispatcher.h"
 
 namespace lockd {
@@ -42,12 +41,9 @@ struct ExpiryOptions {
 class Expiry {
  public:
   // All must outlive this object.
-  Expiry(Dispatcher* dispatcher, const Datapath* datapath,
-         DaemonCounters* counters, ExpiryOptions options = {})
-      : dispatcher_(dispatcher),
-        datapath_(datapath),
-        counters_(counters),
-        options_(options) {}
+  Expiry(Dispatcher* dispatcher, DaemonCounters* counters,
+         ExpiryOptions options = {})
+      : dispatcher_(dispatcher), counters_(counters), options_(options) {}
 
   // A waiter queued on `lock_id`, whose wait ends at `deadline_ns` (0:
   // none): a lock not watched yet is settled now and watched from then on;
@@ -71,7 +67,6 @@ class Expiry {
   void Schedule(uint64_t lock_id, uint64_t due_ns);
 
   Dispatcher* const dispatcher_;
-  const Datapath* const datapath_;
   DaemonCounters* const counters_;
   const ExpiryOptions options_;
   using Entry = std::pair<uint64_t, uint64_t>;  // (due ns, lock)

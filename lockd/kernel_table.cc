@@ -9,6 +9,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "lockd/map_fields.h"
 
 namespace lockd {
 namespace {
@@ -209,8 +210,7 @@ absl::Status KernelTable::ForEachBucket(uint32_t first_segment,
 }
 
 uint32_t KernelTable::SegmentCount() const {
-  const uint32_t levels =
-      __atomic_load_n(&datapath_->config()->table_levels, __ATOMIC_ACQUIRE);
+  const uint32_t levels = Load(&datapath_->config()->table_levels);
   return levels <= LOCKD_TABLE_SEG_SHIFT
              ? 1
              : std::min<uint32_t>(1u << (levels - LOCKD_TABLE_SEG_SHIFT),
@@ -255,6 +255,24 @@ absl::StatusOr<uint64_t> KernelTable::CountLocks() const {
       });
   if (!walked.ok()) return walked;
   return locks;
+}
+
+absl::StatusOr<uint64_t> KernelTable::ForgetEnded(uint64_t before_ns) {
+  const int fd = datapath_->maps().ended;
+  lockd_owner_key key{}, next{};
+  lockd_owner_key* prev = nullptr;
+  std::vector<lockd_owner_key> old;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    lockd_ended memo{};
+    if (bpf_map_lookup_elem(fd, &key, &memo) == 0 && memo.time_ns < before_ns)
+      old.push_back(key);
+  }
+  uint64_t forgotten = 0;
+  for (const lockd_owner_key& k : old)
+    if (bpf_map_delete_elem(fd, &k) == 0) ++forgotten;
+  return forgotten;
 }
 
 uint64_t KernelTable::NowNs() const {

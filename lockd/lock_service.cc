@@ -61,6 +61,11 @@ absl::StatusOr<lockd_reply> LockService::Answer(const lockd_request& request) {
     absl::StatusOr<lockd_ctl> run = dispatcher_->Request(attempt);
     if (!run.ok()) return run.status();
     if (run->result == LOCKD_CTL_OK) return run->reply;
+    if (run->result == LOCKD_CTL_MALFORMED)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "lock ", request.lock_id, ": malformed request (opcode ",
+          request.opcode, ", mode ", request.mode, ", policy ", request.policy,
+          ")"));
     if (run->result != LOCKD_CTL_NO_REPLY)
       return absl::InternalError(absl::StrCat(
           "the control program refused the request (result ", run->result,

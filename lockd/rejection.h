@@ -13,13 +13,8 @@
 
 namespace lockd {
 
-// The code for a rejection's status: ABORTED for CONFLICT, DIE and
-// UPGRADE_CONFLICT; RESOURCE_EXHAUSTED for NO_CAPACITY; FAILED_PRECONDITION
-// for NOT_HOLDER and FORCE_RELEASED; DEADLINE_EXCEEDED for LEASE_EXPIRED
-// and WAIT_EXPIRED; INVALID_ARGUMENT for BAD_REQUEST.
-absl::StatusCode CodeForRejection(lockd_status status);
-
-// "<what>: rejected: <STATUS>", with the status as payload.
+// "<what>: rejected: <STATUS>" with the code CodeForRejection
+// (abi/codec.h) gives it, and the status as payload.
 absl::Status RejectionError(lockd_status status, absl::string_view what);
 
 // The lockd_status a RejectionError carries, if `error` is one.

@@ -11,19 +11,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "lockd/map_fields.h"
 
 namespace lockd {
 namespace {
-
-template <typename T>
-T Load(const T* p) {
-  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-template <typename T, typename V>
-void Store(T* p, V v) {
-  __atomic_store_n(p, static_cast<T>(v), __ATOMIC_RELEASE);
-}
 
 uint32_t SegmentsOfLevel(uint32_t level) {
   // Level L holds the buckets 2^(L-1) .. 2^L - 1; level BASE all of 0..255.
@@ -88,10 +79,16 @@ absl::Status Segments::Start() {
   fixed_bytes_.store(fixed);
   absl::Status started = datapath_->reused_pins() ? Adopt() : Initialize();
   if (!started.ok()) return started;
-  // A growth asked of a predecessor that died before finishing it.
+  // Growth asked of a predecessor that died before it was done: its events
+  // went with it, the requests stay in the shared config.
   lockd_config* cfg = datapath_->config();
-  uint32_t asked = Load(&cfg->table_level_requested);
-  if (asked > Load(&cfg->table_levels)) return GrowTable(asked);
+  const uint32_t asked = Load(&cfg->table_level_requested);
+  if (asked > Load(&cfg->table_levels)) {
+    if (absl::Status grown = GrowTable(asked); !grown.ok()) return grown;
+  }
+  const lockd_pool_seg& current =
+      datapath_->pool_info()[Load(&cfg->pool_current) % LOCKD_POOL_SLOTS];
+  if (Load(&current.low_water_signalled)) return GrowPool();
   return absl::OkStatus();
 }
 
@@ -149,9 +146,13 @@ absl::Status Segments::Adopt() {
     if (table_segment_bytes_ == 0)
       table_segment_bytes_ = MapMemlock(table_fds_[s]);
   }
+  lockd_pool_seg* info = datapath_->pool_info();
   for (uint32_t slot = 0; slot < LOCKD_POOL_SLOTS; ++slot) {
     pool_fds_[slot] = InnerFd(maps.pool_segments, slot);
-    if (pool_fds_[slot] >= 0) pool_bytes_[slot].store(MapMemlock(pool_fds_[slot]));
+    if (pool_fds_[slot] >= 0)
+      pool_bytes_[slot].store(MapMemlock(pool_fds_[slot]));
+    else
+      Store(&info[slot].id, 0u);  // described but never inserted: a crash
   }
   if (table_fds_[0] < 0)
     return absl::DataLossError(
@@ -171,19 +172,6 @@ absl::StatusOr<int> Segments::CreateTableSegment(uint32_t segment) {
                           sizeof(lockd_bucket), LOCKD_TABLE_SEG_BUCKETS, &opts);
   if (fd < 0)
     return ErrnoStatus(errno, absl::StrCat("creating table segment ", segment));
-  return fd;
-}
-
-absl::StatusOr<int> Segments::CreatePoolSegment(uint32_t capacity) {
-  const SegmentTemplate t = datapath_->pool_template();
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<__u32>(t.btf_fd),
-              .btf_key_type_id = t.key_type_id,
-              .btf_value_type_id = t.value_type_id, .map_flags = t.map_flags);
-  int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "lockd_pseg", sizeof(uint64_t),
-                          sizeof(lockd_block), capacity, &opts);
-  if (fd < 0)
-    return ErrnoStatus(errno,
-                       absl::StrCat("creating a pool segment of ", capacity));
   return fd;
 }
 
@@ -231,78 +219,6 @@ absl::Status Segments::GrowTable(uint32_t level) {
   return absl::OkStatus();
 }
 
-absl::Status Segments::InstallPoolSegment(uint32_t capacity) {
-  lockd_config* cfg = datapath_->config();
-  lockd_pool_seg* info = datapath_->pool_info();
-  // Ids only grow, and a slot is taken by one segment at a time.
-  uint32_t id = Load(&cfg->pool_current);
-  for (uint32_t slot = 0; slot < LOCKD_POOL_SLOTS; ++slot)
-    if (Load(&info[slot].id) > id) id = Load(&info[slot].id);
-  uint32_t tries = 0;
-  do {
-    ++id;
-    if (++tries > LOCKD_POOL_SLOTS)
-      return absl::ResourceExhaustedError("every pool slot holds a segment");
-  } while (pool_fds_[id % LOCKD_POOL_SLOTS] >= 0);
-  absl::StatusOr<int> fd = CreatePoolSegment(capacity);
-  if (!fd.ok()) return fd.status();
-  const uint64_t bytes = MapMemlock(*fd);
-  if (!Fits(bytes)) {
-    close(*fd);
-    SetAtBudget(LOCKD_BUDGET_POOL, true);
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the memory budget (", options_.budget_bytes,
-                     " bytes) has no room for a pool segment of ", capacity,
-                     " blocks"));
-  }
-  const uint32_t slot = id % LOCKD_POOL_SLOTS;
-  // The slot's bookkeeping first, then the map, then the switch: a program
-  // that sees the new current segment finds everything in place.
-  lockd_pool_seg fresh{};
-  fresh.capacity = capacity;
-  Store(&info[slot].capacity, fresh.capacity);
-  Store(&info[slot].next, uint64_t{0});
-  Store(&info[slot].live, int64_t{0});
-  Store(&info[slot].low_water_signalled, 0u);
-  Store(&info[slot].id, id);
-  if (bpf_map_update_elem(datapath_->maps().pool_segments, &slot, &*fd,
-                          BPF_ANY) != 0) {
-    close(*fd);
-    Store(&info[slot].id, 0u);
-    return ErrnoStatus(errno, "inserting a pool segment");
-  }
-  pool_fds_[slot] = *fd;
-  pool_bytes_[slot].store(bytes);
-  Store(&cfg->pool_current, id);
-  SetAtBudget(LOCKD_BUDGET_POOL, false);
-  return Quiesce();
-}
-
-absl::Status Segments::GrowPool() {
-  const MemoryUse use = Use();
-  const uint32_t current = use.pool_current;
-  const lockd_pool_seg& info =
-      datapath_->pool_info()[current % LOCKD_POOL_SLOTS];
-  uint64_t capacity = std::max<uint64_t>(
-      options_.pool_min_blocks,
-      2 * std::max<uint64_t>(Load(&info.capacity), use.pool_live));
-  capacity = std::min<uint64_t>(capacity, 1u << 30);
-  absl::Status installed = InstallPoolSegment(static_cast<uint32_t>(capacity));
-  if (!installed.ok() && absl::IsResourceExhausted(installed)) {
-    // Over budget at this size: settle for what is left, if anything.
-    const uint64_t left = options_.budget_bytes > use.total_bytes
-                              ? options_.budget_bytes - use.total_bytes
-                              : 0;
-    const uint64_t per_block = use.pool_capacity
-                                   ? use.pool_bytes / use.pool_capacity
-                                   : sizeof(lockd_block) * 2;
-    const uint64_t fits = per_block ? left / per_block : 0;
-    if (fits > Load(&info.capacity) && fits >= options_.pool_min_blocks)
-      installed = InstallPoolSegment(static_cast<uint32_t>(fits));
-  }
-  return installed;
-}
-
 absl::Status Segments::Quiesce() {
   uint32_t zero = 0;
   if (table_fds_[0] < 0) return absl::OkStatus();
@@ -336,27 +252,6 @@ absl::Status Segments::Tidy(absl::Time now) {
       return s;
   }
   if (Fits(0)) SetAtBudget(LOCKD_BUDGET_TABLE, false);
-  return absl::OkStatus();
-}
-
-absl::Status Segments::DropDrainedPool() {
-  const uint32_t current = Load(&datapath_->config()->pool_current);
-  lockd_pool_seg* info = datapath_->pool_info();
-  for (uint32_t slot = 0; slot < LOCKD_POOL_SLOTS; ++slot) {
-    const uint32_t id = Load(&info[slot].id);
-    // Not current for a grace period already (InstallPoolSegment quiesced
-    // after switching): nothing allocates there any more, so no block comes
-    // back once live is 0.
-    if (id == 0 || id == current || pool_fds_[slot] < 0 ||
-        Load(&info[slot].live) != 0)
-      continue;
-    if (bpf_map_delete_elem(datapath_->maps().pool_segments, &slot) != 0)
-      return ErrnoStatus(errno, "removing a drained pool segment");
-    close(pool_fds_[slot]);
-    pool_fds_[slot] = -1;
-    pool_bytes_[slot].store(0);
-    Store(&info[slot].id, 0u);
-  }
   return absl::OkStatus();
 }
 

@@ -35,8 +35,8 @@ absl::Status Server::Init() {
       std::make_unique<Dispatcher>(table_.get(), notifier_.get(), &counters_);
   lock_service_ =
       std::make_unique<LockService>(dispatcher_.get(), &calls_, &counters_);
-  expiry_ = std::make_unique<Expiry>(dispatcher_.get(), datapath_.get(),
-                                     &counters_, options_.expiry);
+  expiry_ = std::make_unique<Expiry>(dispatcher_.get(), &counters_,
+                                     options_.expiry);
   loop_ = std::make_unique<ControlLoop>(
       ControlLoop::Parts{datapath_.get(), segments_.get(), expiry_.get(),
                          notifier_.get(), dispatcher_.get(),

@@ -10,13 +10,13 @@
 
 #include "abi/codec.h"
 #include "absl/strings/str_cat.h"
-#include "lockd/datapath.h"
+#include "absl/status/status.h"
 
 namespace lockd {
 
 absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Open(uint16_t port) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoStatus(errno, "creating the UDP socket");
+  if (fd < 0) return absl::ErrnoToStatus(errno, "creating the UDP socket");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -24,7 +24,7 @@ absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Open(uint16_t port) {
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     const int err = errno;
     close(fd);
-    return ErrnoStatus(err, absl::StrCat("binding UDP port ", port));
+    return absl::ErrnoToStatus(err, absl::StrCat("binding UDP port ", port));
   }
   return std::unique_ptr<UdpSocket>(new UdpSocket(fd));
 }
@@ -40,7 +40,7 @@ absl::Status UdpSocket::Send(const lockd_endpoint& to,
   addr.sin_addr.s_addr = to.addr;
   if (sendto(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT,
              reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
-    return ErrnoStatus(errno, "sending a reply");
+    return absl::ErrnoToStatus(errno, "sending a reply");
   return absl::OkStatus();
 }
 
@@ -51,7 +51,7 @@ absl::StatusOr<std::vector<Datagram>> UdpSocket::Receive(
   const int ready =
       poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
   if (ready < 0 && errno != EINTR)
-    return ErrnoStatus(errno, "waiting on the UDP socket");
+    return absl::ErrnoToStatus(errno, "waiting on the UDP socket");
   if (ready <= 0) return out;
   while (out.size() < max) {
     uint8_t buffer[2048];
@@ -62,7 +62,7 @@ absl::StatusOr<std::vector<Datagram>> UdpSocket::Receive(
                  reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-      return ErrnoStatus(errno, "receiving on the UDP socket");
+      return absl::ErrnoToStatus(errno, "receiving on the UDP socket");
     }
     Datagram d;
     d.from.addr = from.sin_addr.s_addr;

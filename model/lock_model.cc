@@ -88,6 +88,7 @@ LockModel::LockModel(Config config) : config_(config) {}
 
 LockModel::Outcome LockModel::Apply(const lockd_request& req,
                                     uint64_t now_ns) {
+  now_ns_ = now_ns;
   Outcome out;
   if (!IsWellFormed(req)) {
     Count(LOCKD_STAT_MALFORMED, &out);
@@ -304,7 +305,7 @@ uint64_t LockModel::EndHold(uint64_t lock_id, LockState& lock,
   if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
   Count(LOCKD_STAT_HOLD_ENDED, out);
   if (reason != LOCKD_STATUS_OK) {
-    ended_[{lock_id, txn_id}] = Memo{fence, reason};
+    ended_[{lock_id, txn_id}] = Memo{fence, reason, now_ns_};
     Count(reason == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_LEASE_EXPIRED
                                                : LOCKD_STAT_FORCE_RELEASED,
           out);
@@ -365,6 +366,7 @@ void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
 
 lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
                              Counters* counters) {
+  now_ns_ = now_ns;
   lockd_ctl ctl = command;
   ctl.notices = 0;
   ctl.kick = 0;
@@ -375,7 +377,9 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
   };
   if (command.op == LOCKD_CTL_REQUEST) {
     out = Apply(req, now_ns);
-    ctl.result = out.reply ? LOCKD_CTL_OK : LOCKD_CTL_NO_REPLY;
+    ctl.result = !IsWellFormed(req) ? LOCKD_CTL_MALFORMED
+                 : out.reply        ? LOCKD_CTL_OK
+                                    : LOCKD_CTL_NO_REPLY;
     if (out.reply) ctl.reply = *out.reply;
   } else if (command.op == LOCKD_CTL_EXPIRE_HOLDER ||
              command.op == LOCKD_CTL_FORCE_RELEASE) {
@@ -410,7 +414,8 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
       ctl.result = LOCKD_CTL_NOT_DUE;
     } else {
       waiter->cancelled = true;
-      ended_[{req.lock_id, req.txn_id}] = Memo{0, LOCKD_STATUS_WAIT_EXPIRED};
+      ended_[{req.lock_id, req.txn_id}] =
+          Memo{0, LOCKD_STATUS_WAIT_EXPIRED, now_ns};
       Count(LOCKD_STAT_WAIT_EXPIRED, &out);
       lockd_notice n{};
       n.reply.opcode = LOCKD_OP_REJECTED;
@@ -553,6 +558,19 @@ bool LockModel::IsModeledCounter(enum lockd_stat stat) {
     default:
       return false;
   }
+}
+
+size_t LockModel::ForgetEnded(uint64_t before_ns) {
+  size_t forgotten = 0;
+  for (auto it = ended_.begin(); it != ended_.end();) {
+    if (it->second.time_ns < before_ns) {
+      it = ended_.erase(it);
+      ++forgotten;
+    } else {
+      ++it;
+    }
+  }
+  return forgotten;
 }
 
 }  // namespace lockd

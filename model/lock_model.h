@@ -123,6 +123,10 @@ class LockModel {
                                           const LockState& lock);
   absl::Status CheckInvariants() const;
 
+  // Forgets the endings remembered before `before_ns`, as the daemon does
+  // with the datapath's; returns how many.
+  size_t ForgetEnded(uint64_t before_ns);
+
   const Counters& stats() const { return stats_; }
   // Whether the model keeps this counter. The others (rx, kicks, TC sends,
   // retries, searches, splits, pool, events) describe how the datapath
@@ -134,6 +138,7 @@ class LockModel {
   struct Memo {
     uint64_t fence = 0;
     uint8_t status = LOCKD_STATUS_OK;
+    uint64_t time_ns = 0;  // when the ending was decided
   };
 
   void Acquire(const lockd_request& req, uint64_t now_ns, Outcome* out);
@@ -158,6 +163,7 @@ class LockModel {
   std::map<uint64_t, uint64_t> last_fence_;  // of locks now idle
   std::map<OwnerKey, Memo> ended_;  // holds and waits ended for the owner
   Counters stats_{};
+  uint64_t now_ns_ = 0;  // of the request or operation being decided
 };
 
 }  // namespace lockd

@@ -119,9 +119,6 @@ readonly ZK_HANDLES=1
 # load: its runs are warmed up longer (after 1 s they still made 30-50 %
 # fewer locks/s than after 3-5 s).
 readonly zk_warmup
-# Every lock id of a 1M-lock run fits the kernel table: lockd never deletes
-# lock entries, so a smaller table would hand new locks to the daemon.
-readonly LOCK_CAPACITY=1200000
 readonly GRPC_PORT=7451 REDIS_PORT=6379 ETCD_PORT=2379 ZK_PORT=2181
 
 # ---------------------------------------------------------------------------
@@ -166,9 +163,8 @@ NETNS_CLIENT_XDP_OBJ=bazel-bin/tests/netns/xdp_pass.o netns_setup lockdbench
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 work=$(mktemp -d /tmp/lockd-bench.XXXXXX)
-# On tmpfs: lockd's saved state (where its default, /run/lockd, is on a
-# usual host) and etcd's and ZooKeeper's data directories (fsync costs
-# nothing there: their best case).
+# On tmpfs: etcd's and ZooKeeper's data directories (fsync costs nothing
+# there: their best case).
 shm_dir=$(mktemp -d /dev/shm/lockd-bench.XXXXXX)
 
 # Waits (at most 20 s) for `text` in the server's log; fails if it died.
@@ -222,7 +218,7 @@ start_lockd() {
   [[ "$1" == fast ]] && interface="$NETNS_SERVER_IF"
   bazel-bin/lockd/lockd --netns="$NETNS_SERVER" --interface="$interface" \
     --instance="$instance" --pin_root="$pin_root" \
-    --state_root="$shm_dir/state" --lock_capacity="$LOCK_CAPACITY" \
+    --keep_state=false \
     --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" >"$work/server.log" 2>&1 &
   server_pid=$!
   await_server ready "$work/server.log"

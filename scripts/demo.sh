@@ -75,7 +75,7 @@ for ((i = 0; i < servers; i++)); do
   # gRPC on the veth: the client's fallback path, and lockctl's.
   bazel-bin/lockd/lockd --netns="${NETNS_SERVERS[i]}" \
     --interface="${NETNS_SERVER_IFS[i]}" --instance="$instance-$n" \
-    --pin_root="$pin_root" --state_root="$work/state" \
+    --pin_root="$pin_root" --keep_state=false \
     --grpc_listen="$ip:$grpc_port" >"$work/lockd$n.log" 2>&1 &
   lockd_pids+=($!)
   wait_for_line "$work/lockd$n.log" ready "$!"

@@ -8,6 +8,7 @@
 #define LOCKD_BPF_LIB_CONTROL_H_
 
 #include "bpf/lib/acquire.h"
+#include "bpf/lib/parse.h"
 #include "bpf/lib/release.h"
 
 /* Appends this run's notice batch to ctl->notice from index `first`. */
@@ -29,6 +30,13 @@ static __always_inline void ctl_copy_notices(struct lockd_ctl *ctl,
 
 static __always_inline void ctl_request(struct lockd_ctl *ctl,
                                         struct lt_result *res, __u64 now) {
+  const struct lockd_request *req = &ctl->req;
+  if (!request_fields_valid(req->opcode, req->mode, req->policy,
+                            req->flags)) {
+    stat_inc(LOCKD_STAT_MALFORMED);
+    ctl->result = LOCKD_CTL_MALFORMED;
+    return;
+  }
   switch (ctl->req.opcode) {
     case LOCKD_OP_ACQUIRE:
       lt_acquire(&ctl->req, now, res);

@@ -34,14 +34,16 @@ enum parse_result {
 };
 
 /* Mode and policy are checked on every opcode, as the C++ codec does, so
- * that the kernel and user space agree on what is malformed. */
-static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
-  if ((msg->flags & ~LOCKD_REQUEST_FLAGS) || msg->status != 0) return false;
-  if (msg->mode > LOCKD_MODE_EXCLUSIVE || msg->policy >= LOCKD_POLICY_COUNT)
+ * that the kernel and user space agree on what is malformed. Requests of
+ * the control program are checked the same way. */
+static __always_inline bool request_fields_valid(__u8 opcode, __u8 mode,
+                                                 __u8 policy, __u8 flags) {
+  if (flags & ~LOCKD_REQUEST_FLAGS) return false;
+  if (mode > LOCKD_MODE_EXCLUSIVE || policy >= LOCKD_POLICY_COUNT)
     return false;
-  switch (msg->opcode) {
+  switch (opcode) {
     case LOCKD_OP_ACQUIRE:
-      return msg->mode != LOCKD_MODE_NONE;
+      return mode != LOCKD_MODE_NONE;
     case LOCKD_OP_RELEASE:
     case LOCKD_OP_RENEW:
     case LOCKD_OP_KICK:
@@ -49,6 +51,11 @@ static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
     default:
       return false;
   }
+}
+
+static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
+  return msg->status == 0 && request_fields_valid(msg->opcode, msg->mode,
+                                                  msg->policy, msg->flags);
 }
 
 /* Classifies the packet in [data, data_end) and, when it is a well-formed

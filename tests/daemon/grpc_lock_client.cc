@@ -2,13 +2,15 @@
 // a test. Acquires --lock_id exclusively for --txn_id (blocking, policy
 // WAIT) and prints "granted <fence>"; then waits for a line on stdin,
 // releases, prints "released <fence>" and exits 0. Any failure: the error on
-// stderr and exit code 1.
+// stderr, "failed <grpc code>" on stdout and exit code 1.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -29,6 +31,9 @@ int Fail(const char* what, const grpc::Status& status) {
   fprintf(stderr, "grpc_lock_client: %s: code %d: %s\n", what,
           static_cast<int>(status.error_code()),
           status.error_message().c_str());
+  // For the test, which reads stdout: "failed <code>".
+  printf("failed %d\n", static_cast<int>(status.error_code()));
+  fflush(stdout);
   return 1;
 }
 
@@ -39,8 +44,19 @@ int Release(lockd::v1::LockService::Stub& stub) {
   release.set_lock_id(absl::GetFlag(FLAGS_lock_id));
   release.set_txn_id(absl::GetFlag(FLAGS_txn_id));
   lockd::v1::ReleaseResponse released;
-  grpc::ClientContext release_context;
-  const grpc::Status done = stub.Release(&release_context, release, &released);
+  // Through a restart of the server the connection breaks: the release is
+  // tried again (UNAVAILABLE means it did not reach a server) until it is
+  // back.
+  grpc::Status done;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    grpc::ClientContext release_context;
+    release_context.set_wait_for_ready(true);
+    release_context.set_deadline(std::chrono::system_clock::now() +
+                                 std::chrono::seconds(20));
+    done = stub.Release(&release_context, release, &released);
+    if (done.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   if (!done.ok()) return Fail("Release", done);
   printf("released %llu\n", static_cast<unsigned long long>(released.fence()));
   return 0;

@@ -106,6 +106,87 @@ INSTANTIATE_TEST_SUITE_P(StopSignals, RestartTest,
                                                         : "Sigterm";
                          });
 
+// gRPC callers through a SIGKILL: the call that was waiting fails with
+// UNAVAILABLE, every hold stays valid (a gRPC holder releases it after the
+// restart with its fence), the FIFO order of UDP and gRPC waiters is kept,
+// and the caller that retries its Acquire finds its place in the queue.
+TEST_F(RestartTest, GrpcCallersKeepTheirHoldsAndPlacesThroughASigkill) {
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> first = StartLockd();
+  ASSERT_TRUE(first.ok()) << first.status();
+  const uint64_t lock = LockIdForName("restart-grpc");
+  auto grpc_client = [&](uint64_t txn) {
+    return StartGrpcLockClient(
+        {absl::StrCat("--lock_id=", lock), absl::StrCat("--txn_id=", txn)});
+  };
+  auto queue_is = [&](size_t length) {
+    return WaitUntil(
+        [&]() -> absl::StatusOr<bool> {
+          absl::StatusOr<ShownLock> shown = Show(lock);
+          if (!shown.ok()) return shown.status();
+          return shown->queue.size() == length;
+        },
+        kStartTimeout, absl::StrCat("a queue of ", length));
+  };
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> g1 = grpc_client(1);
+  ASSERT_TRUE(g1.ok()) << g1.status();
+  absl::StatusOr<std::string> granted =
+      (*g1)->ReadLineContaining("granted", kReplyTimeout);
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  absl::StatusOr<std::unique_ptr<UdpLockClient>> u2 = OpenClient(lock, 2);
+  ASSERT_TRUE(u2.ok()) << u2.status();
+  ASSERT_TRUE(IsOk(ExpectReply((*u2)->Call(LOCKD_OP_ACQUIRE,
+                                           LOCKD_MODE_EXCLUSIVE),
+                               LOCKD_OP_QUEUED)
+                       .status()));
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> g3 = grpc_client(3);
+  ASSERT_TRUE(g3.ok()) << g3.status();
+  ASSERT_TRUE(IsOk(queue_is(2)));
+  absl::StatusOr<std::unique_ptr<UdpLockClient>> u4 = OpenClient(lock, 4);
+  ASSERT_TRUE(u4.ok()) << u4.status();
+  ASSERT_TRUE(IsOk(ExpectReply((*u4)->Call(LOCKD_OP_ACQUIRE,
+                                           LOCKD_MODE_EXCLUSIVE),
+                               LOCKD_OP_QUEUED)
+                       .status()));
+
+  ASSERT_TRUE(IsOk((*first)->Signal(SIGKILL)));
+  ASSERT_TRUE((*first)->Wait(kStopTimeout).ok());
+  // The waiting call ends with UNAVAILABLE (grpc::StatusCode 14).
+  absl::StatusOr<std::string> failed =
+      (*g3)->ReadLineContaining("failed", kReplyTimeout);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(*failed, "failed 14");
+
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> second = StartLockd();
+  ASSERT_TRUE(second.ok()) << second.status();
+  absl::StatusOr<ShownLock> shown = Show(lock);
+  ASSERT_TRUE(shown.ok()) << shown.status();
+  EXPECT_THAT(shown->holders, ElementsAre(1));
+  EXPECT_THAT(shown->queue, ElementsAre(2, 3, 4));
+
+  // Txn 3 asks again: the same place, not a new one.
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> g3_again = grpc_client(3);
+  ASSERT_TRUE(g3_again.ok()) << g3_again.status();
+  // The gRPC holder's hold is still its: releasing it hands the lock on.
+  ASSERT_TRUE(IsOk((*g1)->WriteLine("release")));
+  absl::StatusOr<std::string> released =
+      (*g1)->ReadLineContaining("released", kReplyTimeout);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(released->substr(9), granted->substr(8)) << "the same fence";
+  absl::StatusOr<Message> u2_granted =
+      ExpectReply((*u2)->Receive(), LOCKD_OP_GRANTED);
+  ASSERT_TRUE(u2_granted.ok()) << u2_granted.status();
+  ASSERT_TRUE(IsOk(
+      ExpectReply((*u2)->Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED).status()));
+  absl::StatusOr<std::string> g3_granted =
+      (*g3_again)->ReadLineContaining("granted", kReplyTimeout);
+  ASSERT_TRUE(g3_granted.ok()) << g3_granted.status();
+  ASSERT_TRUE(IsOk((*g3_again)->WriteLine("release")));
+  absl::StatusOr<Message> u4_granted =
+      ExpectReply((*u4)->Receive(), LOCKD_OP_GRANTED);
+  ASSERT_TRUE(u4_granted.ok()) << u4_granted.status();
+  EXPECT_GT(u4_granted->fence, u2_granted->fence);
+}
+
 using FreshStartTest = DaemonTest;
 
 TEST_F(FreshStartTest, StateRemovedOnStopAndFencesStillGrow) {

@@ -7,9 +7,12 @@
 //
 // The table splits a bucket at 2 locks and merges buckets holding 1, over
 // thousands of lock ids created and deleted: locks move between buckets,
-// segments come and go, and nothing a client sees may change. Clients
+// segments come and go, and nothing a client sees may change. UDP clients
 // behave as the client library does: they echo tickets, flag their
-// retransmissions, and sometimes lose a reply (and so their ticket).
+// retransmissions, and sometimes lose a reply (and so their ticket). One
+// client in eight is a gRPC caller instead, on the same locks: its requests
+// run through the control program as the daemon's LockService runs them
+// (LOCAL members, no ticket), and its grants come back as events.
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -45,14 +48,8 @@ using OwnerKey = std::pair<uint64_t, uint64_t>;
 
 int ClientOf(uint64_t txn) { return static_cast<int>(txn % kClients); }
 
-lockd_endpoint EndpointOf(int client) {
-  const Endpoint e = ClientEndpoint(client);
-  lockd_endpoint ep{};
-  memcpy(ep.mac, e.mac.data(), sizeof(ep.mac));
-  ep.addr = htonl(e.addr);
-  ep.port = htons(e.port);
-  return ep;
-}
+// Clients 0, 8, 16, ... are gRPC callers inside the daemon.
+bool IsGrpc(int client) { return client % 8 == 0; }
 
 // What the test sends: a message, and for the datapath its ticket.
 struct Step {
@@ -225,6 +222,28 @@ class DifferentialTest : public ::testing::Test {
     return out;
   }
 
+  // The notices of a control operation's run, and of the KICK the daemon
+  // runs when the run stopped at LOCKD_MAX_GRANTS.
+  void TakeControlNotices(const lockd_ctl& got, const std::string& what,
+                          std::vector<std::pair<int, Message>>* notices) {
+    for (uint32_t i = 0; i < got.notices; ++i) {
+      Message n = FromReply(got.notice[i].reply);
+      notices->emplace_back(ClientOf(n.txn_id), n);
+    }
+    if (!got.kick) return;
+    lockd_ctl kick{};
+    kick.op = LOCKD_CTL_REQUEST;
+    kick.req.opcode = LOCKD_OP_KICK;
+    kick.req.lock_id = got.req.lock_id;
+    absl::StatusOr<lockd_ctl> more = dp_->table->Execute(kick);
+    ASSERT_TRUE(more.ok()) << what;
+    for (uint32_t i = 0; i < more->notices; ++i) {
+      Message n = FromReply(more->notice[i].reply);
+      notices->emplace_back(ClientOf(n.txn_id), n);
+    }
+    ASSERT_EQ(more->kick, 0u) << what;
+  }
+
   // Forgets the fence offsets of locks the model deleted.
   void Settle() {
     for (auto it = offset_.begin(); it != offset_.end();)
@@ -241,10 +260,34 @@ class DifferentialTest : public ::testing::Test {
     std::vector<lockd_notice> want_notices;
     LockModel::Counters want_counters{};
     std::vector<std::pair<int, Message>> got_notices;
-    if (step.kind == Step::kRequest) {
+    if (step.kind == Step::kRequest && IsGrpc(ClientOf(step.m.txn_id))) {
+      // As LockService asks: a LOCAL member with no address, no ticket,
+      // ACQUIREs flagged (a caller's retry finds its record).
+      lockd_request req = ToRequest(step.m, lockd_endpoint{});
+      req.member_flags = LOCKD_MEMBER_LOCAL;
+      req.ticket = 0;
+      if (req.opcode == LOCKD_OP_ACQUIRE) req.flags |= LOCKD_FLAG_RETRANSMIT;
+      LockModel::Outcome want = model_.Apply(req, 0);
+      lockd_ctl ctl{};
+      ctl.op = LOCKD_CTL_REQUEST;
+      ctl.req = req;
+      absl::StatusOr<lockd_ctl> got = dp_->table->Execute(ctl);
+      ASSERT_TRUE(got.ok()) << what << ": " << got.status();
+      ASSERT_EQ(got->result == LOCKD_CTL_OK, want.reply.has_value()) << what;
+      ASSERT_EQ(got->result == LOCKD_CTL_MALFORMED,
+                want.counters[LOCKD_STAT_MALFORMED] == 1)
+          << what;
+      if (want.reply) {
+        ASSERT_NO_FATAL_FAILURE(
+            CheckReply(*want.reply, FromReply(got->reply), what));
+      }
+      ASSERT_NO_FATAL_FAILURE(TakeControlNotices(*got, what, &got_notices));
+      want_notices = want.notices;
+      want_counters = want.counters;
+    } else if (step.kind == Step::kRequest) {
       const int client = ClientOf(step.m.txn_id);
       LockModel::Outcome want =
-          model_.Apply(ToRequest(step.m, EndpointOf(client)), 0);
+          model_.Apply(ToRequest(step.m, ClientAbiEndpoint(client)), 0);
       Message m = step.m;
       auto ticket = tickets_.find({m.lock_id, m.txn_id});
       m.ticket = step.lost_ticket || ticket == tickets_.end() ? 0
@@ -284,37 +327,38 @@ class DifferentialTest : public ::testing::Test {
       ASSERT_TRUE(got.ok()) << what << ": " << got.status();
       ASSERT_EQ(got->result, want.result) << what;
       ASSERT_EQ(got->reply.fence == 0, want.reply.fence == 0) << what;
-      for (uint32_t i = 0; i < got->notices; ++i) {
-        Message n = FromReply(got->notice[i].reply);
-        got_notices.emplace_back(ClientOf(n.txn_id), n);
-      }
-      // A run stops at LOCKD_MAX_GRANTS; the daemon would KICK for more.
-      if (got->kick) {
-        lockd_ctl kick{};
-        kick.op = LOCKD_CTL_REQUEST;
-        kick.req.opcode = LOCKD_OP_KICK;
-        kick.req.lock_id = step.ctl.req.lock_id;
-        absl::StatusOr<lockd_ctl> more = dp_->table->Execute(kick);
-        ASSERT_TRUE(more.ok()) << what;
-        for (uint32_t i = 0; i < more->notices; ++i) {
-          Message n = FromReply(more->notice[i].reply);
-          got_notices.emplace_back(ClientOf(n.txn_id), n);
-        }
-        ASSERT_EQ(more->kick, 0u) << what;
-      }
+      ASSERT_NO_FATAL_FAILURE(TakeControlNotices(*got, what, &got_notices));
       want_notices.assign(want.notice, want.notice + want.notices);
     }
-    ASSERT_EQ(got_notices.size(), want_notices.size()) << what;
-    for (size_t i = 0; i < got_notices.size(); ++i) {
-      ASSERT_EQ(got_notices[i].first,
-                ClientOf(want_notices[i].reply.txn_id))
-          << what << " notice " << i;
-      ASSERT_NO_FATAL_FAILURE(CheckReply(want_notices[i].reply,
-                                         got_notices[i].second,
-                                         absl::StrCat(what, " notice ", i)));
-    }
+    // Grants of gRPC callers that a packet caused came as events.
+    dp_->local_notices.clear();
     absl::StatusOr<int> grown = dp_->ServeGrowth();
     ASSERT_TRUE(grown.ok()) << what << ": " << grown.status();
+    for (const lockd_notice& n : dp_->local_notices) {
+      ASSERT_TRUE(n.local) << what;
+      got_notices.emplace_back(ClientOf(n.reply.txn_id), FromReply(n.reply));
+    }
+    // Each kind of member in the order the model told it (packets and
+    // events are two streams).
+    for (const bool grpc : {false, true}) {
+      std::vector<std::pair<int, Message>> got;
+      std::vector<lockd_notice> want;
+      for (const auto& n : got_notices)
+        if (IsGrpc(n.first) == grpc) got.push_back(n);
+      for (const lockd_notice& n : want_notices)
+        if (IsGrpc(ClientOf(n.reply.txn_id)) == grpc) {
+          ASSERT_EQ(n.local != 0, grpc) << what;
+          want.push_back(n);
+        }
+      ASSERT_EQ(got.size(), want.size()) << what << (grpc ? " (gRPC)" : "");
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].first, ClientOf(want[i].reply.txn_id))
+            << what << " notice " << i;
+        ASSERT_NO_FATAL_FAILURE(
+            CheckReply(want[i].reply, got[i].second,
+                       absl::StrCat(what, " notice ", i)));
+      }
+    }
     absl::StatusOr<StatCounters> after = dp_->datapath->ReadStats();
     ASSERT_TRUE(after.ok());
     for (uint32_t s = 0; s < LOCKD_STAT_COUNT; ++s) {
@@ -411,6 +455,7 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
   for (lockd_stat s : {LOCKD_STAT_MEMBER_SEARCH, LOCKD_STAT_SPLIT,
                        LOCKD_STAT_MERGE, LOCKD_STAT_POOL_ALLOC})
     EXPECT_GT(c[s], 0u) << StatName(s) << " never happened";
+  EXPECT_GT(c[LOCKD_STAT_GRANT_LOCAL], 0u) << "no gRPC caller granted by TC";
   EXPECT_EQ(c[LOCKD_STAT_CONTENDED], 0u);
   EXPECT_EQ(c[LOCKD_STAT_TABLE_WAIT], 0u);
   EXPECT_EQ(c[LOCKD_STAT_POOL_WAIT], 0u);

@@ -78,6 +78,15 @@ Endpoint ClientEndpoint(int n) {
           static_cast<uint16_t>(40000 + n)};
 }
 
+lockd_endpoint ClientAbiEndpoint(int n) {
+  const Endpoint e = ClientEndpoint(n);
+  lockd_endpoint ep{};
+  memcpy(ep.mac, e.mac.data(), sizeof(ep.mac));
+  ep.addr = htonl(e.addr);
+  ep.port = htons(e.port);
+  return ep;
+}
+
 Bytes BuildUdpFrame(const Endpoint& from, const Endpoint& to,
                     absl::Span<const uint8_t> payload) {
   Bytes frame(kHeadersLen + payload.size());

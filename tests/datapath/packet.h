@@ -25,6 +25,8 @@ struct Endpoint {
 // The server and a few clients on a 198.18.0.0/24 test segment.
 Endpoint ServerEndpoint(uint16_t port = LOCKD_DEFAULT_PORT);
 Endpoint ClientEndpoint(int n);  // n >= 0: distinct MAC, address and port
+// ClientEndpoint(n) as the ABI holds endpoints (network order).
+lockd_endpoint ClientAbiEndpoint(int n);
 
 // A lockd frame exactly as the datapath parses and writes it.
 Bytes BuildFrame(const Endpoint& from, const Endpoint& to,

@@ -56,6 +56,8 @@ absl::StatusOr<int> TestDatapath::ServeGrowth() {
           } else if (ev.type == LOCKD_EVENT_POOL_LOW) {
             s = segments->GrowPool();
             ++growth_requests;
+          } else if (ev.type == LOCKD_EVENT_LOCAL_NOTICE) {
+            local_notices.push_back(ev.notice);
           }
           if (!s.ok() && growth_error.ok()) growth_error = s;
         });

@@ -25,8 +25,9 @@ struct TestDatapath {
 
   // Blocks in use in every pool segment.
   uint64_t PoolBlocks() const;
-  // Does what the daemon does with the datapath's growth requests (the
-  // other events are counted and dropped). Returns the events read.
+  // Does what the daemon does with the datapath's growth requests, and
+  // keeps the notices for LOCAL members in `local_notices` (the other
+  // events are dropped). Returns the events read.
   absl::StatusOr<int> ServeGrowth();
 
   std::unique_ptr<Datapath> datapath;
@@ -34,6 +35,7 @@ struct TestDatapath {
   std::unique_ptr<KernelTable> table;
   std::unique_ptr<EventReader> events;
   uint64_t growth_requests = 0;
+  std::vector<lockd_notice> local_notices;
   absl::Status growth_error;
 };
 

@@ -8,15 +8,6 @@
 namespace lockd::testing {
 namespace {
 
-lockd_endpoint EndpointOf(int client) {
-  const Endpoint e = ClientEndpoint(client);
-  lockd_endpoint ep{};
-  memcpy(ep.mac, e.mac.data(), sizeof(ep.mac));
-  ep.addr = htonl(e.addr);
-  ep.port = htons(e.port);
-  return ep;
-}
-
 int ClientOf(const lockd_endpoint& ep) {
   return static_cast<int>(ntohl(ep.addr) - ClientEndpoint(0).addr);
 }
@@ -42,7 +33,7 @@ class ModelDriver : public Driver {
   absl::StatusOr<Outcome> Request(int client, const Message& request,
                                   bool) override {
     LockModel::Outcome o =
-        model_->Apply(ToRequest(request, EndpointOf(client)), now_ns_);
+        model_->Apply(ToRequest(request, ClientAbiEndpoint(client)), now_ns_);
     Outcome out;
     out.reply = o.reply;
     out.notices = NoticesOf(o.notices.data(), o.notices.size());
