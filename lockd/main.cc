@@ -16,8 +16,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "lockd/command_line.h"
 #include "lockd/grpc_conventions.h"
 #include "lockd/grpc_service.h"
+#include "lockd/sd_notify.h"
 #include "lockd/server.h"
 
 ABSL_FLAG(
@@ -72,11 +74,21 @@ bool JoinNetns(const std::string& name) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "lockd --interface=IF [--instance=NAME] [--grpc_listen=ADDR] ...");
-  absl::ParseCommandLine(argc, argv);
+  lockd::ParseCommandLineWithHelp(argc, argv);
   const bool verbose = absl::GetFlag(FLAGS_log_level) != "quiet";
   if (!Fits16(absl::GetFlag(FLAGS_port))) {
     fprintf(stderr, "lockd: --port must be below 65536\n");
     return 2;
+  }
+
+  // Made before joining --netns: an abstract NOTIFY_SOCKET is looked up in
+  // the namespace the notifier's socket was made in.
+  absl::StatusOr<lockd::SdNotifier> notifier =
+      lockd::SdNotifier::FromEnvironment();
+  if (!notifier.ok()) {
+    fprintf(stderr, "lockd: %s\n",
+            std::string(notifier.status().message()).c_str());
+    return 1;
   }
 
   if (!absl::GetFlag(FLAGS_netns).empty() &&
@@ -131,10 +143,13 @@ int main(int argc, char** argv) {
            (*server)->restored() ? ", continuing the previous run" : "");
     fflush(stdout);
   }
+  if (absl::Status ready = notifier->Notify("READY=1"); !ready.ok())
+    fprintf(stderr, "lockd: %s\n", std::string(ready.message()).c_str());
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   if (verbose) printf("lockd: signal %d, stopping\n", signal_number);
+  notifier->Notify("STOPPING=1").IgnoreError();
   (*grpc)->Shutdown();
   grpc->reset();
   server->reset();
