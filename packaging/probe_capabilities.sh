@@ -23,6 +23,10 @@
 # and every smaller set fails one (the set is then minimal). Root only.
 set -euo pipefail
 
+# Bazel's strict action environment leaves the sbin directories out (ip, tc,
+# ldconfig for dpkg).
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:${PATH}"
+
 readonly lockd="$1" lockctl="$2" xdp_obj="$3"
 readonly unit="${4:-$(dirname "${BASH_SOURCE[0]}")/lockd.service}"
 readonly server_ns="capprobe-$$-s" client_ns="capprobe-$$-c"
@@ -35,6 +39,7 @@ work="$(mktemp -d)"
 readonly work
 daemon_pid=""
 
+# shellcheck disable=SC2317  # reached through the EXIT trap
 cleanup() {
   if [[ -n "${daemon_pid}" ]] && kill -0 "${daemon_pid}" 2>/dev/null; then
     kill -KILL "${daemon_pid}" 2>/dev/null || true
@@ -55,8 +60,13 @@ trap 'exit 130' INT TERM HUP
 
 # The unit's capabilities, e.g. "sys_admin net_admin".
 unit_caps() {
-  sed -n 's/^CapabilityBoundingSet=//p' "${unit}" | tr ' ' '\n' |
-    sed -n 's/^CAP_//p' | tr 'A-Z' 'a-z' | tr '\n' ' '
+  local cap names=() listed=()
+  read -r -a listed <<<"$(sed -n 's/^CapabilityBoundingSet=//p' "${unit}")"
+  for cap in "${listed[@]}"; do
+    cap="${cap#CAP_}"
+    names+=("${cap,,}")
+  done
+  echo "${names[*]}"
 }
 
 ip netns add "${server_ns}"
@@ -134,8 +144,13 @@ probe() {
 }
 
 read -r -a needed <<<"$(unit_caps)"
+((${#needed[@]} > 0)) || {
+  echo "probe: no CapabilityBoundingSet= in ${unit}" >&2
+  exit 1
+}
 echo "probe: the unit's set: ${needed[*]}"
 verdict=0
+declare -A required=()
 for how in netns nsenter; do
   all="$(
     IFS=,
@@ -153,8 +168,16 @@ for how in netns nsenter; do
     )"
     result="$(probe "${subset}" "${how}")"
     echo "probe: ${how}: without ${drop}: ${result}"
-    # Needed in both ways of running, or it is not needed.
-    [[ "${result}" != ok ]] || [[ "${how}" == nsenter ]] || verdict=1
+    [[ "${result}" == ok ]] || required["${drop}"]=1
   done
 done
+for cap in "${needed[@]}"; do
+  if [[ -z "${required[${cap}]:-}" ]]; then
+    echo "probe: ${cap} is not needed: lockd passed every check without it"
+    verdict=1
+  fi
+done
+if ((verdict == 0)); then
+  echo "probe: {${needed[*]}} is minimal: lockd passes with it and fails without any one"
+fi
 exit "${verdict}"
