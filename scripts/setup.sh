@@ -3,7 +3,14 @@
 # checks that the kernel can run lockd, printing one line per check and
 # stopping at the first thing missing. Idempotent: apt runs only when a
 # package is missing. Needs root (apt, bpf(), network namespaces).
+# --packages-only: install the packages, skip the kernel checks (enough to
+# build, e.g. for scripts/build-deb.sh).
 set -euo pipefail
+
+packages_only=0
+if [[ "${1:-}" == --packages-only ]]; then
+  packages_only=1
+fi
 
 readonly PACKAGES=(
   # Build: Bazel with its host C++ toolchain, clang for the BPF programs.
@@ -18,6 +25,10 @@ readonly PACKAGES=(
   iproute2 nftables ethtool python3
   # Formatting checks.
   clang-format
+  # The Debian package: dpkg-shlibdeps, dpkg-gencontrol, lintian, and
+  # systemd-analyze to verify the unit; setpriv (util-linux) runs the
+  # packaged lockd with the unit's capabilities in its test.
+  dpkg-dev lintian systemd util-linux
 )
 
 fail() {
@@ -52,6 +63,7 @@ if ((${#missing[@]} > 0)); then
     fail "apt-get install ${missing[*]} failed"
 fi
 pass "${#PACKAGES[@]} Debian packages installed"
+((packages_only == 0)) || exit 0
 
 # ---------------------------------------------------------------------------
 # Kernel
