@@ -26,9 +26,10 @@ readonly PACKAGES=(
   # Formatting checks.
   clang-format
   # The Debian package: dpkg-shlibdeps, dpkg-gencontrol, lintian, and
-  # systemd-analyze to verify the unit; setpriv (util-linux) runs the
-  # packaged lockd with the unit's capabilities in its test.
-  dpkg-dev lintian systemd util-linux
+  # systemd-analyze to verify the unit (it opens the unit's man pages with
+  # man); setpriv (util-linux) runs the packaged lockd with the unit's
+  # capabilities in its test.
+  dpkg-dev lintian systemd man-db util-linux
 )
 
 fail() {
