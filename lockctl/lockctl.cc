@@ -29,6 +29,7 @@
 #include "lockctl/lock_command.h"
 #include "lockctl/render.h"
 #include "lockctl/server_list.h"
+#include "lockd/command_line.h"
 #include "lockd/grpc_conventions.h"
 #include "lockd/metrics.h"
 #include "proto/lockd.grpc.pb.h"
@@ -228,7 +229,7 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
     return Show(daemon.Call(&Stub::GetStats, v1::GetStatsRequest()),
                 RenderStats);
   }
-  if (command == "memory") {
+  if (command == "memory" || command == "pool") {
     return Show(daemon.Call(&Stub::GetMemory, v1::GetMemoryRequest()),
                 [](const v1::GetMemoryResponse& response) {
                   return RenderMemory(response.memory());
@@ -276,7 +277,7 @@ int Lock(const std::vector<char*>& arguments) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(absl::StrCat(
       lockd::lockctl::kUsage, "\n\n", lockd::lockctl::LockCommandUsage()));
-  std::vector<char*> arguments = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> arguments = lockd::ParseCommandLineWithHelp(argc, argv);
   arguments.erase(arguments.begin());  // the program name
   if (!arguments.empty() && absl::string_view(arguments[0]) == "lock")
     return lockd::lockctl::Lock(arguments);

@@ -17,45 +17,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "lockd/command_line.h"
 #include "lockd/grpc_conventions.h"
 #include "lockd/grpc_server.h"
+#include "lockd/sd_notify.h"
 #include "lockd/server.h"
 #include "lockd/version.h"
-
-// A size in bytes, with an optional K, M or G suffix (powers of 1024).
-struct ByteSize {
-  uint64_t bytes = 0;
-};
-
-bool AbslParseFlag(absl::string_view text, ByteSize* size, std::string* error) {
-  uint64_t scale = 1;
-  std::string digits = absl::AsciiStrToUpper(text);
-  if (!digits.empty() && (digits.back() == 'B')) digits.pop_back();
-  if (absl::EndsWith(digits, "I")) digits.pop_back();
-  if (!digits.empty()) {
-    switch (digits.back()) {
-      case 'K': scale = uint64_t{1} << 10; break;
-      case 'M': scale = uint64_t{1} << 20; break;
-      case 'G': scale = uint64_t{1} << 30; break;
-      default: scale = 0; break;
-    }
-    if (scale != 0) digits.pop_back(); else scale = 1;
-  }
-  uint64_t value = 0;
-  if (!absl::SimpleAtoi(digits, &value) || value == 0) {
-    *error = "expected a positive size such as 256M, 1G or 65536";
-    return false;
-  }
-  size->bytes = value * scale;
-  return true;
-}
-
-std::string AbslUnparseFlag(ByteSize size) { return absl::StrCat(size.bytes); }
 
 ABSL_FLAG(
     std::string, netns, "",
@@ -70,7 +38,8 @@ ABSL_FLAG(std::string, instance, "default",
           "Instance name: pins go to <pin_root>/<instance>. Two instances on "
           "one host need two names.");
 ABSL_FLAG(std::string, pin_root, "/sys/fs/bpf/lockd", "bpffs directory.");
-ABSL_FLAG(ByteSize, memory_budget, ByteSize{uint64_t{256} << 20},
+ABSL_FLAG(lockd::ByteSize, memory_budget,
+          lockd::ByteSize{uint64_t{256} << 20},
           "Kernel memory the lock table and the wait-queue pool may grow to "
           "in all (K, M, G suffixes). Memory follows the live locks and "
           "waiters within it; at the budget, requests that need more are "
@@ -117,17 +86,24 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "lockd --interface=IF [--instance=NAME] [--memory_budget=SIZE] "
       "[--grpc_listen=ADDR] ...");
-  absl::FlagsUsageConfig usage;
-  usage.version_string = [] {
-    return absl::StrCat("lockd ", lockd::kVersion, "\n");
-  };
-  absl::SetFlagsUsageConfig(usage);
-  absl::ParseCommandLine(argc, argv);
+  const std::string version = absl::StrCat("lockd ", lockd::kVersion);
+  lockd::ParseCommandLineWithHelp(argc, argv, version.c_str());
   const bool verbose = absl::GetFlag(FLAGS_log_level) != "quiet";
   if (absl::GetFlag(FLAGS_port) > 0xffff) {
     fprintf(stderr, "lockd: --port must be below 65536\n");
     return 2;
   }
+
+  // Made before joining --netns: an abstract NOTIFY_SOCKET is looked up in
+  // the namespace the notifier's socket was made in.
+  absl::StatusOr<lockd::SdNotifier> notifier =
+      lockd::SdNotifier::FromEnvironment();
+  if (!notifier.ok()) {
+    fprintf(stderr, "lockd: %s\n",
+            std::string(notifier.status().message()).c_str());
+    return 1;
+  }
+
   if (!absl::GetFlag(FLAGS_netns).empty() &&
       !JoinNetns(absl::GetFlag(FLAGS_netns)))
     return 1;
@@ -180,10 +156,13 @@ int main(int argc, char** argv) {
            info.restored ? ", continuing the previous run" : "");
     fflush(stdout);
   }
+  if (absl::Status ready = notifier->Notify("READY=1"); !ready.ok())
+    fprintf(stderr, "lockd: %s\n", std::string(ready.message()).c_str());
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   if (verbose) printf("lockd: signal %d, stopping\n", signal_number);
+  notifier->Notify("STOPPING=1").IgnoreError();
   grpc->reset();
   if (!absl::GetFlag(FLAGS_keep_state)) (*server)->Unpin();
   server->reset();

@@ -3,7 +3,14 @@
 # checks that the kernel can run lockd, printing one line per check and
 # stopping at the first thing missing. Idempotent: apt runs only when a
 # package is missing. Needs root (apt, bpf(), network namespaces).
+# --packages-only: install the packages, skip the kernel checks (enough to
+# build, e.g. for scripts/build-deb.sh).
 set -euo pipefail
+
+packages_only=0
+if [[ "${1:-}" == --packages-only ]]; then
+  packages_only=1
+fi
 
 readonly PACKAGES=(
   # Build: Bazel with its host C++ toolchain, clang for the BPF programs.
@@ -22,6 +29,11 @@ readonly PACKAGES=(
   iproute2 nftables ethtool python3
   # Formatting checks.
   clang-format
+  # The Debian package: dpkg-shlibdeps, dpkg-gencontrol, lintian, and
+  # systemd-analyze to verify the unit (it opens the unit's man pages with
+  # man); setpriv (util-linux) runs the packaged lockd with the unit's
+  # capabilities in its test.
+  dpkg-dev lintian systemd man-db util-linux
 )
 
 fail() {
@@ -56,6 +68,7 @@ if ((${#missing[@]} > 0)); then
     fail "apt-get install ${missing[*]} failed"
 fi
 pass "${#PACKAGES[@]} Debian packages installed"
+((packages_only == 0)) || exit 0
 
 # ---------------------------------------------------------------------------
 # Kernel
