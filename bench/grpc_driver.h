@@ -3,6 +3,11 @@
 // (NO_WAIT conflict, WAIT_DIE death); Release ends the hold. One channel per
 // thread, shared by its sessions. gRPC completes calls on its own threads;
 // completions are handed to the loop through a locked inbox and a wake-up.
+//
+// With `health_only`, every Acquire and Release is an AdminService.Health
+// call instead, answered as granted and released: the same RPCs, driven
+// the same way, with nothing behind them (the yardstick of what gRPC itself
+// costs).
 #ifndef LOCKD_BENCH_GRPC_DRIVER_H_
 #define LOCKD_BENCH_GRPC_DRIVER_H_
 
@@ -32,6 +37,7 @@ struct Call {
 struct GrpcDriverOptions {
   std::string server;  // host:port
   lockd_policy policy = LOCKD_POLICY_WAIT;
+  bool health_only = false;
 };
 
 class GrpcDriver : public LockDriver {
@@ -59,12 +65,15 @@ class GrpcDriver : public LockDriver {
   template <typename Request, typename Response>
   Call<Request, Response>* NewCall(uint64_t lock_id, uint64_t txn_id);
   void Post(const Completion& completion);
+  // A Health call standing in for a lock call; `reply` when it succeeds.
+  void Health(int session, int slot, Reply reply);
   void Drain();
 
   GrpcDriverOptions options_;
   EventLoop* loop_;
   DriverListener* listener_ = nullptr;
   std::unique_ptr<v1::LockService::Stub> stub_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
   absl::Mutex mu_;
   std::vector<Completion> inbox_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;

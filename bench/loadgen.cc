@@ -47,7 +47,8 @@
 ABSL_FLAG(std::string, netns, "", "Network namespace to run in.");
 ABSL_FLAG(std::string, driver, "udp",
           "udp (lockd's protocol), reflect (the XDP reflector), redis, etcd, "
-          "zk (ZooKeeper) or grpc.");
+          "zk (ZooKeeper), grpc, or grpc_health (a Health call in place of "
+          "every lock call: what gRPC alone costs).");
 ABSL_FLAG(std::string, system, "",
           "Name of the system under test, for the "
           "report (default: the driver's name).");
@@ -161,11 +162,12 @@ absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(const std::string& name,
     options.handles = absl::GetFlag(FLAGS_zk_handles);
     return std::make_unique<ZkDriver>(options, loop);
   }
-  if (name == "grpc") {
+  if (name == "grpc" || name == "grpc_health") {
     GrpcDriverOptions options;
     options.server =
         absl::StrCat(server, ":", port != 0 ? port : kDefaultGrpcPort);
     options.policy = policy;
+    options.health_only = name == "grpc_health";
     return std::make_unique<GrpcDriver>(options, loop);
   }
   if (name == "udp" || name == "reflect") {

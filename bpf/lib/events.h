@@ -7,8 +7,15 @@
 #include "bpf/lib/maps.h"
 #include "bpf/lib/stats.h"
 
+/* Waking the daemon costs the sending CPU an interrupt (irq_work): only
+ * events the daemon must act on at once wake it (forced: a quiet event
+ * before it may have left the consumer behind, which would mute the adaptive
+ * wakeup); WAITING, a hint for deadlines of milliseconds at least, waits for
+ * the daemon's next look (at most its poll interval). */
 static __always_inline void event_emit(const struct lockd_event *ev) {
-  if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0))
+  __u64 flags =
+      ev->type == LOCKD_EVENT_WAITING ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+  if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), flags))
     stat_inc(LOCKD_STAT_EVENT_LOST);
 }
 
