@@ -269,17 +269,31 @@ LOCKD_ASSERT_OFFSET(struct lockd_lock, holder, 56);
 /* The lock table: a hash table of buckets that grows and shrinks one bucket
  * at a time (a split or a merge), decided by the datapath itself. Bucket b
  * serves the lock ids whose hash h has h mod 2^depth(b) == b. Buckets live in
- * fixed-size array segments (inner maps of an ARRAY_OF_MAPS), which the
- * daemon adds and removes a depth level at a time. */
+ * small array segments (inner maps of an ARRAY_OF_MAPS): the daemon adds a
+ * segment when a split asks for it, and removes it once merges have left it
+ * unused, so that memory follows the buckets in use, also where a few deep
+ * buckets sit far apart. */
 #define LOCKD_BUCKET_SLOTS 8
 #define LOCKD_TABLE_BASE_DEPTH 8 /* buckets 0..255 always exist */
 #define LOCKD_TABLE_MAX_DEPTH 20 /* up to 2^20 buckets, 8M lock slots */
-#define LOCKD_TABLE_SEG_SHIFT 8
+#define LOCKD_TABLE_SEG_SHIFT 6  /* 64 buckets (67 KB) per segment */
 #define LOCKD_TABLE_SEG_BUCKETS (1u << LOCKD_TABLE_SEG_SHIFT)
 #define LOCKD_TABLE_MAX_SEGMENTS \
   (1u << (LOCKD_TABLE_MAX_DEPTH - LOCKD_TABLE_SEG_SHIFT))
-LOCKD_STATIC_ASSERT(LOCKD_TABLE_BASE_DEPTH == LOCKD_TABLE_SEG_SHIFT,
-                    "segment 0 holds exactly the base buckets");
+/* Segments that always exist: the base buckets and the images of their
+ * first splits (depth BASE + 1), so that no first split waits. */
+#define LOCKD_TABLE_KEPT_SEGMENTS \
+  (1u << (LOCKD_TABLE_BASE_DEPTH + 1 - LOCKD_TABLE_SEG_SHIFT))
+LOCKD_STATIC_ASSERT(LOCKD_TABLE_BASE_DEPTH >= LOCKD_TABLE_SEG_SHIFT,
+                    "the base buckets fill whole segments");
+
+/* A table segment's state (map "table_seg_state", per segment, mmapable):
+ * the datapath marks one it needs ASKED (once) and sends TABLE_GROW; the
+ * daemon marks one it is about to remove RETIRING, which splits do not use,
+ * and waits for every program that could have missed the mark. */
+#define LOCKD_SEG_IDLE 0
+#define LOCKD_SEG_ASKED 1
+#define LOCKD_SEG_RETIRING 2
 
 /* The hash that places a lock id in the table (splitmix64's finalizer over
  * the seeded id: every bit of the id reaches the low bits that pick the
@@ -351,8 +365,8 @@ LOCKD_ASSERT_SIZE(struct lockd_pool_seg, 32);
 /* Shared state of the datapath (map "config", one element, mmapable: the
  * daemon reads and writes single fields atomically while programs run). The
  * daemon writes hash_seed, fence_base and pool_map_flags once, and
- * table_levels, pool_current and at_budget when it adds or removes
- * segments; the programs write the rest. */
+ * pool_current and at_budget when it adds or removes segments; the programs
+ * write the rest. */
 #define LOCKD_BUDGET_TABLE 0x01 /* a full bucket that cannot split: refuse */
 #define LOCKD_BUDGET_POOL 0x02  /* a full pool: refuse */
 
@@ -362,15 +376,12 @@ struct lockd_config {
   __u32 min_depth;  /* hints: buckets in use have depths in [min, max] */
   __u32 max_depth;
   __u32 resizing;   /* 1 while one CPU splits or merges a bucket */
-  /* Segments exist for every bucket below 2^table_levels. */
-  __u32 table_levels;
-  __u32 table_level_requested; /* deepest level asked of the daemon */
   __u32 pool_current;          /* segment new blocks are taken from */
   __u32 at_budget; /* LOCKD_BUDGET_*: the daemon will add no segment */
   __u32 pool_map_flags; /* map_flags of every pool segment */
   __s64 leaves[LOCKD_TABLE_MAX_DEPTH + 1]; /* buckets in use per depth */
 };
-LOCKD_ASSERT_SIZE(struct lockd_config, 48 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
+LOCKD_ASSERT_SIZE(struct lockd_config, 40 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
 
 /* Why an owner's hold or wait was ended for it (map "ended", key struct
  * lockd_owner_key): what its late RELEASE or RENEW is told. Written only for
@@ -395,11 +406,10 @@ LOCKD_ASSERT_SIZE(struct lockd_ended, 24);
 /* ------------------------------------------------------------------------ */
 
 enum lockd_event_type {
-  /* Provision the table's segments up to depth level `arg`: a split
-   * started using the deepest level there is (the low-water mark), or needs
-   * one that is missing. */
+  /* Add table segment `arg`: a split needs it (one lock before its bucket
+   * is full: the low-water mark). */
   LOCKD_EVENT_TABLE_GROW = 1,
-  /* A merge left table segment `arg` with no bucket in use. */
+  /* A merge left table segment `arg` with no bucket in use: it may go. */
   LOCKD_EVENT_TABLE_SEGMENT_IDLE = 2,
   /* Pool segment `arg` passed its low-water mark, or is full. */
   LOCKD_EVENT_POOL_LOW = 3,
@@ -458,11 +468,12 @@ struct lockd_ctl {
   __u32 kick;      /* compatible waiters may remain: run a KICK request */
   struct lockd_request req;
   struct lockd_reply reply; /* REQUEST: the reply (unless NO_REPLY) */
-  /* Members to tell: waiters granted, or the waiter whose wait expired
-   * (EXPIRE_WAITER: notice[0]). */
-  struct lockd_notice notice[LOCKD_MAX_GRANTS];
+  /* Members to tell: the waiter whose wait expired (EXPIRE_WAITER:
+   * notice[0]), then the waiters granted (at most LOCKD_MAX_GRANTS). */
+  struct lockd_notice notice[LOCKD_MAX_GRANTS + 1];
 };
-LOCKD_ASSERT_SIZE(struct lockd_ctl, 16 + 72 + 48 + 64 * LOCKD_MAX_GRANTS);
+LOCKD_ASSERT_SIZE(struct lockd_ctl,
+                  16 + 72 + 48 + 64 * (LOCKD_MAX_GRANTS + 1));
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                 */

@@ -29,6 +29,8 @@
 
 ABSL_FLAG(uint64_t, distinct, 10'000'000, "Distinct lock ids, in all.");
 ABSL_FLAG(uint32_t, live, 10'000, "Locks held at once.");
+ABSL_FLAG(uint32_t, merge_at, lockd::DatapathOptions{}.merge_at,
+          "Sibling buckets with this many locks in all merge.");
 ABSL_FLAG(double, max_seconds, 600, "Stop after this long, whatever is left.");
 ABSL_FLAG(std::string, json, "", "Also write the figures as JSON here.");
 
@@ -41,6 +43,8 @@ using testing::Release;
 using testing::TestDatapath;
 
 constexpr uint64_t kSampleEvery = 1 << 16;
+// How long an idle segment stays (the daemon's --shrink_after_ms).
+constexpr absl::Duration kIdleGrace = absl::Seconds(1);
 
 struct Sample {
   uint64_t requests = 0;
@@ -75,7 +79,12 @@ absl::Status Expect(TestDatapath& dp, testing::Deliverer& deliverer,
 
 absl::Status Run() {
   if (absl::Status s = testing::EnterPrivateNetns(); !s.ok()) return s;
-  absl::StatusOr<TestDatapath> dp = TestDatapath::Create();
+  DatapathOptions options;
+  options.merge_at = absl::GetFlag(FLAGS_merge_at);
+  SegmentOptions segment_options;
+  segment_options.idle_grace = kIdleGrace;
+  absl::StatusOr<TestDatapath> dp =
+      TestDatapath::Create(options, segment_options);
   if (!dp.ok()) return dp.status();
   absl::StatusOr<testing::Deliverer> deliverer =
       testing::Deliverer::Create(dp->datapath.get(), /*capture=*/false);
@@ -128,6 +137,22 @@ absl::Status Run() {
     }
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const MemoryUse before_drain = dp->segments->Use();
+  // The drain: every lock released, then the daemon's tidying for a while.
+  while (!held.empty()) {
+    const Message& oldest = held.front();
+    if (absl::Status s =
+            Expect(*dp, *deliverer, Release(oldest.lock_id, oldest.txn_id),
+                   LOCKD_OP_RELEASED, &unanswered);
+        !s.ok())
+      return s;
+    held.pop_front();
+  }
+  for (int i = 0; i < 4; ++i) {
+    absl::SleepFor(kIdleGrace);
+    if (absl::Status tidied = dp->segments->Tidy(absl::Now()); !tidied.ok())
+      return tidied;
+  }
   absl::StatusOr<StatCounters> stats = dp->datapath->ReadStats();
   if (!stats.ok()) return stats.status();
   const StatCounters& c = *stats;
@@ -152,11 +177,14 @@ absl::Status Run() {
       "worst locks in table / live: %.3f; created %d, freed %d, splits %d, "
       "merges %d, table_wait %d (requests unanswered until growth: %d), "
       "no_capacity_table %d\nmemory at the end: "
-      "%.2f MiB (table %.2f MiB in %d segments, %d levels)\n",
+      "%.2f MiB (table %.2f MiB in %d segments, depth %d); before the "
+      "drain %.2f MiB (table %.2f MiB in %d segments)\n",
       worst_ratio, c[LOCKD_STAT_LOCK_CREATED], c[LOCKD_STAT_LOCK_FREED],
       c[LOCKD_STAT_SPLIT], c[LOCKD_STAT_MERGE], c[LOCKD_STAT_TABLE_WAIT],
       unanswered, c[LOCKD_STAT_NO_CAPACITY_TABLE], end.total_bytes / 1048576.0,
-      end.table_bytes / 1048576.0, end.table_segments, end.table_levels);
+      end.table_bytes / 1048576.0, end.table_segments, end.table_depth,
+      before_drain.total_bytes / 1048576.0, before_drain.table_bytes / 1048576.0,
+      before_drain.table_segments);
 
   std::string path = absl::GetFlag(FLAGS_json);
   if (path.empty()) return absl::OkStatus();
@@ -174,6 +202,7 @@ absl::Status Run() {
   json.Field("table_wait", c[LOCKD_STAT_TABLE_WAIT]);
   json.Field("unanswered", unanswered);
   json.Field("no_capacity_table", c[LOCKD_STAT_NO_CAPACITY_TABLE]);
+  json.Field("memory_before_drain_bytes", before_drain.total_bytes);
   json.Field("memory_end_bytes", end.total_bytes);
   json.Field("table_end_bytes", end.table_bytes);
   json.Field("table_end_segments", static_cast<uint64_t>(end.table_segments));

@@ -76,7 +76,11 @@ void UdpDriver::Start(int session, int slot, lockd_opcode opcode,
     state.slots.resize(slot + 1);
   }
   Pending& pending = state.slots[slot];
-  pending = Pending{true, false, opcode, mode, ++state.seq, lock_id, txn_id, 0};
+  // A RELEASE names the record its slot's GRANTED named.
+  const uint64_t ticket = opcode == LOCKD_OP_RELEASE ? state.slots[slot].ticket
+                                                     : LOCKD_TICKET_NONE;
+  pending = Pending{true,    false,  opcode, mode, ++state.seq,
+                    lock_id, txn_id, 0,      false, ticket};
   Send(session, pending);
 }
 
@@ -89,7 +93,10 @@ void UdpDriver::Send(int session, Pending& pending) {
   message.seq = pending.seq;
   message.lock_id = pending.lock_id;
   message.txn_id = pending.txn_id;
+  message.ticket = pending.ticket;
+  message.flags = pending.again ? LOCKD_FLAG_RETRANSMIT : 0;
   outbox_[session % fds_.size()].push_back(Encode(message));
+  pending.again = true;
   pending.sent = NowNanos();
 }
 
@@ -157,6 +164,7 @@ void UdpDriver::Handle(const uint8_t* data, size_t size) {
     }
     Reply outcome;
     if (pending.opcode == LOCKD_OP_ACQUIRE) {
+      if (reply->ticket != LOCKD_TICKET_NONE) pending.ticket = reply->ticket;
       if (reply->opcode == LOCKD_OP_QUEUED) {
         if (!pending.queued) ++queued_;
         pending.queued = true;

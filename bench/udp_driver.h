@@ -1,9 +1,11 @@
 // UdpDriver: lockd's own protocol (abi/lockd_abi.h, docs/semantics.md) over
 // a few UDP sockets shared by all sessions of one thread. Owners are
 // (lock, txn); each session numbers its requests with one increasing
-// counter, and a retransmission repeats its request unchanged. Requests
-// without an answer are sent again after `retransmit_nanos` (a QUEUED
-// acquire after `queued_retransmit_nanos`: the GRANTED may have been lost).
+// counter; a retransmission repeats its request with the same seq, flagged
+// LOCKD_FLAG_RETRANSMIT, and echoes the ticket of the owner's record, as the
+// client library does. Requests without an answer are sent again after
+// `retransmit_nanos` (a QUEUED acquire after `queued_retransmit_nanos`: the
+// GRANTED may have been lost).
 //
 // Requests are batched per socket and sent with one sendmmsg per loop round.
 //
@@ -59,6 +61,8 @@ class UdpDriver : public LockDriver {
     uint64_t lock_id = 0;
     uint64_t txn_id = 0;
     int64_t sent = 0;
+    bool again = false;   // sent before: flagged as a retransmission
+    uint64_t ticket = 0;  // where the server keeps the owner's record
   };
   struct SessionState {
     uint32_t seq = 0;

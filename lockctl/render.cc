@@ -171,8 +171,8 @@ std::string RenderMemory(const v1::MemoryUsage& memory) {
                                       " budget")});
   table.AddRow({"lock table",
                 absl::StrCat(Bytes(memory.table_bytes()), " in ",
-                             memory.table_segments(), " segments (",
-                             memory.table_levels(), " levels)",
+                             memory.table_segments(), " segments (depth ",
+                             memory.table_depth(), ")",
                              memory.table_at_budget() ? ", at budget" : "")});
   table.AddRow({"wait-queue pool",
                 absl::StrCat(Bytes(memory.pool_bytes()), " in ",

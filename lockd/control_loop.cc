@@ -45,7 +45,7 @@ void ControlLoop::OnEvent(const lockd_event& event) {
   DaemonCounters* counters = parts_.counters;
   switch (event.type) {
     case LOCKD_EVENT_TABLE_GROW: {
-      absl::Status grown = parts_.segments->GrowTable(event.arg);
+      absl::Status grown = parts_.segments->AddTableSegment(event.arg);
       counters->Add(grown.ok() ? DaemonCounters::kTableGrown
                                : DaemonCounters::kGrowRefused);
       if (!grown.ok() && !absl::IsResourceExhausted(grown)) Report(grown);

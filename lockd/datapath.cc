@@ -24,10 +24,11 @@ namespace {
 // The maps that carry lock state across a daemon restart. Scratch and
 // .rodata maps are per program instance.
 std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
-  return {skel->maps.config,        skel->maps.table_segments,
-          skel->maps.table_seg_live, skel->maps.pool_segments,
-          skel->maps.pool_info,     skel->maps.ended,
-          skel->maps.events,        skel->maps.stats};
+  return {skel->maps.config,          skel->maps.table_segments,
+          skel->maps.table_seg_live,  skel->maps.table_seg_state,
+          skel->maps.pool_segments,   skel->maps.pool_info,
+          skel->maps.ended,           skel->maps.events,
+          skel->maps.stats};
 }
 
 void* MapShared(int fd, size_t bytes) {
@@ -137,6 +138,7 @@ Datapath::Datapath(lockd_bpf* skel, const DatapathOptions& options)
   maps_.config = bpf_map__fd(skel->maps.config);
   maps_.table_segments = bpf_map__fd(skel->maps.table_segments);
   maps_.table_seg_live = bpf_map__fd(skel->maps.table_seg_live);
+  maps_.table_seg_state = bpf_map__fd(skel->maps.table_seg_state);
   maps_.pool_segments = bpf_map__fd(skel->maps.pool_segments);
   maps_.pool_info = bpf_map__fd(skel->maps.pool_info);
   maps_.ended = bpf_map__fd(skel->maps.ended);
@@ -152,7 +154,10 @@ absl::Status Datapath::MapShared() {
   seg_live_ = static_cast<int64_t*>(lockd::MapShared(
       maps_.table_seg_live,
       PageRound(sizeof(int64_t) * LOCKD_TABLE_MAX_SEGMENTS)));
-  if (!config_ || !pool_info_ || !seg_live_)
+  seg_state_ = static_cast<uint32_t*>(lockd::MapShared(
+      maps_.table_seg_state,
+      PageRound(sizeof(uint32_t) * LOCKD_TABLE_MAX_SEGMENTS)));
+  if (!config_ || !pool_info_ || !seg_live_ || !seg_state_)
     return ErrnoStatus(errno, "mapping the datapath's shared maps");
   return absl::OkStatus();
 }
@@ -164,6 +169,8 @@ Datapath::~Datapath() {
     munmap(pool_info_, PageRound(sizeof(lockd_pool_seg) * LOCKD_POOL_SLOTS));
   if (seg_live_)
     munmap(seg_live_, PageRound(sizeof(int64_t) * LOCKD_TABLE_MAX_SEGMENTS));
+  if (seg_state_)
+    munmap(seg_state_, PageRound(sizeof(uint32_t) * LOCKD_TABLE_MAX_SEGMENTS));
   lockd_bpf__destroy(skel_);
 }
 

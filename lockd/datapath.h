@@ -62,6 +62,7 @@ struct MapFds {
   int config = -1;
   int table_segments = -1;
   int table_seg_live = -1;
+  int table_seg_state = -1;
   int pool_segments = -1;
   int pool_info = -1;
   int ended = -1;
@@ -117,6 +118,8 @@ class Datapath {
   lockd_config* config() const { return config_; }
   lockd_pool_seg* pool_info() const { return pool_info_; }  // [POOL_SLOTS]
   int64_t* table_seg_live() const { return seg_live_; }  // [MAX_SEGMENTS]
+  // LOCKD_SEG_* per table segment [MAX_SEGMENTS].
+  uint32_t* table_seg_state() const { return seg_state_; }
 
   // Counters summed over all CPUs.
   absl::StatusOr<StatCounters> ReadStats() const;
@@ -136,6 +139,7 @@ class Datapath {
   lockd_config* config_ = nullptr;
   lockd_pool_seg* pool_info_ = nullptr;
   int64_t* seg_live_ = nullptr;
+  uint32_t* seg_state_ = nullptr;
   int attach_netns_fd_ = -1;  // where the programs are attached
   int xdp_ifindex_ = 0;
   uint32_t xdp_flags_ = 0;

@@ -42,7 +42,7 @@ uint32_t NextDaemonSeq() {
 }
 
 void Dispatcher::Deliver(const lockd_ctl& result) {
-  for (uint32_t i = 0; i < result.notices && i < LOCKD_MAX_GRANTS; ++i)
+  for (uint32_t i = 0; i < result.notices && i <= LOCKD_MAX_GRANTS; ++i)
     notifier_->Deliver(result.notice[i]);
 }
 

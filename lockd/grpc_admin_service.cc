@@ -117,7 +117,7 @@ absl::Status FillMemory(const Admin& admin, v1::MemoryUsage& out) {
   out.set_fixed_bytes(use.fixed_bytes);
   out.set_table_bytes(use.table_bytes);
   out.set_table_segments(use.table_segments);
-  out.set_table_levels(use.table_levels);
+  out.set_table_depth(use.table_depth);
   out.set_pool_bytes(use.pool_bytes);
   out.set_pool_segments(use.pool_segments);
   out.set_pool_capacity_blocks(use.pool_capacity);

@@ -24,11 +24,7 @@ constexpr size_t kMaxMembers = 1 << 16;
 // the duration of one read; closed with the object.
 class InnerMap {
  public:
-  InnerMap(int outer_fd, uint32_t slot) {
-    uint32_t id = 0;
-    if (bpf_map_lookup_elem(outer_fd, &slot, &id) == 0 && id != 0)
-      fd_ = bpf_map_get_fd_by_id(id);
-  }
+  InnerMap(int outer_fd, uint32_t slot) : fd_(InnerMapFd(outer_fd, slot)) {}
   ~InnerMap() {
     if (fd_ >= 0) close(fd_);
   }
@@ -37,7 +33,7 @@ class InnerMap {
   int fd() const { return fd_; }
 
  private:
-  int fd_ = -1;
+  const int fd_;
 };
 
 // Reads buckets and blocks, keeping each inner map open while it lasts.
@@ -210,11 +206,12 @@ absl::Status KernelTable::ForEachBucket(uint32_t first_segment,
 }
 
 uint32_t KernelTable::SegmentCount() const {
-  const uint32_t levels = Load(&datapath_->config()->table_levels);
-  return levels <= LOCKD_TABLE_SEG_SHIFT
-             ? 1
-             : std::min<uint32_t>(1u << (levels - LOCKD_TABLE_SEG_SHIFT),
-                                  LOCKD_TABLE_MAX_SEGMENTS);
+  // Buckets in use sit below 2^max_depth (a hint that only lags a split by
+  // moments: a lock moved by one is found on the next walk).
+  const uint32_t depth = std::clamp<uint32_t>(
+      Load(&datapath_->config()->max_depth), LOCKD_TABLE_BASE_DEPTH,
+      LOCKD_TABLE_MAX_DEPTH);
+  return 1u << (depth - LOCKD_TABLE_SEG_SHIFT);
 }
 
 absl::StatusOr<std::vector<LockSummary>> KernelTable::ScanSegment(

@@ -27,7 +27,7 @@ class KernelTable : public LockTable {
   // A segment is 256 buckets of the table (one inner map).
   absl::StatusOr<std::vector<LockSummary>> ScanSegment(
       uint32_t segment) const override;
-  // Those below 2^table_levels.
+  // Those that may hold buckets below 2^max_depth.
   uint32_t SegmentCount() const override;
   absl::StatusOr<uint64_t> CountLocks() const override;
   // Deletes them from the "ended" map.

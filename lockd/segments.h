@@ -1,14 +1,15 @@
 // The memory of the lock table and of the Kerby pool, grown and shrunk in
 // segments within one memory budget.
 //
-// The datapath decides when: a split that reaches the deepest table level
-// asks for the next level (LOCKD_EVENT_TABLE_GROW), an allocation that takes
-// the pool's current segment past its low-water mark asks for a successor
+// The datapath decides when: a split asks for the table segment it needs,
+// and for those the next splits of its halves will need
+// (LOCKD_EVENT_TABLE_GROW); an allocation that takes the pool's current
+// segment past its low-water mark asks for a successor
 // (LOCKD_EVENT_POOL_LOW). This class carries it out: it creates the maps,
-// inserts them into their outer maps and publishes them (config fields the
-// datapath reads). Tidy() gives memory back: a table level whose buckets
-// merges have all emptied, a pool segment drained of blocks, a current pool
-// segment far larger than what is live.
+// inserts them into their outer maps and publishes them. Tidy() gives memory
+// back: a table segment whose buckets merges have all emptied, a pool
+// segment drained of blocks, a current pool segment far larger than what is
+// live.
 //
 // Every step is safe to interrupt (a daemon killed in the middle): a segment
 // is published only once it is complete, and Start() after a restart
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "lockd/datapath.h"
@@ -32,7 +34,7 @@ struct SegmentOptions {
   uint64_t budget_bytes = uint64_t{256} << 20;
   // Smallest pool segment, blocks.
   uint32_t pool_min_blocks = 1024;
-  // How long a table level or an oversized pool segment must stay idle
+  // How long a table segment or an oversized pool segment must stay idle
   // before its memory is given back.
   absl::Duration idle_grace = absl::Seconds(5);
 };
@@ -45,7 +47,7 @@ struct MemoryUse {
   uint64_t fixed_bytes = 0;  // maps of fixed size
   uint64_t table_bytes = 0;
   uint32_t table_segments = 0;
-  uint32_t table_levels = 0;  // buckets below 2^levels exist
+  uint32_t table_depth = 0;  // of the deepest bucket in use
   uint64_t pool_bytes = 0;
   uint32_t pool_segments = 0;
   uint64_t pool_capacity = 0;  // blocks, all segments
@@ -69,8 +71,8 @@ class Segments {
   // a growth a predecessor was asked for.
   absl::Status Start();
 
-  // The table's buckets below 2^level get segments (level by level).
-  absl::Status GrowTable(uint32_t level);
+  // Adds table segment `segment` (LOCKD_EVENT_TABLE_GROW).
+  absl::Status AddTableSegment(uint32_t segment);
   // The pool gets a current segment with room (LOCKD_EVENT_POOL_LOW).
   absl::Status GrowPool();
   // Gives back what is idle; call about once a second.
@@ -81,10 +83,16 @@ class Segments {
  private:
   absl::Status Initialize();
   absl::Status Adopt();
+  // segments_table.cc
+  absl::Status InitializeTable(uint64_t fence_base);
+  absl::Status AdoptTable();
+  absl::Status AddAskedTableSegments();
   absl::StatusOr<int> CreateTableSegment(uint32_t segment);
+  absl::Status InsertTableSegment(uint32_t segment, int fd);
+  absl::Status DropIdleTableSegments(absl::Time now);
+  // segments_pool.cc
   absl::StatusOr<int> CreatePoolSegment(uint32_t capacity);
   absl::Status InstallPoolSegment(uint32_t capacity);
-  absl::Status DropTableLevel(absl::Time now);
   absl::Status DropDrainedPool();
   // Waits until no program still runs with what it read before (an
   // outer-map update returns only after an RCU grace period).
@@ -102,7 +110,7 @@ class Segments {
   std::atomic<uint64_t> fixed_bytes_{0};
   std::atomic<uint32_t> table_segments_{0};
   std::array<std::atomic<uint64_t>, LOCKD_POOL_SLOTS> pool_bytes_{};
-  absl::Time top_level_idle_since_ = absl::InfiniteFuture();
+  absl::flat_hash_map<uint32_t, absl::Time> table_idle_since_;
   absl::Time pool_oversized_since_ = absl::InfiniteFuture();
 };
 

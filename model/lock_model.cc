@@ -373,7 +373,7 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
   Outcome out;
   const lockd_request& req = command.req;
   auto add_notice = [&ctl](const lockd_notice& n) {
-    if (ctl.notices < LOCKD_MAX_GRANTS) ctl.notice[ctl.notices++] = n;
+    if (ctl.notices <= LOCKD_MAX_GRANTS) ctl.notice[ctl.notices++] = n;
   };
   if (command.op == LOCKD_CTL_REQUEST) {
     out = Apply(req, now_ns);

@@ -22,7 +22,7 @@ static __always_inline void ctl_copy_notices(struct lockd_ctl *ctl,
   if (!batch) return;
   for (__u32 i = 0; i < LOCKD_MAX_GRANTS; i++) {
     __u32 to = first + i;
-    if (i >= res->notices || to >= LOCKD_MAX_GRANTS) break;
+    if (i >= res->notices || to > LOCKD_MAX_GRANTS) break;
     __builtin_memcpy(&ctl->notice[to], &batch->n[i], sizeof(ctl->notice[to]));
     ctl->notices = to + 1;
   }

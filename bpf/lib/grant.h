@@ -42,10 +42,10 @@ static __always_inline enum round_outcome grant_round(
     struct lockd_notice *notice, bool *freed) {
   struct lock_ref ref;
   if (lock_find(cfg, lock_id, &ref)) return ROUND_RETRY;
-  if (!ref.lk) return ROUND_DONE;
-  __u64 head_idx = READ_ONCE(ref.lk->head);
+  /* No lock seen may be one a split or merge is moving: the guard says. */
+  __u64 head_idx = ref.lk ? READ_ONCE(ref.lk->head) : 0;
   struct lockd_block *head = head_idx ? pool_lookup(head_idx) : NULL;
-  __u64 first_idx = READ_ONCE(ref.lk->chain);
+  __u64 first_idx = ref.lk ? READ_ONCE(ref.lk->chain) : 0;
   struct lockd_block *first = first_idx ? pool_lookup(first_idx) : NULL;
   struct lockd_bucket *b = ref.t.b;
   __u64 free_idx = 0;

@@ -27,8 +27,9 @@ typedef struct lockd_block btf_block_t;
 static btf_bucket_t *btf_anchor_bucket __attribute__((used));
 static btf_block_t *btf_anchor_block __attribute__((used));
 
-/* The lock table: segment s holds buckets s * 256 .. s * 256 + 255. The
- * daemon creates and inserts segments a depth level at a time (pinned). */
+/* The lock table: segment s holds buckets s * LOCKD_TABLE_SEG_BUCKETS and
+ * the next ones. The daemon creates and inserts a segment when a split asks
+ * for it (pinned). */
 struct table_segment {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, LOCKD_TABLE_SEG_BUCKETS);
@@ -52,6 +53,16 @@ struct {
   __type(key, __u32);
   __type(value, __s64);
 } table_seg_live SEC(".maps");
+
+/* LOCKD_SEG_* per table segment: asked of the daemon, or being removed by
+ * it (pinned; mmapped by the daemon). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, LOCKD_TABLE_MAX_SEGMENTS);
+  __type(key, __u32);
+  __type(value, __u32);
+} table_seg_state SEC(".maps");
 
 /* The Kerby pool: segment with id i sits in slot i mod LOCKD_POOL_SLOTS.
  * Blocks are keyed by their full index, so a slot reused by a later segment

@@ -22,8 +22,10 @@
  * under its look-ups. After them the request is not answered; the client's
  * retransmission gets the answer (counted as `contended`). */
 #define LT_MAX_ATTEMPTS 6
-/* Blocks a search for a member without a ticket visits at most. */
-#define LT_SEARCH_STEPS 1024
+/* Blocks a search for a member without a ticket visits at most. A search
+ * that stops there has not settled anything (the owner may be further on):
+ * the request is then not answered, and counted as contended. */
+#define LT_SEARCH_STEPS 65536
 
 static __always_inline void result_reply(struct lt_result *res,
                                          const struct lockd_request *req,
@@ -281,8 +283,10 @@ __noinline int lt_search(__u64 lock_id, __u64 txn_id,
   c.cur = READ_ONCE(ref.lk->chain);
   c.queue = READ_ONCE(ref.lk->head);
   bpf_loop(LT_SEARCH_STEPS, search_step, &c, 0);
-  bool broken = c.broken;
   __u64 found = c.found;
+  /* Walked to the end of the queue, unless it stopped at the step limit. */
+  bool complete = found || (c.cur == 0 && (c.in_queue || c.queue == 0));
+  bool broken = c.broken || !complete;
   stat_inc(LOCKD_STAT_MEMBER_SEARCH);
   hint->searched = !broken;
   if (found) hint->ticket = found;

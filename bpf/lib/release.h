@@ -72,8 +72,9 @@ static __always_inline enum end_outcome end_attempt(
     const struct lockd_config *cfg, struct end_state *st) {
   const struct lockd_request *req = &st->req;
   struct lock_ref ref;
+  /* A lock not seen may be one a split or merge is moving: the guard says
+   * (bucket_serves). */
   if (lock_find(cfg, req->lock_id, &ref)) return END_RETRY;
-  if (!ref.lk) return END_UNKNOWN;
   struct member_ref mref;
   member_ref_from_hint(&mref, &st->hint);
   struct chain_links links = {};
@@ -252,7 +253,6 @@ static __always_inline enum renew_outcome renew_attempt(
   const struct lockd_request *req = &st->req;
   struct lock_ref ref;
   if (lock_find(cfg, req->lock_id, &ref)) return RENEW_RETRY;
-  if (!ref.lk) return RENEW_UNKNOWN;
   struct member_ref mref;
   member_ref_from_hint(&mref, &st->hint);
   struct lockd_bucket *b = ref.t.b;

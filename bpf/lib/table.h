@@ -5,10 +5,12 @@
  * Bucket b at depth d serves the lock ids whose hash h has h mod 2^d == b.
  * A full bucket splits: its image b + 2^d takes the locks with bit d of the
  * hash set, and both serve depth d + 1. Two sibling buckets with few locks
- * merge back. Buckets sit in array segments of 256; the daemon provides the
- * segments of a depth level when the program asks (LOCKD_EVENT_TABLE_GROW,
- * sent when the first split reaches the deepest provisioned level: a
- * low-water mark) and removes a level once merges have emptied it.
+ * merge back. Buckets sit in small array segments; the daemon adds the
+ * segment a split needs when the program asks (LOCKD_EVENT_TABLE_GROW). A
+ * bucket splits one lock before it is full (cfg_split_at): that lock takes
+ * the spare slot while the segment is made, so only a bucket that fills up
+ * meanwhile waits (the low-water mark). The daemon removes a segment once
+ * merges have left it unused (LOCKD_SEG_RETIRING).
  *
  * Concurrency. A bucket's guard protects its locks, their slots, and its
  * depth. Readers find a bucket without the guard (table_find walks from the
@@ -18,7 +20,8 @@
  * runs at a time (config.resizing), and a split writes its image, which
  * nobody uses yet, before it publishes the image's depth last (x86 stores
  * are seen in order). A bucket's memory is never reused for something else:
- * segments are arrays, dropped only when every bucket in them is unused, and
+ * segments are arrays, dropped only when every bucket in them is unused and
+ * after every program that could have missed their RETIRING mark ended, and
  * freed by the kernel after every program that could still see them ended. */
 #ifndef LOCKD_BPF_LIB_TABLE_H_
 #define LOCKD_BPF_LIB_TABLE_H_
@@ -205,14 +208,17 @@ static __always_inline __u32 popcount8(__u32 v) {
   return (v + (v >> 4)) & 0x0f;
 }
 
-/* Asks the daemon, once, for the segments of depth level `level`. */
-static __always_inline void table_ask_level(struct lockd_config *cfg,
-                                            __u32 level) {
-  __u32 asked = READ_ONCE(cfg->table_level_requested);
-  if (level <= asked || level > LOCKD_TABLE_MAX_DEPTH) return;
-  if (__sync_val_compare_and_swap(&cfg->table_level_requested, asked, level) ==
-      asked)
-    event_simple(LOCKD_EVENT_TABLE_GROW, level, 0, 0);
+static __always_inline __u32 *seg_state(__u32 seg) {
+  return bpf_map_lookup_elem(&table_seg_state, &seg);
+}
+
+/* Asks the daemon, once, for table segment `seg`. */
+static __always_inline void table_ask_segment(__u32 seg) {
+  __u32 *state = seg_state(seg);
+  if (state &&
+      __sync_val_compare_and_swap(state, LOCKD_SEG_IDLE, LOCKD_SEG_ASKED) ==
+          LOCKD_SEG_IDLE)
+    event_simple(LOCKD_EVENT_TABLE_GROW, seg, 0, 0);
 }
 
 static __always_inline void resize_done(struct lockd_config *cfg) {
@@ -247,15 +253,14 @@ static __always_inline enum resize_result split_bucket(
     struct lockd_config *cfg, const struct table_ref *ref) {
   __u32 d = ref->depth;
   if (d >= LOCKD_TABLE_MAX_DEPTH) return RESIZE_BUDGET;
-  __u32 levels = READ_ONCE(cfg->table_levels);
   __u32 image = ref->idx | (1u << (d & 31));
-  struct lockd_bucket *img = d + 1 <= levels ? table_bucket(image) : NULL;
-  if (!img) {
-    table_ask_level(cfg, d + 1);
+  struct lockd_bucket *img = table_bucket(image);
+  __u32 *img_state = seg_state(image >> LOCKD_TABLE_SEG_SHIFT);
+  if (!img || !img_state || READ_ONCE(*img_state) == LOCKD_SEG_RETIRING) {
+    table_ask_segment(image >> LOCKD_TABLE_SEG_SHIFT);
     if (READ_ONCE(cfg->at_budget) & LOCKD_BUDGET_TABLE) return RESIZE_BUDGET;
     return RESIZE_WAIT;
   }
-  if (d + 1 == levels) table_ask_level(cfg, d + 2); /* the low-water mark */
   if (__sync_val_compare_and_swap(&cfg->resizing, 0, 1) != 0) {
     stat_inc(LOCKD_STAT_RESIZE_BUSY);
     return RESIZE_BUSY;

@@ -215,7 +215,7 @@ class DifferentialTest : public ::testing::Test {
         v.ok() ? absl::StrCat("holders ", v->holders.size(), " queue ",
                               v->queue.size())
                : std::string(v.status().message()),
-        "; min_depth ", cfg->min_depth, " levels ", cfg->table_levels,
+        "; depths ", cfg->min_depth, "..", cfg->max_depth,
         " leaves");
     for (int d = 0; d <= LOCKD_TABLE_MAX_DEPTH; ++d)
       if (cfg->leaves[d]) absl::StrAppend(&out, " ", d, ":", cfg->leaves[d]);

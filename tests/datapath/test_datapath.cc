@@ -51,7 +51,7 @@ absl::StatusOr<int> TestDatapath::ServeGrowth() {
         datapath->maps().events, [this](const lockd_event& ev) {
           absl::Status s;
           if (ev.type == LOCKD_EVENT_TABLE_GROW) {
-            s = segments->GrowTable(ev.arg);
+            s = segments->AddTableSegment(ev.arg);
             ++growth_requests;
           } else if (ev.type == LOCKD_EVENT_POOL_LOW) {
             s = segments->GrowPool();

@@ -122,7 +122,7 @@ TEST(RenderTest, StatsListsCountersByNameThenTheMemory) {
   memory.set_fixed_bytes(512 << 10);
   memory.set_table_bytes(2 << 20);
   memory.set_table_segments(2);
-  memory.set_table_levels(9);
+  memory.set_table_depth(9);
   memory.set_pool_bytes(512 << 10);
   memory.set_pool_segments(1);
   memory.set_pool_capacity_blocks(1024);
@@ -138,7 +138,7 @@ TEST(RenderTest, StatsListsCountersByNameThenTheMemory) {
             "\n"
             "MEMORY           USE\n"
             "total            3.0 MiB of 256.0 MiB budget\n"
-            "lock table       2.0 MiB in 2 segments (9 levels)\n"
+            "lock table       2.0 MiB in 2 segments (depth 9)\n"
             "wait-queue pool  512.0 KiB in 1 segments, at budget\n"
             "pool blocks      256 / 1024 (25.0%)\n"
             "fixed maps       512.0 KiB\n"
