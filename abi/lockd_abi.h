@@ -413,7 +413,8 @@ enum lockd_event_type {
   LOCKD_EVENT_TABLE_SEGMENT_IDLE = 2,
   /* Pool segment `arg` passed its low-water mark, or is full. */
   LOCKD_EVENT_POOL_LOW = 3,
-  /* A waiter queued on lock_id (deadline in time_ns, 0 = none). */
+  /* The first waiter queued on lock_id, or a waiter with a deadline
+   * (time_ns; 0 = none). */
   LOCKD_EVENT_WAITING = 4,
   /* A notice for a LOCAL member (notice.reply says what). */
   LOCKD_EVENT_LOCAL_NOTICE = 5,

@@ -65,6 +65,9 @@ ABSL_FLAG(double, max_seconds, 20.0,
           "time limit of the measurement: whichever of this and "
           "--iterations comes first ends it");
 ABSL_FLAG(std::string, json, "", "also write the figures as JSON here");
+ABSL_FLAG(bool, pool_prealloc, true,
+          "preallocated pool segments (lockd's choice) or BPF_F_NO_PREALLOC "
+          "ones, to compare the two");
 
 namespace lockd::bench {
 namespace {
@@ -645,8 +648,9 @@ void PrintTable(const std::vector<Row>& rows, const Bench& bench,
   absl::PrintF(
       "lockd datapath: ns per call, measured by the kernel "
       "(BPF_PROG_TEST_RUN, repeat=1)\nkernel %s, pinned to CPU %d, TC "
-      "clones to lo of a private netns\n\n",
-      kernel, cpu);
+      "clones to lo of a private netns, %s pool segments\n\n",
+      kernel, cpu,
+      absl::GetFlag(FLAGS_pool_prealloc) ? "preallocated" : "NO_PREALLOC");
   absl::PrintF("%-42s %-11s %7s %8s %8s %8s\n", "operation", "program", "runs",
                "median", "p90", "x empty");
   for (const Row& row : rows)
@@ -704,8 +708,10 @@ absl::Status Main() {
   absl::StatusOr<int> cpu = PinToCurrentCpu();
   if (!cpu.ok()) return cpu.status();
 
+  DatapathOptions options;
+  options.pool_prealloc = absl::GetFlag(FLAGS_pool_prealloc);
   absl::StatusOr<testing::TestDatapath> loaded =
-      testing::TestDatapath::Create();
+      testing::TestDatapath::Create(options);
   if (!loaded.ok()) return loaded.status();
 
   std::unique_ptr<baseline_bpf, decltype(&baseline_bpf__destroy)> baseline(

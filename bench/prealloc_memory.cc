@@ -9,6 +9,11 @@
 //                  queue of fixed slots, sized for the longest queue
 // lockd's own per-element costs come from its maps in the runs
 // (scripts/bench.sh); this is the other side of that comparison.
+//
+// It also measures the choice lockd made for its pool segments (HASH maps of
+// struct lockd_block keyed by a u64 block index): preallocated against
+// BPF_F_NO_PREALLOC, each empty and full, at the capacities of a first and
+// a grown segment (the "pool_segments" entries).
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <unistd.h>
@@ -75,6 +80,35 @@ int Run() {
     }
     maps.push_back(*measured);
   }
+  struct PoolSegment {
+    bool prealloc;
+    uint32_t capacity;
+    uint32_t filled;
+    uint64_t memlock;
+  };
+  std::vector<PoolSegment> pool;
+  for (bool prealloc : {true, false}) {
+    for (uint32_t capacity : {1024u, 16384u}) {
+      for (uint32_t filled : {0u, capacity}) {
+        LIBBPF_OPTS(bpf_map_create_opts, opts,
+                    .map_flags = prealloc ? 0u : uint32_t{BPF_F_NO_PREALLOC});
+        const int fd =
+            bpf_map_create(BPF_MAP_TYPE_HASH, "pool_probe", sizeof(uint64_t),
+                           sizeof(struct lockd_block), capacity, &opts);
+        if (fd < 0) {
+          perror("prealloc_memory: creating a pool segment");
+          return 1;
+        }
+        struct lockd_block block = {};
+        for (uint64_t key = 0; key < filled; ++key)
+          bpf_map_update_elem(fd, &key, &block, BPF_NOEXIST);
+        absl::StatusOr<uint64_t> memlock = MapMemlock(fd);
+        close(fd);
+        if (!memlock.ok()) return 1;
+        pool.push_back({prealloc, capacity, filled, *memlock});
+      }
+    }
+  }
   JsonWriter json;
   json.BeginObject();
   json.Field("locks", locks);
@@ -87,6 +121,16 @@ int Run() {
     json.Field("value_size", map.value_size);
     json.Field("max_entries", map.entries);
     json.Field("memlock", map.memlock);
+    json.EndObject();
+  }
+  json.EndArray();
+  json.Key("pool_segments").BeginArray();
+  for (const PoolSegment& p : pool) {
+    json.BeginObject();
+    json.Field("prealloc", p.prealloc);
+    json.Field("capacity", static_cast<uint64_t>(p.capacity));
+    json.Field("filled", static_cast<uint64_t>(p.filled));
+    json.Field("memlock", p.memlock);
     json.EndObject();
   }
   json.EndArray();

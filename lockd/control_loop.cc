@@ -45,16 +45,14 @@ void ControlLoop::OnEvent(const lockd_event& event) {
   DaemonCounters* counters = parts_.counters;
   switch (event.type) {
     case LOCKD_EVENT_TABLE_GROW: {
+      // Refusals (the budget) are counted by Segments and answered
+      // NO_CAPACITY by the datapath.
       absl::Status grown = parts_.segments->AddTableSegment(event.arg);
-      counters->Add(grown.ok() ? DaemonCounters::kTableGrown
-                               : DaemonCounters::kGrowRefused);
       if (!grown.ok() && !absl::IsResourceExhausted(grown)) Report(grown);
       break;
     }
     case LOCKD_EVENT_POOL_LOW: {
       absl::Status grown = parts_.segments->GrowPool();
-      counters->Add(grown.ok() ? DaemonCounters::kPoolGrown
-                               : DaemonCounters::kGrowRefused);
       if (!grown.ok() && !absl::IsResourceExhausted(grown)) Report(grown);
       break;
     }

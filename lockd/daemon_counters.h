@@ -42,9 +42,6 @@ namespace lockd {
   X(kMemosForgotten, "memos_forgotten",                                       \
     "remembered endings dropped after their time")                            \
   X(kForceReleased, "force_released", "holds ended by an operator")           \
-  X(kTableGrown, "table_grown", "table segments added")                       \
-  X(kPoolGrown, "pool_grown", "pool segments added")                          \
-  X(kGrowRefused, "grow_refused", "growth refused by the memory budget")      \
   X(kKickLost, "kick_lost", "KICKs the datapath could not send, run here")
 
 class DaemonCounters {

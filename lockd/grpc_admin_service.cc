@@ -125,6 +125,11 @@ absl::Status FillMemory(const Admin& admin, v1::MemoryUsage& out) {
   out.set_bytes_per_block(sizeof(lockd_block));
   out.set_table_at_budget(use.table_at_budget);
   out.set_pool_at_budget(use.pool_at_budget);
+  out.set_table_segments_added(use.table_segments_added);
+  out.set_table_segments_removed(use.table_segments_removed);
+  out.set_pool_segments_added(use.pool_segments_added);
+  out.set_pool_segments_removed(use.pool_segments_removed);
+  out.set_growth_refused(use.growth_refused);
   absl::StatusOr<uint64_t> locks = admin.LockCount();
   if (!locks.ok()) return Annotate(locks.status(), "counting locks");
   out.set_locks(*locks);

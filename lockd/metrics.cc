@@ -67,6 +67,29 @@ std::string RenderPrometheus(
   };
   for (const auto& gauge : gauges)
     AppendMetric(gauge.name, "gauge", gauge.help, gauge.value, out);
+  const struct {
+    absl::string_view name;
+    absl::string_view help;
+    uint64_t value;
+  } totals[] = {
+      {"lockd_table_segments_added_total",
+       "Lock table segments added since the daemon started.",
+       memory.table_segments_added()},
+      {"lockd_table_segments_removed_total",
+       "Lock table segments given back since the daemon started.",
+       memory.table_segments_removed()},
+      {"lockd_pool_segments_added_total",
+       "Pool segments added since the daemon started.",
+       memory.pool_segments_added()},
+      {"lockd_pool_segments_removed_total",
+       "Pool segments given back since the daemon started.",
+       memory.pool_segments_removed()},
+      {"lockd_growth_refused_total",
+       "Segments the memory budget had no room for.",
+       memory.growth_refused()},
+  };
+  for (const auto& total : totals)
+    AppendMetric(total.name, "counter", total.help, total.value, out);
   return out;
 }
 

@@ -188,6 +188,11 @@ MemoryUse Segments::Use() const {
   use.table_at_budget = (at_budget & LOCKD_BUDGET_TABLE) != 0;
   use.pool_at_budget = (at_budget & LOCKD_BUDGET_POOL) != 0;
   use.total_bytes = use.fixed_bytes + use.table_bytes + use.pool_bytes;
+  use.table_segments_added = table_added_.load();
+  use.table_segments_removed = table_removed_.load();
+  use.pool_segments_added = pool_added_.load();
+  use.pool_segments_removed = pool_removed_.load();
+  use.growth_refused = refused_.load();
   return use;
 }
 

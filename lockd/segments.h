@@ -55,6 +55,12 @@ struct MemoryUse {
   uint32_t pool_current = 0;   // segment new blocks come from
   bool table_at_budget = false;
   bool pool_at_budget = false;
+  // Since this daemon started:
+  uint64_t table_segments_added = 0;
+  uint64_t table_segments_removed = 0;
+  uint64_t pool_segments_added = 0;
+  uint64_t pool_segments_removed = 0;
+  uint64_t growth_refused = 0;  // segments the budget had no room for
 };
 
 class Segments {
@@ -110,6 +116,9 @@ class Segments {
   std::atomic<uint64_t> fixed_bytes_{0};
   std::atomic<uint32_t> table_segments_{0};
   std::array<std::atomic<uint64_t>, LOCKD_POOL_SLOTS> pool_bytes_{};
+  std::atomic<uint64_t> table_added_{0}, table_removed_{0};
+  std::atomic<uint64_t> pool_added_{0}, pool_removed_{0};
+  std::atomic<uint64_t> refused_{0};
   absl::flat_hash_map<uint32_t, absl::Time> table_idle_since_;
   absl::Time pool_oversized_since_ = absl::InfiniteFuture();
 };

@@ -44,6 +44,7 @@ absl::Status Segments::InstallPoolSegment(uint32_t capacity) {
   if (!Fits(bytes)) {
     close(*fd);
     SetAtBudget(LOCKD_BUDGET_POOL, true);
+    refused_.fetch_add(1);
     return absl::ResourceExhaustedError(
         absl::StrCat("the memory budget (", options_.budget_bytes,
                      " bytes) has no room for a pool segment of ", capacity,
@@ -67,6 +68,7 @@ absl::Status Segments::InstallPoolSegment(uint32_t capacity) {
   }
   pool_fds_[slot] = *fd;
   pool_bytes_[slot].store(bytes);
+  pool_added_.fetch_add(1);
   Store(&cfg->pool_current, id);
   SetAtBudget(LOCKD_BUDGET_POOL, false);
   return Quiesce();
@@ -113,6 +115,7 @@ absl::Status Segments::DropDrainedPool() {
     close(pool_fds_[slot]);
     pool_fds_[slot] = -1;
     pool_bytes_[slot].store(0);
+    pool_removed_.fetch_add(1);
     Store(&info[slot].id, 0u);
   }
   return absl::OkStatus();

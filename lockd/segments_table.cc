@@ -107,6 +107,7 @@ absl::Status Segments::AddTableSegment(uint32_t segment) {
   }
   if (table_segment_bytes_ != 0 && !Fits(table_segment_bytes_)) {
     SetAtBudget(LOCKD_BUDGET_TABLE, true);
+    refused_.fetch_add(1);
     Store(state, LOCKD_SEG_IDLE);  // a later split asks again
     return absl::ResourceExhaustedError(
         absl::StrCat("the memory budget (", options_.budget_bytes,
@@ -117,6 +118,7 @@ absl::Status Segments::AddTableSegment(uint32_t segment) {
   if (table_segment_bytes_ == 0) table_segment_bytes_ = MapMemlock(*fd);
   if (absl::Status inserted = InsertTableSegment(segment, *fd); !inserted.ok())
     return inserted;
+  table_added_.fetch_add(1);
   Store(state, LOCKD_SEG_IDLE);  // in place: splits may use it from now
   return absl::OkStatus();
 }
@@ -149,6 +151,7 @@ absl::Status Segments::DropIdleTableSegments(absl::Time now) {
       close(table_fds_[s]);
       table_fds_[s] = -1;
       table_segments_.fetch_sub(1);
+      table_removed_.fetch_add(1);
     }
     Store(&state[s], LOCKD_SEG_IDLE);
   }

@@ -289,8 +289,11 @@ static __always_inline bool acquire_reply(const struct acquire_state *st,
       stat_inc(LOCKD_STAT_QUEUED);
       result_reply(res, req, LOCKD_OP_QUEUED, LOCKD_STATUS_OK, 0, st->ticket);
       res->reply.queue_pos = st->queue_pos;
-      event_simple(LOCKD_EVENT_WAITING, 0, req->lock_id,
-                   req->wait_ms ? st->now + req->wait_ms * NS_PER_MS : 0);
+      /* The daemon watches a lock from its first waiter on, as long as
+       * waiters remain: later waiters matter to it only for a deadline. */
+      if (st->queue_pos == 0 || req->wait_ms)
+        event_simple(LOCKD_EVENT_WAITING, 0, req->lock_id,
+                     req->wait_ms ? st->now + req->wait_ms * NS_PER_MS : 0);
       return true;
     case ACQ_AGAIN_QUEUED:
       stat_inc(LOCKD_STAT_ACQUIRE_DUP);
