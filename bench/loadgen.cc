@@ -35,6 +35,7 @@
 #include "bench/event_loop.h"
 #include "bench/grpc_driver.h"
 #include "bench/json_writer.h"
+#include "bench/lockd_memory.h"
 #include "bench/memory_sampler.h"
 #include "bench/redis_driver.h"
 #include "bench/txn_runner.h"
@@ -78,6 +79,9 @@ ABSL_FLAG(std::string, server_pids, "",
           "Comma-separated pids to sample VmRSS of.");
 ABSL_FLAG(std::string, bpf_map_ids, "",
           "Comma-separated BPF map ids to sample memlock and elements of.");
+ABSL_FLAG(std::string, lockd_admin, "",
+          "lockd's gRPC address: its own account of its kernel memory is "
+          "sampled (start, peak, end).");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed.");
 ABSL_FLAG(int32_t, zk_handles, 1,
           "zk: ZooKeeper sessions per thread, shared by its sessions (as one "
@@ -262,6 +266,13 @@ absl::Status Run() {
   absl::StatusOr<MemorySampler> sampler =
       MemorySampler::Create(*std::move(pids), *std::move(map_ids));
   if (!sampler.ok()) return sampler.status();
+  std::unique_ptr<LockdMemory> lockd_memory;
+  if (!absl::GetFlag(FLAGS_lockd_admin).empty()) {
+    absl::StatusOr<std::unique_ptr<LockdMemory>> created =
+        LockdMemory::Create(absl::GetFlag(FLAGS_lockd_admin));
+    if (!created.ok()) return created.status();
+    lockd_memory = std::move(*created);
+  }
 
   const int threads = std::max(1, absl::GetFlag(FLAGS_threads));
   const int sessions = std::max(threads, absl::GetFlag(FLAGS_sessions));
@@ -318,12 +329,14 @@ absl::Status Run() {
   std::thread sampling([&] {
     while (!done.WaitForNotificationWithTimeout(kSampleInterval)) {
       sampler->Sample();
+      if (lockd_memory) lockd_memory->Sample();
     }
   });
   for (std::thread& thread : running) thread.join();
   done.Notify();
   sampling.join();
   sampler->SampleEnd();
+  if (lockd_memory) lockd_memory->Sample();
 
   RunStats stats;
   DriverCounters counters;
@@ -380,6 +393,7 @@ absl::Status Run() {
   json.EndObject();
   json.Key("memory").BeginObject();
   WriteMemory(json, *sampler);
+  if (lockd_memory) lockd_memory->Write(json, "lockd");
   json.EndObject();
   json.EndObject();
   printf("%s\n", json.str().c_str());

@@ -15,10 +15,16 @@ REFERENCE = "lockd"  # the fast path: every ratio is against it
 SYSTEMS = {
     "lockd": "lockd, fast path (XDP/TC), policy WAIT, UDP",
     "lockd-user": "the same daemon with the fast path off (`--interface=`): "
-                  "every request served by the user-space engine, same UDP protocol",
+                  "every request reaches the daemon's socket and runs through the "
+                  "control program on the same kernel table, same UDP protocol",
     "lockd-nowait": "lockd fast path, policy NO_WAIT (DINT-Lock behaviour: a "
                     "conflict is rejected, the transaction aborts and retries)",
-    "lockd-grpc": "lockd through its gRPC LockService (blocking Acquire, WAIT)",
+    "lockd-grpc": "lockd through its gRPC LockService (blocking Acquire, WAIT): "
+                  "the daemon runs each request through the control program, in "
+                  "the same kernel FIFO as UDP clients",
+    "lockd-grpc-health": "the same gRPC calls driven the same way, each an "
+                         "AdminService.Health call with nothing behind it: what "
+                         "gRPC alone costs (the yardstick of lockd-grpc)",
     "xdp-reflect": "`xdp_reflect` (bpf/baseline.bpf.c) natively on the server veth: "
                    "answers every request with GRANTED and keeps no lock "
                    "(the physical ceiling)",
@@ -84,7 +90,9 @@ def machine():
 
 
 def closed(runs):
-    return [r for r in runs if r["mode"] == "closed"]
+    # The churn runs share one server; they have their own section.
+    return [r for r in runs if r["mode"] == "closed" and
+            not r["system"].startswith("lockd-churn-")]
 
 
 def index(runs):
@@ -101,37 +109,13 @@ def server_rss_mib(run):
 
 
 def maps_mib(run):
+    """BPF map memory at the run's peak: lockd's own account (segments
+    included) for lockd, the sampled maps' memlock for the reflector."""
+    lockd = run["memory"].get("lockd")
+    if lockd:
+        return lockd["peak"]["total_bytes"] / MIB
     maps = run["memory"]["maps"]
     return sum(m["memlock_peak"] for m in maps) / MIB if maps else None
-
-
-def per_element(runs):
-    """lockd's measured cost per element of its growing maps: the memlock
-    the map gained divided by the elements it gained, at the sample with the
-    most elements (for `locks`, which never shrinks: at the end)."""
-    best = {}
-    for run in runs:
-        if run["system"] not in ("lockd", "lockd-nowait"):  # fast path on
-            continue
-        for m in run["memory"]["maps"]:
-            if m["name"] not in ("locks", "owners", "pool"):
-                continue
-            candidates = [(m["entries_end"], m["memlock_end"]),
-                          (m["entries_at_peak"], m["memlock_peak"])]
-            for entries, memlock in candidates:
-                grown = entries - m["entries_start"]
-                if entries < 0 or m["entries_start"] < 0 or grown <= 0:
-                    continue
-                if grown > best.get(m["name"], {}).get("elements", 0):
-                    best[m["name"]] = {
-                        "elements": grown,
-                        "bytes_per_element": (memlock - m["memlock_start"]) / grown,
-                        "memlock_empty": m["memlock_start"],
-                        "max_entries": m["max_entries"],
-                        "value_size": m["value_size"],
-                        "run": f'{run["system"]}/{run["workload"]}',
-                    }
-    return best
 
 
 def prealloc_summary(prealloc):
@@ -147,6 +131,7 @@ def prealloc_summary(prealloc):
         "fixed_total_mib": (maps["fixed_locks"]["memlock"] +
                             maps["fixed_waiters"]["memlock"]) / MIB,
         "maps": prealloc["maps"],
+        "pool_segments": prealloc.get("pool_segments", []),
     }
 
 
@@ -234,23 +219,8 @@ def open_loop_table(runs):
     return lines
 
 
-def memory_section(runs, elements, prealloc):
-    lines = ["lockd's maps are NO_PREALLOC hashes (plus a preallocated LRU "
-             "`released` map): the kernel charges the bucket array at creation "
-             "and each element as it is inserted. Measured per element as "
-             "(memlock gained) / (elements gained) in the run with the most "
-             "elements of that map:", "",
-             "| map | value bytes | elements measured | bytes per element (memlock) | "
-             "empty map memlock MiB | max_entries | run |",
-             "|---|---|---|---|---|---|---|"]
-    for name in ("locks", "owners", "pool"):
-        e = elements.get(name)
-        if e:
-            lines.append(
-                f'| {name} | {e["value_size"]} | {e["elements"]:,} | '
-                f'{e["bytes_per_element"]:.1f} | {e["memlock_empty"] / MIB:.1f} | '
-                f'{e["max_entries"]:,} | {e["run"]} |')
-    lines.append("")
+def memory_section(runs, prealloc, churn_bench):
+    lines = []
     if prealloc:
         p = prealloc
         lines += [
@@ -263,26 +233,21 @@ def memory_section(runs, elements, prealloc):
             lines.append(f'| {m["name"]} | {m["value_size"]} | {m["max_entries"]:,} | '
                          f'{m["memlock"] / MIB:,.1f} | {m["memlock"] / m["max_entries"]:.1f} |')
         lines.append("")
-        lock = elements.get("locks", {}).get("bytes_per_element")
-        owner = elements.get("owners", {}).get("bytes_per_element")
-        block = elements.get("pool", {}).get("bytes_per_element")
-        if lock and owner and block:
-            waiter = owner + block
+        if churn_bench:
+            per_lock = churn_bench["memory_before_drain_bytes"] / churn_bench["live"]
+            fixed = (p["fixed_bytes_per_lock"] +
+                     p["waiter_slots_per_lock"] * p["fixed_bytes_per_waiter_slot"])
             lines += [
-                f'Per lock: lockd {lock:.0f} B for a lock entry once the lock is '
-                f'used (+ {owner:.0f} B per holder); the fixed table '
-                f'{p["fixed_bytes_per_lock"]:.0f} B for every lock whether used or '
-                f'not, plus {p["waiter_slots_per_lock"]} x '
-                f'{p["fixed_bytes_per_waiter_slot"]:.0f} B of waiter slots = '
-                f'{p["fixed_bytes_per_lock"] + p["waiter_slots_per_lock"] * p["fixed_bytes_per_waiter_slot"]:,.0f} B '
-                f'per lock ({p["fixed_total_mib"]:,.0f} MiB for {p["locks"]:,} locks, '
-                f'up front); DINT-Lock\'s queue-less slot {p["dint_bytes_per_lock"]:.0f} B.',
-                f'Per waiter: lockd {waiter:.0f} B (owner record {owner:.0f} B + pool '
-                f'block {block:.0f} B), only while it waits; the fixed table '
-                f'{p["fixed_bytes_per_waiter_slot"]:.0f} B per slot, always, and a '
-                f'queue longer than {p["waiter_slots_per_lock"]} does not fit.', ""]
-    lines += ["Servers' resident memory (largest VmRSS sampled during the run), in MiB:", "",
-              "| system | workload | RSS at start | RSS peak | BPF maps memlock peak |",
+                f'lockd under churn (churn_bench, {churn_bench["live"]:,} locks live): '
+                f'{per_lock:,.0f} B of kernel memory per live lock, all maps counted, '
+                f'and nothing for a lock that is not live; the fixed table '
+                f'{fixed:,.0f} B for every lock it could ever hold '
+                f'({p["fixed_total_mib"]:,.0f} MiB for {p["locks"]:,} locks, up front), '
+                f'DINT-Lock\'s queue-less slot {p["dint_bytes_per_lock"]:.0f} B.', ""]
+    lines += ["Servers' resident memory (largest VmRSS sampled during the run), in MiB, "
+              "and lockd's kernel memory (its maps, segments included, as lockd "
+              "accounts for them) at the run's peak:", "",
+              "| system | workload | RSS at start | RSS peak | BPF maps MiB peak |",
               "|---|---|---|---|---|"]
     for r in closed(runs):
         if r["workload"] not in ("uniform", "hot1"):
@@ -293,6 +258,148 @@ def memory_section(runs, elements, prealloc):
                          f'{fmt(maps_mib(r), 1)} |')
     lines.append("")
     return lines
+
+
+def load_json(path):
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def datapath_section(dp, dp_no):
+    if not dp:
+        return []
+    no = {o["id"]: o for o in (dp_no or {}).get("operations", [])}
+    lines = [f'`bench/datapath_bench.cc`: the kernel\'s own duration of one '
+             f'BPF_PROG_TEST_RUN (repeat=1) per operation, {dp["iterations"]:,} '
+             f'runs each, pinned to one CPU, beside an empty XDP program measured '
+             f'in the same run (kernel {dp["kernel"]}). Pool segments '
+             f'preallocated (lockd\'s choice), and BPF_F_NO_PREALLOC for '
+             f'comparison:', "",
+             "| operation | program | median ns | p90 ns | x empty | "
+             "NO_PREALLOC median ns | p90 ns |",
+             "|---|---|---|---|---|---|---|"]
+    for o in dp["operations"]:
+        n = no.get(o["id"])
+        lines.append(f'| {o["operation"]} | {o["program"]} | {o["median_ns"]} | '
+                     f'{o["p90_ns"]} | {o["ratio_to_empty"]:.2f} | '
+                     f'{n["median_ns"] if n else "-"} | {n["p90_ns"] if n else "-"} |')
+    lines += ["", f'The empty program in one call of repeat={dp["empty_repeat"]["repeat"]}: '
+              f'{dp["empty_repeat"]["ns_per_run"]} ns per run; the rest of its '
+              f'repeat=1 figure is the framing of one test run, in every figure '
+              f'alike. TC figures include each GRANTED clone\'s transmit on lo and '
+              f'its loopback receive.', ""]
+    return lines
+
+
+def pool_choice_lines(prealloc):
+    if not prealloc or not prealloc.get("pool_segments"):
+        return []
+    lines = ["Pool segments (HASH of `struct lockd_block`, 96 B values), their "
+             "memlock as the kernel charges it, empty and full "
+             "(`bench/prealloc_memory.cc`):", "",
+             "| allocation | capacity | blocks in it | memlock KiB | bytes per block |",
+             "|---|---|---|---|---|"]
+    for p in prealloc["pool_segments"]:
+        per = p["memlock"] / p["filled"] if p["filled"] else None
+        lines.append(f'| {"preallocated" if p["prealloc"] else "NO_PREALLOC"} | '
+                     f'{p["capacity"]:,} | {p["filled"]:,} | {p["memlock"] / 1024:,.0f} | '
+                     f'{fmt(per)} |')
+    return lines + [""]
+
+
+def idle_lines(idle):
+    if not idle:
+        return []
+    m = idle["memory"]
+    return [f'A fresh lockd with default flags, idle: {int(m["total_bytes"]) / MIB:.2f} '
+            f'MiB of BPF maps (fixed maps {int(m["fixed_bytes"]) / MIB:.2f} MiB, lock '
+            f'table {int(m["table_bytes"]) / MIB:.2f} MiB in {m["table_segments"]} '
+            f'segments, pool {int(m["pool_bytes"]) / MIB:.2f} MiB for '
+            f'{int(m["pool_capacity_blocks"]):,} blocks), against a budget of '
+            f'{int(m["budget_bytes"]) / MIB:.0f} MiB.', ""]
+
+
+def churn_lines(runs, churn_bench):
+    rows = sorted((r for r in runs if r["system"].startswith("lockd-churn-")),
+                  key=lambda r: r["system"])
+    lines = []
+    if rows:
+        first = rows[0]["locks_per_s"]
+        lines += [f'One lockd with default flags, the uniform workload (1M lock ids) '
+                  f'in {len(rows)} runs of {rows[0]["duration_s"]} s back to back, '
+                  f'no warm-up: lock-id churn through the network.', "",
+                  "| run | locks/s | x first run | rejected | grant p50 us | p99 us | "
+                  "locks in the table at the end | kernel memory MiB peak | at the end |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            rejected = sum(v for k, v in r["driver_counters"].items()
+                           if k.startswith("rejected_"))
+            mem = r["memory"].get("lockd", {})
+            lines.append(
+                f'| {r["system"][len("lockd-churn-"):]} | {fmt(r["locks_per_s"])} | '
+                f'{r["locks_per_s"] / first:.2f} | {rejected:,} | '
+                f'{fmt(r["grant_latency"]["p50_us"])} | {fmt(r["grant_latency"]["p99_us"])} | '
+                f'{mem.get("end", {}).get("locks", "-")} | '
+                f'{fmt(mem.get("peak", {}).get("total_bytes", 0) / MIB, 2)} | '
+                f'{fmt(mem.get("end", {}).get("total_bytes", 0) / MIB, 2)} |')
+        lines.append("")
+    if churn_bench:
+        c = churn_bench
+        lines += [f'In the kernel alone (`bench/churn_bench.cc`, XDP through '
+                  f'BPF_PROG_TEST_RUN): {c["distinct"]:,} distinct lock ids, each '
+                  f'acquired and released once {c["live"]:,} newer ones are held, '
+                  f'{c["requests_per_s"]:,.0f} requests/s with the syscall. Locks in '
+                  f'the table / locks live, at worst: {c["worst_table_to_live"]:.3f}. '
+                  f'{c["lock_created"]:,} locks created and {c["lock_freed"]:,} freed, '
+                  f'{c["splits"]:,} bucket splits and {c["merges"]:,} merges, '
+                  f'{c["unanswered"]:,} requests unanswered while a segment was added, '
+                  f'{c["no_capacity_table"]:,} refused. Kernel memory with '
+                  f'{c["live"]:,} locks live: {c["memory_before_drain_bytes"] / MIB:.2f} '
+                  f'MiB; after the drain: {c["memory_end_bytes"] / MIB:.2f} MiB.', ""]
+    return lines
+
+
+def burst_lines(burst):
+    if not burst:
+        return []
+    b = burst
+    after = b["memory_after_drain_bytes"]
+    settled = next((i for i, m in enumerate(after)
+                    if m <= 2 * b["memory_idle_bytes"]), None)
+    return [f'`bench/burst.cc` against a fresh lockd: {b["waiters"]:,} waiters (10x '
+            f'the pool\'s first segment) on {b["locks"]} held locks, sent as fast as '
+            f'one socket sends: queued in {b["burst_seconds"]:.2f} s, '
+            f'{b["queued"]:,} QUEUED, {b["refused"]:,} refused; {b["pool_wait"]:,} '
+            f'requests went unanswered while a pool segment was being added '
+            f'(retransmitted after 50 ms); {b["pool_segments_added"]} pool segments '
+            f'added in all, {b["growth_refused"]} refused by the budget. Kernel '
+            f'memory: idle {b["memory_idle_bytes"] / MIB:.2f} MiB, peak '
+            f'{b["memory_peak_bytes"] / MIB:.2f} MiB; after the drain '
+            f'(' + ", ".join(f'{m / MIB:.2f}' for m in after) + ' MiB, one second '
+            f'apart): within 2x of idle after '
+            f'{settled if settled is not None else "more than " + str(len(after))} s.', ""]
+
+
+def grpc_lines(runs):
+    by = index(runs)
+    lines = []
+    for workload in ("uniform", "hot1"):
+        g = by.get(("lockd-grpc", workload))
+        e = by.get(("etcd", workload))
+        h = by.get(("lockd-grpc-health", workload))
+        if not g:
+            continue
+        parts = [f'- {workload}: lockd-grpc {fmt(g["locks_per_s"])} locks/s']
+        if e:
+            parts.append(f'{g["locks_per_s"] / e["locks_per_s"]:.2f}x etcd '
+                         f'({fmt(e["locks_per_s"])})')
+        if h:
+            parts.append(f'{g["locks_per_s"] / h["locks_per_s"]:.2f} of the same calls '
+                         f'as Health RPCs ({fmt(h["locks_per_s"])})')
+        lines.append("; ".join(parts) + ".")
+    return lines + [""] if lines else []
 
 
 def verdict_lines(verdicts):
@@ -444,6 +551,8 @@ def main():
                         help="where the plots' data go (default: beside --results)")
     parser.add_argument("--reading")
     parser.add_argument("--build_mode", default="fastbuild")
+    for extra in ("datapath", "datapath_noprealloc", "churn_bench", "idle", "burst"):
+        parser.add_argument("--" + extra)
     args = parser.parse_args()
 
     with open(args.runs) as f:
@@ -453,7 +562,11 @@ def main():
         with open(args.prealloc) as f:
             prealloc = prealloc_summary(json.load(f))
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in runs)]
-    elements = per_element(runs)
+    dp = load_json(args.datapath)
+    dp_no = load_json(args.datapath_noprealloc)
+    churn_bench = load_json(args.churn_bench)
+    idle = load_json(args.idle)
+    burst = load_json(args.burst)
     ratio_lines, verdicts = ratio_matrix(runs, systems)
     host = machine()
     results = {
@@ -461,8 +574,12 @@ def main():
         "build_mode": args.build_mode,
         "machine": host,
         "runs": runs,
-        "lockd_bytes_per_element": elements,
         "prealloc": prealloc,
+        "datapath": dp,
+        "datapath_noprealloc": dp_no,
+        "churn_bench": churn_bench,
+        "idle": idle,
+        "burst": burst,
         "goodput_vs_lockd": [{"workload": w, "system": s, "ratio": x}
                              for w, s, x in verdicts],
     }
@@ -515,10 +632,9 @@ def main():
         "|---|---|",
     ]
     lines += [f"| {s} | {SYSTEMS[s]} |" for s in systems]
-    lines += ["", "lockd runs with `--lock_capacity=1200000` (lock entries are never "
-              "deleted, so a 1M-lock run needs that many; the default 65536 would hand "
-              "most locks to the daemon), other capacities default; saved state on tmpfs, "
-              "as /run is on a usual host. Redis, etcd and ZooKeeper are Debian's "
+    lines += ["", "lockd runs with default flags (a fresh server for each run, "
+              "`--keep_state=false`): its memory follows the live locks and waiters "
+              "within the default 256 MiB budget. Redis, etcd and ZooKeeper are Debian's "
               "packages, run in the server namespace only; ZooKeeper standalone "
               "(`bench/zk_server.sh`: heap at most 1 GiB, no admin server), started "
               "afresh for each run as etcd is.", "",
@@ -531,6 +647,9 @@ def main():
     lines += ["", "lockd's fast path as a fraction of the XDP reflector (the same "
               "packets, answered without any lock state):", ""]
     lines += reflect_lines(runs)
+    lines += ["The gRPC LockService against etcd, and against the same calls as "
+              "trivial Health RPCs driven the same way:", ""]
+    lines += grpc_lines(runs)
     lines += verdict_lines(verdicts)
     lines += ["## Every closed-loop run", "",
               "`load before` is the 1-minute load average when the run started; the "
@@ -546,8 +665,17 @@ def main():
                   "Latency counts from the arrival, so a server that falls behind shows "
                   "it as queueing (arrivals finding the bounded queue full are dropped).", ""]
         lines += ol + [""]
-    lines += ["## Memory", ""]
-    lines += memory_section(runs, elements, prealloc)
+    lines += ["## Memory follows use", ""]
+    lines += idle_lines(idle)
+    lines += ["### Lock-id churn", ""]
+    lines += churn_lines(runs, churn_bench)
+    lines += ["### A burst of waiters", ""]
+    lines += burst_lines(burst)
+    lines += ["### Against fixed slots", ""]
+    lines += memory_section(runs, prealloc, churn_bench)
+    lines += ["## The kernel fast path, per operation", ""]
+    lines += datapath_section(dp, dp_no)
+    lines += pool_choice_lines(prealloc)
     if args.reading and os.path.exists(args.reading):
         with open(args.reading) as f:
             lines += [f.read().rstrip(), ""]

@@ -68,8 +68,8 @@ echo "bench: ok: ${BENCH_PACKAGES[*]} installed, their services stopped"
 # with clang -O2, whatever the mode.
 readonly BUILD_MODE=opt
 bazel build -c "$BUILD_MODE" //lockd:lockd //lockctl:lockctl //bench:loadgen \
-  //bench:reflect_server //bench:prealloc_memory //tests/netns:xdp_pass.o \
-  2>&1 | tail -1
+  //bench:reflect_server //bench:prealloc_memory //bench:datapath_bench \
+  //bench:churn_bench //bench:burst //tests/netns:xdp_pass.o 2>&1 | tail -1
 # What bazel-bin now points to (bazel-out/k8-opt/bin): the mode of every
 # binary below, for the report.
 build_mode=$(basename "$(dirname "$(readlink -f bazel-bin)")")
@@ -90,10 +90,11 @@ if ((quick)); then
   warmup=0.3s duration=1s zk_warmup=3s
   workloads=(uniform zipf099_x50 hot1)
   declare -A systems_of=(
-    [uniform]="lockd lockd-user lockd-nowait lockd-grpc xdp-reflect redis zk"
+    [uniform]="lockd lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk"
     [zipf099_x50]="lockd lockd-nowait redis zk"
-    [hot1]="lockd lockd-user lockd-nowait redis etcd zk")
+    [hot1]="lockd lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk")
   open_rates=(2000)
+  churn_duration=1s distinct=1000000 iterations=2000
 else
   warmup=1s duration=4s zk_warmup=5s
   workloads=("${ALL_WORKLOADS[@]}")
@@ -101,11 +102,12 @@ else
   for workload in "${workloads[@]}"; do
     systems_of[$workload]="lockd lockd-user lockd-nowait redis zk"
   done
-  systems_of[uniform]+=" lockd-grpc xdp-reflect etcd"
+  systems_of[uniform]+=" lockd-grpc lockd-grpc-health xdp-reflect etcd"
   systems_of[zipf099_x50]+=" lockd-grpc"
-  systems_of[hot1]+=" lockd-grpc xdp-reflect etcd"
+  systems_of[hot1]+=" lockd-grpc lockd-grpc-health xdp-reflect etcd"
   systems_of[hot100]+=" etcd"
   open_rates=(1000 2500 5000)
+  churn_duration=4s distinct=10000000 iterations=10000
 fi
 readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis zk)
 # Enough outstanding requests to saturate 2 cores without drowning the
@@ -193,36 +195,20 @@ await_probe() {
 
 # Ids of the BPF maps lockd uses: those its XDP program references (when
 # attached) and those it pinned.
-lockd_map_ids() {
-  {
-    ip -n "$NETNS_SERVER" -j link show dev "$NETNS_SERVER_IF" |
-      python3 -c 'import json, sys
-link = json.load(sys.stdin)[0]
-prog = link.get("xdp", {}).get("prog", {}).get("id")
-print(prog or "")' | while read -r prog; do
-      [[ -n "$prog" ]] && bpftool -j prog show id "$prog" |
-        python3 -c 'import json, sys; print(*json.load(sys.stdin).get("map_ids", []), sep="\n")'
-    done
-    for pin in "$pin_root/$instance"/*; do
-      bpftool -j map show pinned "$pin" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
-    done
-  } | sort -un | paste -sd, -
-}
-
-map_ids=""
+map_ids="" lockd_admin=""
 
 # lockd in the server namespace; $1 = fast | off (fast path on or off).
 start_lockd() {
   local interface=""
   [[ "$1" == fast ]] && interface="$NETNS_SERVER_IF"
   bazel-bin/lockd/lockd --netns="$NETNS_SERVER" --interface="$interface" \
-    --instance="$instance" --pin_root="$pin_root" \
-    --keep_state=false \
+    --instance="$instance" --pin_root="$pin_root" --keep_state=false \
     --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" >"$work/server.log" 2>&1 &
   server_pid=$!
   await_server ready "$work/server.log"
-  map_ids=$(lockd_map_ids)
+  # lockd's kernel memory, segments included, as lockd accounts for it.
+  map_ids=""
+  lockd_admin="$NETNS_SERVER_IP:$GRPC_PORT"
 }
 
 start_reflect() {
@@ -231,6 +217,7 @@ start_reflect() {
   server_pid=$!
   await_server ready "$work/server.log"
   map_ids=""
+  lockd_admin=""
 }
 
 start_redis() {
@@ -240,6 +227,7 @@ start_redis() {
   server_pid=$!
   await_server "Ready to accept connections" "$work/server.log"
   map_ids=""
+  lockd_admin=""
 }
 
 start_etcd() {
@@ -254,6 +242,7 @@ start_etcd() {
   server_pid=$!
   await_server "ready to serve client requests" "$work/server.log"
   map_ids=""
+  lockd_admin=""
 }
 
 # ZooKeeper's answer to the four-letter word `srvr` in the server namespace
@@ -278,6 +267,7 @@ start_zk() {
   server_pid=$!
   await_probe "$work/server.log" zk_ready
   map_ids=""
+  lockd_admin=""
 }
 
 # Runs the load generator once and appends its JSON line to $runs.
@@ -291,7 +281,8 @@ load() {
     --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" --system="$system" \
     --driver="$driver" --workload="$workload" --sessions="$sessions" \
     --warmup="$warmup" --duration="$duration" --server_pids="$server_pid" \
-    --bpf_map_ids="$map_ids" "$@"); then
+    --bpf_map_ids="$map_ids" ${lockd_admin:+--lockd_admin="$lockd_admin"} \
+    "$@"); then
     echo "bench: $system $workload failed" >&2
     return 1
   fi
@@ -328,6 +319,12 @@ run() {
       load "$system" grpc "$workload" "$GRPC_SESSIONS" --policy=wait \
         --port="$GRPC_PORT" "$@"
       ;;
+    lockd-grpc-health)
+      # The same calls, each a Health RPC: what gRPC itself costs.
+      start_lockd fast
+      load "$system" grpc_health "$workload" "$GRPC_SESSIONS" \
+        --port="$GRPC_PORT" "$@"
+      ;;
     xdp-reflect)
       start_reflect
       load "$system" reflect "$workload" "$UDP_SESSIONS" "$@"
@@ -353,8 +350,39 @@ run() {
 # Runs
 # ---------------------------------------------------------------------------
 
-echo "== prealloc: fixed slots sized for the worst case"
+echo "== prealloc: fixed slots sized for the worst case; pool segments"
 bazel-bin/bench/prealloc_memory >"$out/prealloc.json"
+
+echo "== datapath: ns per operation (BPF_PROG_TEST_RUN), pool preallocated or not"
+bazel-bin/bench/datapath_bench --iterations="$iterations" \
+  --json="$out/datapath.json"
+bazel-bin/bench/datapath_bench --iterations="$iterations" \
+  --pool_prealloc=false --json="$out/datapath_noprealloc.json"
+
+echo "== churn in the kernel: $distinct distinct lock ids, 10000 held at once"
+bazel-bin/bench/churn_bench --distinct="$distinct" --live=10000 \
+  --json="$out/churn_bench.json"
+
+echo "== idle: a fresh lockd with default flags"
+start_lockd fast
+sleep 2
+ip netns exec "$NETNS_SERVER" bazel-bin/lockctl/lockctl \
+  --server="$NETNS_SERVER_IP:$GRPC_PORT" --json memory >"$out/idle.json"
+stop_server
+
+echo "== burst: 10x the pool's first segment of waiters on 100 locks"
+start_lockd fast
+bazel-bin/bench/burst --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" \
+  --grpc="$NETNS_SERVER_IP:$GRPC_PORT" --json="$out/burst.json"
+stop_server
+
+echo "== churn through the network: uniform, five runs back to back on one lockd"
+start_lockd fast
+for i in 1 2 3 4 5; do
+  warmup=0s duration=$churn_duration load "lockd-churn-$i" udp uniform \
+    "$UDP_SESSIONS" --policy=wait
+done
+stop_server
 
 for workload in "${workloads[@]}"; do
   echo "== $workload (closed loop)"
@@ -376,6 +404,9 @@ done
 # The plots are committed beside the document that shows them.
 mkdir -p docs/img
 python3 bench/report.py --runs "$runs" --prealloc "$out/prealloc.json" \
+  --datapath "$out/datapath.json" --datapath_noprealloc "$out/datapath_noprealloc.json" \
+  --churn_bench "$out/churn_bench.json" --idle "$out/idle.json" \
+  --burst "$out/burst.json" \
   --command "$command_line" --results "$out/results.json" \
   --markdown docs/benchmarks.md --plot_dir docs/img --data_dir "$out" \
   --reading bench/reading.md --build_mode "$build_mode"
