@@ -8,6 +8,7 @@
 // (lockctl/lock_command.h) and passes on the command's exit status.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -153,6 +154,11 @@ absl::StatusOr<v1::ListLocksResponse> ListAllLocks(Daemon& daemon) {
     all.mutable_locks()->MergeFrom(page->locks());
     request.set_page_token(page->next_page_token());
   } while (!request.page_token().empty());
+  // Pages come in table order, each sorted; the whole listing by id.
+  std::sort(all.mutable_locks()->begin(), all.mutable_locks()->end(),
+            [](const v1::LockSummary& a, const v1::LockSummary& b) {
+              return a.lock_id() < b.lock_id();
+            });
   return all;
 }
 

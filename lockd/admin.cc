@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include "abi/codec.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,10 +24,22 @@ std::string MemberAddress(const lockd_member& member) {
   return absl::StrCat(ip, ":", ntohs(member.port));
 }
 
-absl::StatusOr<std::vector<LockSummary>> Admin::ListLocks(bool first,
-                                                          uint64_t after,
-                                                          size_t limit) const {
-  return parts_.dispatcher->table()->List(first, after, limit);
+absl::StatusOr<Admin::Page> Admin::ListLocks(uint32_t segment,
+                                             size_t limit) const {
+  const LockTable* table = parts_.dispatcher->table();
+  const uint32_t end = table->SegmentCount();
+  Page page;
+  for (; segment < end && page.locks.size() < limit; ++segment) {
+    absl::StatusOr<std::vector<LockSummary>> locks = table->ScanSegment(segment);
+    if (!locks.ok()) return locks.status();
+    page.locks.insert(page.locks.end(), locks->begin(), locks->end());
+  }
+  page.next_segment = segment < end ? segment : 0;
+  std::sort(page.locks.begin(), page.locks.end(),
+            [](const LockSummary& a, const LockSummary& b) {
+              return a.lock_id < b.lock_id;
+            });
+  return page;
 }
 
 absl::StatusOr<LockView> Admin::GetLock(uint64_t lock_id) const {

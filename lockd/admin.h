@@ -42,11 +42,16 @@ class Admin {
   // Every part must outlive this object.
   Admin(Parts parts, ServerInfo info) : parts_(parts), info_(std::move(info)) {}
 
-  // Locks with members, by id, after `after` (from the first when `first`),
-  // at most `limit`.
-  absl::StatusOr<std::vector<LockSummary>> ListLocks(bool first,
-                                                     uint64_t after,
-                                                     size_t limit) const;
+  // One page of a listing of the locks with members: the whole table
+  // segments from `segment` on, until at least `limit` locks (a segment is
+  // never split between pages), in lock id order within the page. Each page
+  // costs what it returns; a lock that moves between segments while pages
+  // are read (a split or a merge) may show twice or not at all.
+  struct Page {
+    std::vector<LockSummary> locks;
+    uint32_t next_segment = 0;  // 0: this was the last page
+  };
+  absl::StatusOr<Page> ListLocks(uint32_t segment, size_t limit) const;
   // One lock in full; NotFound when it is idle.
   absl::StatusOr<LockView> GetLock(uint64_t lock_id) const;
   // The datapath's counters by their LOCKD_STATS names, then the daemon's

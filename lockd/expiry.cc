@@ -100,21 +100,30 @@ void Expiry::Settle(uint64_t lock_id, uint64_t now_ns) {
 absl::Status Expiry::Sweep(uint64_t now_ns) {
   LockTable* table = dispatcher_->table();
   const uint32_t count = table->SegmentCount();
-  const uint32_t segments = std::min(options_.segments_per_sweep, count);
-  for (uint32_t i = 0; i < segments; ++i) {
+  // Up to segments_per_sweep segments in use; those not in use cost nothing.
+  uint32_t scanned = 0;
+  for (uint32_t i = 0; i < count && scanned < options_.segments_per_sweep;
+       ++i) {
     if (next_segment_ >= count) next_segment_ = 0;
-    absl::StatusOr<std::vector<LockSummary>> locks =
-        table->ScanSegment(next_segment_++);
+    const uint32_t segment = next_segment_++;
+    if (!table->SegmentInUse(segment)) continue;
+    absl::StatusOr<std::vector<LockSummary>> locks = table->ScanSegment(segment);
     if (!locks.ok()) return locks.status();
+    ++scanned;
     counters_->Add(DaemonCounters::kSweptSegments);
     for (const LockSummary& lock : *locks) {
-      const bool unwatched_queue =
-          lock.queue_len > 0 && !due_.contains(lock.lock_id);
       const bool expired_holder =
           lock.holder_expires_ns != 0 && lock.holder_expires_ns < now_ns;
-      if (unwatched_queue || expired_holder ||
-          (lock.extra_holders && lock.queue_len == 0))
+      if (expired_holder && lock.queue_len == 0 && !lock.extra_holders) {
+        // A lone holder: ended without reading the lock first.
+        MemberView holder;
+        holder.m.txn_id = lock.holder_txn;
+        holder.ticket = LOCKD_TICKET_INLINE;
+        End(LOCKD_CTL_EXPIRE_HOLDER, lock.lock_id, holder);
+      } else if ((lock.queue_len > 0 && !due_.contains(lock.lock_id)) ||
+                 expired_holder || lock.extra_holders) {
         Settle(lock.lock_id, now_ns);
+      }
     }
   }
   return absl::OkStatus();

@@ -45,22 +45,19 @@ absl::Status ListLocks(const Admin& admin, const v1::ListLocksRequest& request,
   const int page_size = request.page_size() == 0
                             ? kDefaultPageSize
                             : std::min(request.page_size(), kMaxPageSize);
-  // The token is the last lock id of the previous page: locks that come and
-  // go between pages neither shift nor repeat the ones after it.
-  uint64_t after = 0;
-  const bool first = request.page_token().empty();
-  if (!first && !absl::SimpleAtoi(request.page_token(), &after))
+  // The token is the table segment the next page starts at.
+  uint32_t segment = 0;
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &segment) || segment == 0))
     return absl::InvalidArgumentError(
         absl::StrCat("page_token \"", request.page_token(),
                      "\" is not a next_page_token of ListLocks"));
-  // One more than a page says whether another page follows.
-  absl::StatusOr<std::vector<LockSummary>> locks =
-      admin.ListLocks(first, after, page_size + 1);
-  if (!locks.ok()) return Annotate(locks.status(), "listing locks");
-  const bool more = locks->size() > static_cast<size_t>(page_size);
-  if (more) locks->resize(page_size);
-  for (const LockSummary& lock : *locks) FillSummary(lock, *response.add_locks());
-  if (more) response.set_next_page_token(absl::StrCat(locks->back().lock_id));
+  absl::StatusOr<Admin::Page> page = admin.ListLocks(segment, page_size);
+  if (!page.ok()) return Annotate(page.status(), "listing locks");
+  for (const LockSummary& lock : page->locks)
+    FillSummary(lock, *response.add_locks());
+  if (page->next_segment != 0)
+    response.set_next_page_token(absl::StrCat(page->next_segment));
   return absl::OkStatus();
 }
 

@@ -175,8 +175,10 @@ LockSummary Summarize(const lockd_bucket& b, int slot) {
   s.holders = lk.holders;
   s.queue_len = lk.queue_len;
   s.fence = lk.fence;
-  if (lk.holder.state == LOCKD_MEMBER_HELD)
+  if (lk.holder.state == LOCKD_MEMBER_HELD) {
+    s.holder_txn = lk.holder.txn_id;
     s.holder_expires_ns = lk.holder.expires_ns;
+  }
   s.extra_holders = lk.chain != 0;
   return s;
 }
@@ -214,9 +216,15 @@ uint32_t KernelTable::SegmentCount() const {
   return 1u << (depth - LOCKD_TABLE_SEG_SHIFT);
 }
 
+bool KernelTable::SegmentInUse(uint32_t segment) const {
+  return segment < LOCKD_TABLE_MAX_SEGMENTS &&
+         Load(&datapath_->table_seg_live()[segment]) > 0;
+}
+
 absl::StatusOr<std::vector<LockSummary>> KernelTable::ScanSegment(
     uint32_t segment) const {
   std::vector<LockSummary> out;
+  if (!SegmentInUse(segment)) return out;
   absl::Status walked =
       ForEachBucket(segment, segment + 1, [&](const lockd_bucket& b) {
         for (int i = 0; i < LOCKD_BUCKET_SLOTS; ++i)
@@ -224,24 +232,6 @@ absl::StatusOr<std::vector<LockSummary>> KernelTable::ScanSegment(
       });
   if (!walked.ok()) return walked;
   return out;
-}
-
-absl::StatusOr<std::vector<LockSummary>> KernelTable::List(
-    bool first, uint64_t after, size_t limit) const {
-  std::vector<LockSummary> all;
-  absl::Status walked =
-      ForEachBucket(0, SegmentCount(), [&](const lockd_bucket& b) {
-        for (int i = 0; i < LOCKD_BUCKET_SLOTS; ++i)
-          if ((b.used & (1u << i)) && (first || b.ids[i] > after))
-            all.push_back(Summarize(b, i));
-      });
-  if (!walked.ok()) return walked;
-  std::sort(all.begin(), all.end(),
-            [](const LockSummary& a, const LockSummary& b) {
-              return a.lock_id < b.lock_id;
-            });
-  if (all.size() > limit) all.resize(limit);
-  return all;
 }
 
 absl::StatusOr<uint64_t> KernelTable::CountLocks() const {
@@ -256,20 +246,32 @@ absl::StatusOr<uint64_t> KernelTable::CountLocks() const {
 
 absl::StatusOr<uint64_t> KernelTable::ForgetEnded(uint64_t before_ns) {
   const int fd = datapath_->maps().ended;
-  lockd_owner_key key{}, next{};
-  lockd_owner_key* prev = nullptr;
-  std::vector<lockd_owner_key> old;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    key = next;
-    prev = &key;
-    lockd_ended memo{};
-    if (bpf_map_lookup_elem(fd, &key, &memo) == 0 && memo.time_ns < before_ns)
-      old.push_back(key);
+  // Read in batches (a few syscalls for the whole map), then delete the old
+  // ones in one batch.
+  constexpr uint32_t kBatch = 1024;
+  std::vector<lockd_owner_key> keys(kBatch), old;
+  std::vector<lockd_ended> memos(kBatch);
+  uint64_t in_batch = 0, out_batch = 0;
+  bool first = true;
+  for (;;) {
+    uint32_t count = kBatch;
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch,
+                                         &out_batch, keys.data(), memos.data(),
+                                         &count, nullptr);
+    if (err != 0 && errno != ENOENT)
+      return ErrnoStatus(errno, "reading the remembered endings");
+    for (uint32_t i = 0; i < count; ++i)
+      if (memos[i].time_ns < before_ns) old.push_back(keys[i]);
+    if (err != 0) break;  // ENOENT: that was the last batch
+    in_batch = out_batch;
+    first = false;
   }
-  uint64_t forgotten = 0;
-  for (const lockd_owner_key& k : old)
-    if (bpf_map_delete_elem(fd, &k) == 0) ++forgotten;
-  return forgotten;
+  if (old.empty()) return 0;
+  uint32_t count = static_cast<uint32_t>(old.size());
+  if (bpf_map_delete_batch(fd, old.data(), &count, nullptr) != 0 &&
+      errno != ENOENT)
+    return ErrnoStatus(errno, "forgetting remembered endings");
+  return count;
 }
 
 uint64_t KernelTable::NowNs() const {

@@ -22,13 +22,13 @@ class KernelTable : public LockTable {
 
   absl::StatusOr<lockd_ctl> Execute(const lockd_ctl& command) override;
   absl::StatusOr<LockView> Read(uint64_t lock_id) const override;
-  absl::StatusOr<std::vector<LockSummary>> List(bool first, uint64_t after,
-                                                size_t limit) const override;
   // A segment is 256 buckets of the table (one inner map).
   absl::StatusOr<std::vector<LockSummary>> ScanSegment(
       uint32_t segment) const override;
   // Those that may hold buckets below 2^max_depth.
   uint32_t SegmentCount() const override;
+  // table_seg_live: a bucket in use in it.
+  bool SegmentInUse(uint32_t segment) const override;
   absl::StatusOr<uint64_t> CountLocks() const override;
   // Deletes them from the "ended" map.
   absl::StatusOr<uint64_t> ForgetEnded(uint64_t before_ns) override;

@@ -36,7 +36,8 @@ struct LockSummary {
   uint32_t holders = 0;
   uint32_t queue_len = 0;
   uint64_t fence = 0;
-  uint64_t holder_expires_ns = 0;  // the inline holder's lease end, 0: none
+  uint64_t holder_txn = 0;         // the inline holder, if any
+  uint64_t holder_expires_ns = 0;  // its lease end, 0: none
   bool extra_holders = false;      // holders beyond the inline one
 };
 
@@ -52,18 +53,26 @@ class LockTable {
   // nor waiters (idle locks do not exist).
   virtual absl::StatusOr<LockView> Read(uint64_t lock_id) const = 0;
 
-  // Locks with members whose id is above `after` (all when `first`), in id
-  // order, at most `limit`.
-  virtual absl::StatusOr<std::vector<LockSummary>> List(bool first,
-                                                        uint64_t after,
-                                                        size_t limit) const = 0;
-
   // The locks of one segment of the table, for walks that go a piece at a
   // time (none when the segment does not exist).
   virtual absl::StatusOr<std::vector<LockSummary>> ScanSegment(
       uint32_t segment) const = 0;
-  // Segments that may hold locks now.
+  // Segments that may hold locks now (below it, SegmentInUse tells which
+  // do, without a look at them).
   virtual uint32_t SegmentCount() const = 0;
+  virtual bool SegmentInUse(uint32_t segment) const = 0;
+
+  // Every lock with members, segment by segment (for tests and small
+  // tables: a listing for operators goes a page at a time, admin.h).
+  absl::StatusOr<std::vector<LockSummary>> ListAll() const {
+    std::vector<LockSummary> all;
+    for (uint32_t s = 0; s < SegmentCount(); ++s) {
+      absl::StatusOr<std::vector<LockSummary>> locks = ScanSegment(s);
+      if (!locks.ok()) return locks.status();
+      all.insert(all.end(), locks->begin(), locks->end());
+    }
+    return all;
+  }
 
   // Locks with members, over the whole table.
   virtual absl::StatusOr<uint64_t> CountLocks() const = 0;

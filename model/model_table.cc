@@ -71,12 +71,9 @@ absl::StatusOr<LockView> ModelTable::Read(uint64_t lock_id) const {
   return view;
 }
 
-std::vector<LockSummary> ModelTable::Summaries(bool first, uint64_t after,
-                                               size_t limit) const {
+std::vector<LockSummary> ModelTable::Summaries() const {
   std::vector<LockSummary> out;
   for (const auto& [lock_id, state] : model_.locks()) {
-    if (out.size() >= limit) break;
-    if (!first && lock_id <= after) continue;
     LockSummary s;
     s.lock_id = lock_id;
     s.mode = state.mode;
@@ -85,26 +82,21 @@ std::vector<LockSummary> ModelTable::Summaries(bool first, uint64_t after,
     s.fence = state.fence;
     // As the kernel's bucket shows it: the first holder inline, any other
     // in the chain.
-    if (!state.holders.empty())
+    if (!state.holders.empty()) {
+      s.holder_txn = state.holders.begin()->first;
       s.holder_expires_ns = state.holders.begin()->second.lease_expires_ns;
+    }
     s.extra_holders = state.holders.size() > 1;
     out.push_back(s);
   }
   return out;
 }
 
-absl::StatusOr<std::vector<LockSummary>> ModelTable::List(bool first,
-                                                          uint64_t after,
-                                                          size_t limit) const {
-  absl::ReaderMutexLock lock(&mu_);
-  return Summaries(first, after, limit);
-}
-
 absl::StatusOr<std::vector<LockSummary>> ModelTable::ScanSegment(
     uint32_t segment) const {
   absl::ReaderMutexLock lock(&mu_);
   if (segment != 0) return std::vector<LockSummary>();
-  return Summaries(true, 0, SIZE_MAX);
+  return Summaries();
 }
 
 absl::StatusOr<uint64_t> ModelTable::CountLocks() const {

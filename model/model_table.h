@@ -21,11 +21,10 @@ class ModelTable : public LockTable {
 
   absl::StatusOr<lockd_ctl> Execute(const lockd_ctl& command) override;
   absl::StatusOr<LockView> Read(uint64_t lock_id) const override;
-  absl::StatusOr<std::vector<LockSummary>> List(bool first, uint64_t after,
-                                                size_t limit) const override;
   absl::StatusOr<std::vector<LockSummary>> ScanSegment(
       uint32_t segment) const override;
   uint32_t SegmentCount() const override { return 1; }
+  bool SegmentInUse(uint32_t segment) const override { return segment == 0; }
   absl::StatusOr<uint64_t> CountLocks() const override;
   absl::StatusOr<uint64_t> ForgetEnded(uint64_t before_ns) override;
   uint64_t NowNs() const override;
@@ -35,9 +34,7 @@ class ModelTable : public LockTable {
   absl::Status CheckInvariants() const;
 
  private:
-  std::vector<LockSummary> Summaries(bool first, uint64_t after,
-                                     size_t limit) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::vector<LockSummary> Summaries() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   LockModel model_ ABSL_GUARDED_BY(mu_);

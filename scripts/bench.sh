@@ -69,7 +69,8 @@ echo "bench: ok: ${BENCH_PACKAGES[*]} installed, their services stopped"
 readonly BUILD_MODE=opt
 bazel build -c "$BUILD_MODE" //lockd:lockd //lockctl:lockctl //bench:loadgen \
   //bench:reflect_server //bench:prealloc_memory //bench:datapath_bench \
-  //bench:churn_bench //bench:burst //tests/netns:xdp_pass.o 2>&1 | tail -1
+  //bench:churn_bench //bench:burst //bench:fuzz //tests/netns:xdp_pass.o \
+  2>&1 | tail -1
 # What bazel-bin now points to (bazel-out/k8-opt/bin): the mode of every
 # binary below, for the report.
 build_mode=$(basename "$(dirname "$(readlink -f bazel-bin)")")
@@ -94,7 +95,7 @@ if ((quick)); then
     [zipf099_x50]="lockd lockd-nowait redis zk"
     [hot1]="lockd lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk")
   open_rates=(2000)
-  churn_duration=1s distinct=1000000 iterations=2000
+  churn_duration=1s distinct=1000000 iterations=2000 fuzz_packets=100000
 else
   warmup=1s duration=4s zk_warmup=5s
   workloads=("${ALL_WORKLOADS[@]}")
@@ -107,7 +108,7 @@ else
   systems_of[hot1]+=" lockd-grpc lockd-grpc-health xdp-reflect etcd"
   systems_of[hot100]+=" etcd"
   open_rates=(1000 2500 5000)
-  churn_duration=4s distinct=10000000 iterations=10000
+  churn_duration=4s distinct=10000000 iterations=10000 fuzz_packets=1000000
 fi
 readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis zk)
 # Enough outstanding requests to saturate 2 cores without drowning the
@@ -197,13 +198,15 @@ await_probe() {
 # attached) and those it pinned.
 map_ids="" lockd_admin=""
 
-# lockd in the server namespace; $1 = fast | off (fast path on or off).
+# lockd in the server namespace; $1 = fast | off (fast path on or off),
+# lockd flags after it.
 start_lockd() {
   local interface=""
   [[ "$1" == fast ]] && interface="$NETNS_SERVER_IF"
+  shift
   bazel-bin/lockd/lockd --netns="$NETNS_SERVER" --interface="$interface" \
     --instance="$instance" --pin_root="$pin_root" --keep_state=false \
-    --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" >"$work/server.log" 2>&1 &
+    --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" "$@" >"$work/server.log" 2>&1 &
   server_pid=$!
   await_server ready "$work/server.log"
   # lockd's kernel memory, segments included, as lockd accounts for it.
@@ -376,6 +379,14 @@ bazel-bin/bench/burst --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" \
   --grpc="$NETNS_SERVER_IP:$GRPC_PORT" --json="$out/burst.json"
 stop_server
 
+echo "== fuzz: $fuzz_packets random, malformed and stale packets"
+# Leases of at most 2 s, so that everything the packets leave ends.
+start_lockd fast --max_lease_ms=2000
+bazel-bin/bench/fuzz --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" \
+  --grpc="$NETNS_SERVER_IP:$GRPC_PORT" --pid="$server_pid" \
+  --packets="$fuzz_packets" --json="$out/fuzz.json"
+stop_server
+
 echo "== churn through the network: uniform, five runs back to back on one lockd"
 start_lockd fast
 for i in 1 2 3 4 5; do
@@ -406,7 +417,7 @@ mkdir -p docs/img
 python3 bench/report.py --runs "$runs" --prealloc "$out/prealloc.json" \
   --datapath "$out/datapath.json" --datapath_noprealloc "$out/datapath_noprealloc.json" \
   --churn_bench "$out/churn_bench.json" --idle "$out/idle.json" \
-  --burst "$out/burst.json" \
+  --burst "$out/burst.json" --fuzz "$out/fuzz.json" \
   --command "$command_line" --results "$out/results.json" \
   --markdown docs/benchmarks.md --plot_dir docs/img --data_dir "$out" \
   --reading bench/reading.md --build_mode "$build_mode"

@@ -373,7 +373,7 @@ class DifferentialTest : public ::testing::Test {
 
   void ExpectSameState(int op) {
     absl::StatusOr<std::vector<LockSummary>> listed =
-        dp_->table->List(true, 0, ~size_t{0});
+        dp_->table->ListAll();
     ASSERT_TRUE(listed.ok()) << listed.status();
     ASSERT_EQ(listed->size(), model_.locks().size()) << "op " << op;
     uint64_t blocks = 0;

@@ -334,7 +334,7 @@ class Worker {
 // consistent (KernelTable::Read), and must be sane.
 void CheckSnapshot(const KernelTable& table, Invariants* invariants) {
   absl::StatusOr<std::vector<LockSummary>> locks =
-      table.List(true, 0, ~size_t{0});
+      table.ListAll();
   if (!locks.ok()) {
     invariants->Violation(std::string(locks.status().message()));
     return;
@@ -375,7 +375,7 @@ struct Census {
 
 absl::StatusOr<Census> TakeCensus(const KernelTable& table) {
   absl::StatusOr<std::vector<LockSummary>> locks =
-      table.List(true, 0, ~size_t{0});
+      table.ListAll();
   if (!locks.ok()) return locks.status();
   Census census{locks->size(), 0};
   for (const LockSummary& s : *locks) {
@@ -468,7 +468,7 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
     for (const Client& c : w->clients())
       if (c.belief != Belief::kNone) told[{c.lock, c.txn}] = c.belief;
   absl::StatusOr<std::vector<LockSummary>> locks =
-      dp_->table->List(true, 0, ~size_t{0});
+      dp_->table->ListAll();
   ASSERT_TRUE(locks.ok()) << locks.status();
   std::set<std::pair<uint64_t, uint64_t>> holding, waiting;
   for (const LockSummary& s : *locks) {

@@ -132,7 +132,7 @@ class BpfDriver : public Driver {
   // nothing leaked, nothing freed twice.
   absl::StatusOr<TableDump> Table() override {
     absl::StatusOr<std::vector<LockSummary>> locks =
-        dp_->table->List(true, 0, ~size_t{0});
+        dp_->table->ListAll();
     if (!locks.ok()) return locks.status();
     TableDump t{locks->size(), 0};
     uint64_t blocks = 0;
