@@ -537,4 +537,14 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl,
 enum lockd_stat { LOCKD_STATS(LOCKD_STAT_ENUM_ENTRY) LOCKD_STAT_COUNT };
 #undef LOCKD_STAT_ENUM_ENTRY
 
+/* How long waiters waited, from enqueue to grant, in the "stats" map after
+ * the counters: LOCKD_WAIT_BUCKETS buckets, bucket i counting the waits
+ * shorter than LOCKD_WAIT_BUCKET0_US x 4^i (the last one: all the others),
+ * then the sum of all waits in ns. */
+#define LOCKD_WAIT_BUCKETS 12
+#define LOCKD_WAIT_BUCKET0_US 16
+#define LOCKD_STAT_WAIT_FIRST LOCKD_STAT_COUNT
+#define LOCKD_STAT_WAIT_SUM_NS (LOCKD_STAT_COUNT + LOCKD_WAIT_BUCKETS)
+#define LOCKD_STATS_ENTRIES (LOCKD_STAT_WAIT_SUM_NS + 1)
+
 #endif /* LOCKD_ABI_LOCKD_ABI_H_ */

@@ -245,7 +245,7 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
     absl::StatusOr<v1::GetStatsResponse> stats =
         daemon.Call(&Stub::GetStats, v1::GetStatsRequest());
     if (!stats.ok()) return stats.status();
-    return RenderPrometheus(stats->counters(), stats->memory());
+    return RenderPrometheus(*stats);
   }
   if (command == "health") {
     return Show(daemon.Call(&Stub::Health, v1::HealthRequest()), RenderHealth);

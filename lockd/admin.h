@@ -59,6 +59,10 @@ class Admin {
   absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> Counters()
       const;
   MemoryUse Memory() const { return parts_.segments->Use(); }
+  // The datapath's queue wait histogram.
+  absl::StatusOr<WaitHistogram> Waits() const {
+    return parts_.datapath->ReadWaits();
+  }
   // Locks in the table now.
   absl::StatusOr<uint64_t> LockCount() const;
   // Ends txn_id's hold of lock_id if the hold's fence is `fence` (0: any),

@@ -260,17 +260,44 @@ int Datapath::ctl_prog_fd() const {
   return bpf_program__fd(skel_->progs.lockd_ctl);
 }
 
-absl::StatusOr<StatCounters> Datapath::ReadStats() const {
+namespace {
+
+// Entries [first, first + n) of the per-CPU "stats" map, summed over CPUs.
+absl::Status SumStats(int fd, uint32_t first, uint32_t n, uint64_t* out) {
   int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return ErrnoStatus(cpus, "counting possible CPUs");
   std::vector<uint64_t> per_cpu(cpus);
-  StatCounters totals{};
-  for (uint32_t stat = 0; stat < LOCKD_STAT_COUNT; ++stat) {
-    if (bpf_map_lookup_elem(maps_.stats, &stat, per_cpu.data()))
+  for (uint32_t i = 0; i < n; ++i) {
+    uint32_t key = first + i;
+    if (bpf_map_lookup_elem(fd, &key, per_cpu.data()))
       return ErrnoStatus(errno, "reading stats");
-    for (uint64_t v : per_cpu) totals[stat] += v;
+    out[i] = 0;
+    for (uint64_t v : per_cpu) out[i] += v;
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<StatCounters> Datapath::ReadStats() const {
+  StatCounters totals{};
+  if (absl::Status s = SumStats(maps_.stats, 0, LOCKD_STAT_COUNT, totals.data());
+      !s.ok())
+    return s;
   return totals;
+}
+
+absl::StatusOr<WaitHistogram> Datapath::ReadWaits() const {
+  WaitHistogram waits;
+  if (absl::Status s = SumStats(maps_.stats, LOCKD_STAT_WAIT_FIRST,
+                                LOCKD_WAIT_BUCKETS, waits.counts.data());
+      !s.ok())
+    return s;
+  if (absl::Status s =
+          SumStats(maps_.stats, LOCKD_STAT_WAIT_SUM_NS, 1, &waits.sum_ns);
+      !s.ok())
+    return s;
+  return waits;
 }
 
 }  // namespace lockd

@@ -57,6 +57,11 @@ enum class XdpMode { kNative, kGeneric };
 
 using StatCounters = std::array<uint64_t, LOCKD_STAT_COUNT>;
 
+struct WaitHistogram {
+  std::array<uint64_t, LOCKD_WAIT_BUCKETS> counts{};  // see LOCKD_WAIT_*
+  uint64_t sum_ns = 0;
+};
+
 // File descriptors of the maps user space works on.
 struct MapFds {
   int config = -1;
@@ -123,6 +128,9 @@ class Datapath {
 
   // Counters summed over all CPUs.
   absl::StatusOr<StatCounters> ReadStats() const;
+  // The queue wait histogram (LOCKD_WAIT_BUCKETS counts, then the sum of
+  // the waits in ns), summed over all CPUs.
+  absl::StatusOr<WaitHistogram> ReadWaits() const;
 
  private:
   Datapath(lockd_bpf* skel, const DatapathOptions& options);

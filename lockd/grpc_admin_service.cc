@@ -145,15 +145,27 @@ grpc::ServerUnaryReactor* GrpcAdminService::GetLock(
   return Done(context, lockd::GetLock(*admin_, *request, *response));
 }
 
+absl::Status FillStats(const Admin& admin, v1::GetStatsResponse& out) {
+  auto counters = admin.Counters();
+  if (!counters.ok()) return Annotate(counters.status(), "reading counters");
+  for (const auto& [name, value] : *counters)
+    (*out.mutable_counters())[name] = value;
+  absl::StatusOr<WaitHistogram> waits = admin.Waits();
+  if (!waits.ok()) return Annotate(waits.status(), "reading queue waits");
+  v1::QueueWait& wait = *out.mutable_queue_wait();
+  for (int i = 0; i < LOCKD_WAIT_BUCKETS; ++i) {
+    if (i + 1 < LOCKD_WAIT_BUCKETS)
+      wait.add_upper_seconds(LOCKD_WAIT_BUCKET0_US * 1e-6 * (1ull << (2 * i)));
+    wait.add_counts(waits->counts[i]);
+  }
+  wait.set_sum_seconds(waits->sum_ns * 1e-9);
+  return FillMemory(admin, *out.mutable_memory());
+}
+
 grpc::ServerUnaryReactor* GrpcAdminService::GetStats(
     grpc::CallbackServerContext* context, const v1::GetStatsRequest* /*request*/,
     v1::GetStatsResponse* response) {
-  auto counters = admin_->Counters();
-  if (!counters.ok())
-    return Done(context, Annotate(counters.status(), "reading counters"));
-  for (const auto& [name, value] : *counters)
-    (*response->mutable_counters())[name] = value;
-  return Done(context, FillMemory(*admin_, *response->mutable_memory()));
+  return Done(context, FillStats(*admin_, *response));
 }
 
 grpc::ServerUnaryReactor* GrpcAdminService::GetMemory(

@@ -45,8 +45,9 @@ class GrpcAdminService final : public v1::AdminService::CallbackService {
   const std::string admin_token_;
 };
 
-// Fills `out` from what Admin reports (also used by /metrics).
+// Fill responses from what Admin reports (also used by /metrics).
 absl::Status FillMemory(const Admin& admin, v1::MemoryUsage& out);
+absl::Status FillStats(const Admin& admin, v1::GetStatsResponse& out);
 
 }  // namespace lockd
 

@@ -20,7 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "lockd/command_line.h"
 #include "lockd/grpc_conventions.h"
+#include "lockd/grpc_admin_service.h"
 #include "lockd/grpc_server.h"
+#include "lockd/metrics.h"
+#include "lockd/metrics_http.h"
 #include "lockd/sd_notify.h"
 #include "lockd/server.h"
 #include "lockd/version.h"
@@ -62,6 +65,9 @@ ABSL_FLAG(bool, keep_state, true,
           "of this instance; false: remove it.");
 ABSL_FLAG(std::string, grpc_listen, lockd::DefaultGrpcAddress(),
           "gRPC control plane address.");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Where Prometheus scrapes GET /metrics (IPv4 address:port); empty: "
+          "no metrics endpoint. Loopback by default.");
 ABSL_FLAG(std::string, admin_token, "",
           "If set, force-release requires this token.");
 ABSL_FLAG(std::string, log_level, "info", "info, or quiet.");
@@ -143,9 +149,27 @@ int main(int argc, char** argv) {
     fprintf(stderr, "lockd: %s\n", std::string(grpc.status().message()).c_str());
     return 1;
   }
+  std::unique_ptr<lockd::MetricsHttpServer> metrics;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    const lockd::Admin* admin = &(*server)->admin();
+    absl::StatusOr<std::unique_ptr<lockd::MetricsHttpServer>> started =
+        lockd::MetricsHttpServer::Start(
+            absl::GetFlag(FLAGS_metrics_listen), [admin] {
+              lockd::v1::GetStatsResponse stats;
+              if (absl::Status s = lockd::FillStats(*admin, stats); !s.ok())
+                return absl::StrCat("# lockd: ", s.ToString(), "\n");
+              return lockd::RenderPrometheus(stats);
+            });
+    if (!started.ok()) {
+      fprintf(stderr, "lockd: %s\n",
+              std::string(started.status().message()).c_str());
+      return 1;
+    }
+    metrics = std::move(*started);
+  }
   if (verbose) {
     const lockd::ServerInfo& info = (*server)->admin().info();
-    printf("lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s\n",
+    printf("lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s%s\n",
            options.instance.c_str(), info.udp_port,
            info.interface.empty()
                ? "fast path off"
@@ -153,6 +177,8 @@ int main(int argc, char** argv) {
                               info.xdp_mode, ")")
                      .c_str(),
            (*grpc)->port(),
+           metrics ? absl::StrCat(", metrics port ", metrics->port()).c_str()
+                   : "",
            info.restored ? ", continuing the previous run" : "");
     fflush(stdout);
   }
@@ -163,6 +189,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal_number);
   if (verbose) printf("lockd: signal %d, stopping\n", signal_number);
   notifier->Notify("STOPPING=1").IgnoreError();
+  metrics.reset();
   grpc->reset();
   if (!absl::GetFlag(FLAGS_keep_state)) (*server)->Unpin();
   server->reset();

@@ -34,7 +34,12 @@ readonly PACKAGES=(
   # man); setpriv (util-linux) runs the packaged lockd with the unit's
   # capabilities in its test.
   dpkg-dev lintian systemd man-db util-linux
+  # promtool checks lockd's /metrics in the tests; curl scrapes it.
+  prometheus curl
 )
+# Packages that bring a system-wide service lockd's tests do not want
+# running: stopped and disabled once installed.
+readonly SERVICES=(prometheus)
 
 fail() {
   echo "setup: FAILED: $*" >&2
@@ -67,6 +72,14 @@ if ((${#missing[@]} > 0)); then
   apt-get install -y -q --no-install-recommends "${missing[@]}" ||
     fail "apt-get install ${missing[*]} failed"
 fi
+for service in "${SERVICES[@]}"; do
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now "${service}" >/dev/null 2>&1 || true
+  elif [[ -x "/etc/init.d/${service}" ]]; then
+    "/etc/init.d/${service}" stop >/dev/null 2>&1 || true
+    update-rc.d "${service}" disable >/dev/null 2>&1 || true
+  fi
+done
 pass "${#PACKAGES[@]} Debian packages installed"
 ((packages_only == 0)) || exit 0
 

@@ -39,7 +39,7 @@ static __always_inline void notice_granted(struct lockd_notice *n,
  * left the lock idle and freed its slot. */
 static __always_inline enum round_outcome grant_round(
     const struct lockd_config *cfg, __u64 lock_id, __u64 now,
-    struct lockd_notice *notice, bool *freed) {
+    struct lockd_notice *notice, bool *freed, __u64 *waited) {
   struct lock_ref ref;
   if (lock_find(cfg, lock_id, &ref)) return ROUND_RETRY;
   /* No lock seen may be one a split or merge is moving: the guard says. */
@@ -75,6 +75,7 @@ static __always_inline enum round_outcome grant_round(
     outcome = ROUND_RETRY;
   } else {
     lock_unlink_head(lk, head);
+    *waited = now - head->m.since_ns; /* enqueued at since_ns */
     if (lk->holder.state == LOCKD_MEMBER_FREE) {
       /* The first holder moves into the slot; its block goes. */
       __builtin_memcpy(&lk->holder, &head->m, sizeof(lk->holder));
@@ -91,6 +92,7 @@ static __always_inline enum round_outcome grant_round(
   bpf_spin_unlock(&b->guard);
   if (free_idx) pool_free(free_idx);
   if (*freed) stat_inc(LOCKD_STAT_LOCK_FREED);
+  if (outcome == ROUND_GRANTED) stat_wait(*waited);
   return outcome;
 }
 
@@ -105,8 +107,10 @@ __noinline int lt_grant_round(__u64 lock_id, __u64 now, __u32 slot) {
   struct lockd_notice_batch *batch = bpf_map_lookup_elem(&notice_batch, &zero);
   if (!cfg || !batch) return ROUND_DONE;
   bool freed = false;
-  int outcome = grant_round(cfg, lock_id, now,
-                            &batch->n[slot & (LOCKD_MAX_GRANTS - 1)], &freed);
+  __u64 waited = 0;
+  int outcome =
+      grant_round(cfg, lock_id, now, &batch->n[slot & (LOCKD_MAX_GRANTS - 1)],
+                  &freed, &waited);
   return freed ? outcome | ROUND_FREED_BIT : outcome;
 }
 

@@ -108,10 +108,11 @@ struct {
   __uint(max_entries, 64 * 1024);
 } events SEC(".maps");
 
-/* Per-CPU outcome counters, indexed by enum lockd_stat (pinned). */
+/* Per-CPU outcome counters, indexed by enum lockd_stat, then the queue
+ * wait histogram (LOCKD_STAT_WAIT_FIRST on) (pinned). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, LOCKD_STAT_COUNT);
+  __uint(max_entries, LOCKD_STATS_ENTRIES);
   __type(key, __u32);
   __type(value, __u64);
 } stats SEC(".maps");

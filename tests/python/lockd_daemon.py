@@ -156,6 +156,7 @@ class Lockd:
             f"--instance={self.instance}",
             f"--pin_root={self.pin_root}",
             "--keep_state=false",
+            "--metrics_listen=127.0.0.1:0",
             "--grpc_listen=127.0.0.1:0",
             f"--admin_token={self.admin_token}",
         ] + self.flags
