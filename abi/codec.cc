@@ -276,8 +276,7 @@ absl::string_view StatName(lockd_stat stat) {
 
 absl::Span<const absl::string_view> StatNames() { return kStatNames; }
 
-lockd_request ToRequest(const Message& message,
-                        const lockd_endpoint& from) {
+lockd_request ToRequest(const Message& message, const lockd_endpoint& from) {
   lockd_request req{};
   req.lock_id = message.lock_id;
   req.txn_id = message.txn_id;

@@ -111,12 +111,12 @@ enum lockd_status {
 struct lockd_msg {
   __be16 magic;
   __u8 version;
-  __u8 opcode; /* enum lockd_opcode */
-  __u8 mode;   /* enum lockd_mode */
-  __u8 policy; /* enum lockd_policy */
-  __u8 status; /* enum lockd_status; 0 on requests */
-  __u8 flags;  /* LOCKD_FLAG_* */
-  __be32 seq;  /* request sequence number, echoed in the reply */
+  __u8 opcode;      /* enum lockd_opcode */
+  __u8 mode;        /* enum lockd_mode */
+  __u8 policy;      /* enum lockd_policy */
+  __u8 status;      /* enum lockd_status; 0 on requests */
+  __u8 flags;       /* LOCKD_FLAG_* */
+  __be32 seq;       /* request sequence number, echoed in the reply */
   __be32 lease_ms;  /* asked for (request) / granted (GRANTED, RENEWED) */
   __be32 wait_ms;   /* longest time to wait in the queue, 0 = no limit */
   __be32 queue_pos; /* QUEUED: waiters ahead at enqueue time */
@@ -249,12 +249,12 @@ LOCKD_ASSERT_OFFSET(struct lockd_member, state, 56);
 #define LOCKD_LOCK_MIN_DIRTY 0x01 /* reserved: min_txn needs recomputing */
 
 struct lockd_lock {
-  __u64 fence;   /* last fencing token handed out; only grows */
-  __u64 head;    /* pool block of the oldest waiter, 0 = empty queue */
-  __u64 tail;    /* pool block of the newest waiter, 0 = empty queue */
-  __u64 chain;   /* pool block of the first extra holder, 0 = none */
-  __u64 min_txn; /* WAIT_DIE: a lower bound of every member's txn id */
-  __u32 holders; /* the inline holder plus the chain */
+  __u64 fence;     /* last fencing token handed out; only grows */
+  __u64 head;      /* pool block of the oldest waiter, 0 = empty queue */
+  __u64 tail;      /* pool block of the newest waiter, 0 = empty queue */
+  __u64 chain;     /* pool block of the first extra holder, 0 = none */
+  __u64 min_txn;   /* WAIT_DIE: a lower bound of every member's txn id */
+  __u32 holders;   /* the inline holder plus the chain */
   __u32 queue_len; /* waiters linked from head to tail, cancelled included */
   __u32 version;   /* bumped on every change: readers detect torn views */
   __u8 mode;       /* enum lockd_mode held now; NONE when holders == 0 */
@@ -375,9 +375,9 @@ struct lockd_config {
   __u64 fence_base; /* fence_floor of the table's first buckets */
   __u32 min_depth;  /* hints: buckets in use have depths in [min, max] */
   __u32 max_depth;
-  __u32 resizing;   /* 1 while one CPU splits or merges a bucket */
-  __u32 pool_current;          /* segment new blocks are taken from */
-  __u32 at_budget; /* LOCKD_BUDGET_*: the daemon will add no segment */
+  __u32 resizing;       /* 1 while one CPU splits or merges a bucket */
+  __u32 pool_current;   /* segment new blocks are taken from */
+  __u32 at_budget;      /* LOCKD_BUDGET_*: the daemon will add no segment */
   __u32 pool_map_flags; /* map_flags of every pool segment */
   __s64 leaves[LOCKD_TABLE_MAX_DEPTH + 1]; /* buckets in use per depth */
 };
@@ -453,28 +453,27 @@ enum lockd_ctl_op {
 
 enum lockd_ctl_result {
   LOCKD_CTL_OK = 0,
-  LOCKD_CTL_NOT_FOUND = 1, /* no such lock, holder or waiter */
-  LOCKD_CTL_NOT_DUE = 2,   /* lease or wait deadline not passed yet */
-  LOCKD_CTL_RETRY = 3,     /* the lock kept changing: try again */
+  LOCKD_CTL_NOT_FOUND = 1,      /* no such lock, holder or waiter */
+  LOCKD_CTL_NOT_DUE = 2,        /* lease or wait deadline not passed yet */
+  LOCKD_CTL_RETRY = 3,          /* the lock kept changing: try again */
   LOCKD_CTL_FENCE_MISMATCH = 4, /* FORCE_RELEASE: the hold has another fence */
-  LOCKD_CTL_NO_REPLY = 5,  /* REQUEST: the packet path would not answer */
-  LOCKD_CTL_BAD_OP = 6,    /* no such operation */
-  LOCKD_CTL_MALFORMED = 7, /* REQUEST: fields the packet path would drop */
+  LOCKD_CTL_NO_REPLY = 5,       /* REQUEST: the packet path would not answer */
+  LOCKD_CTL_BAD_OP = 6,         /* no such operation */
+  LOCKD_CTL_MALFORMED = 7,      /* REQUEST: fields the packet path would drop */
 };
 
 struct lockd_ctl {
-  __u32 op;     /* enum lockd_ctl_op */
-  __u32 result; /* enum lockd_ctl_result */
-  __u32 notices;   /* entries of `notice` filled */
-  __u32 kick;      /* compatible waiters may remain: run a KICK request */
+  __u32 op;      /* enum lockd_ctl_op */
+  __u32 result;  /* enum lockd_ctl_result */
+  __u32 notices; /* entries of `notice` filled */
+  __u32 kick;    /* compatible waiters may remain: run a KICK request */
   struct lockd_request req;
   struct lockd_reply reply; /* REQUEST: the reply (unless NO_REPLY) */
   /* Members to tell: the waiter whose wait expired (EXPIRE_WAITER:
    * notice[0]), then the waiters granted (at most LOCKD_MAX_GRANTS). */
   struct lockd_notice notice[LOCKD_MAX_GRANTS + 1];
 };
-LOCKD_ASSERT_SIZE(struct lockd_ctl,
-                  16 + 72 + 48 + 64 * (LOCKD_MAX_GRANTS + 1));
+LOCKD_ASSERT_SIZE(struct lockd_ctl, 16 + 72 + 48 + 64 * (LOCKD_MAX_GRANTS + 1));
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                 */

@@ -109,8 +109,8 @@ class Client {
   sockaddr_in server_{};
 };
 
-Message Request(lockd_opcode opcode, uint64_t lock, uint64_t txn,
-                uint32_t seq, uint64_t ticket = 0) {
+Message Request(lockd_opcode opcode, uint64_t lock, uint64_t txn, uint32_t seq,
+                uint64_t ticket = 0) {
   Message m;
   m.opcode = opcode;
   m.mode = opcode == LOCKD_OP_ACQUIRE ? LOCKD_MODE_EXCLUSIVE : LOCKD_MODE_NONE;
@@ -147,8 +147,8 @@ absl::StatusOr<std::map<uint64_t, Message>> Exchange(
   const absl::Time give_up = absl::Now() + kGiveUp;
   while (answers.size() < requests.size()) {
     if (absl::Now() > give_up)
-      return absl::DeadlineExceededError(absl::StrCat(
-          answers.size(), " of ", requests.size(), " answered"));
+      return absl::DeadlineExceededError(
+          absl::StrCat(answers.size(), " of ", requests.size(), " answered"));
     while (outstanding.size() < kWindow && next < requests.size()) {
       Pending& p = outstanding[requests[next].txn_id];
       p.request = requests[next++];
@@ -157,10 +157,10 @@ absl::StatusOr<std::map<uint64_t, Message>> Exchange(
     }
     for (const Message& reply : client.Receive(absl::Milliseconds(5))) {
       auto it = outstanding.find(reply.txn_id);
-      const bool answers_it =
-          it != outstanding.end() && reply.seq == it->second.request.seq &&
-          !(reply.opcode == LOCKD_OP_GRANTED &&
-            it->second.request.opcode == LOCKD_OP_RELEASE);
+      const bool answers_it = it != outstanding.end() &&
+                              reply.seq == it->second.request.seq &&
+                              !(reply.opcode == LOCKD_OP_GRANTED &&
+                                it->second.request.opcode == LOCKD_OP_RELEASE);
       if (!answers_it) {
         if (reply.opcode == LOCKD_OP_GRANTED) on_notice(reply);
         continue;
@@ -200,7 +200,8 @@ absl::StatusOr<std::map<std::string, uint64_t>> GetCounters(
     v1::AdminService::Stub& admin) {
   grpc::ClientContext context;
   v1::GetStatsResponse response;
-  grpc::Status status = admin.GetStats(&context, v1::GetStatsRequest(), &response);
+  grpc::Status status =
+      admin.GetStats(&context, v1::GetStatsRequest(), &response);
   if (!status.ok())
     return absl::UnavailableError("GetStats: " + status.error_message());
   return std::map<std::string, uint64_t>(response.counters().begin(),
@@ -221,9 +222,9 @@ absl::Status Run() {
   }
   grpc::ChannelArguments arguments;
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  auto admin = v1::AdminService::NewStub(grpc::CreateCustomChannel(
-      absl::GetFlag(FLAGS_grpc), grpc::InsecureChannelCredentials(),
-      arguments));
+  auto admin = v1::AdminService::NewStub(
+      grpc::CreateCustomChannel(absl::GetFlag(FLAGS_grpc),
+                                grpc::InsecureChannelCredentials(), arguments));
   absl::StatusOr<v1::MemoryUsage> idle = GetMemory(*admin);
   if (!idle.ok()) return idle.status();
   Client client;
@@ -244,8 +245,8 @@ absl::Status Run() {
   Tally burst_tally;
   std::vector<Message> queue;
   for (uint32_t w = 0; w < waiters; ++w)
-    queue.push_back(Request(LOCKD_OP_ACQUIRE, kFirstLock + w % locks,
-                            kFirstWaiter + w, 1));
+    queue.push_back(
+        Request(LOCKD_OP_ACQUIRE, kFirstLock + w % locks, kFirstWaiter + w, 1));
   const absl::Time burst_start = absl::Now();
   absl::StatusOr<std::map<uint64_t, Message>> queued =
       Exchange(client, queue, burst_tally, ignore);
@@ -273,8 +274,8 @@ absl::Status Run() {
     releases.clear();
     for (const auto& [txn, ticket] : granted)
       releases.push_back(Request(LOCKD_OP_RELEASE,
-                                 kFirstLock + (txn - kFirstWaiter) % locks,
-                                 txn, 2, ticket));
+                                 kFirstLock + (txn - kFirstWaiter) % locks, txn,
+                                 2, ticket));
     released += granted.size();
     granted.clear();
     if (releases.empty() && released < to_release) {
@@ -302,7 +303,8 @@ absl::Status Run() {
     if (!m.ok()) return m.status();
     after.push_back({absl::ToDoubleSeconds(absl::Now() - drained), *m});
   }
-  absl::StatusOr<std::map<std::string, uint64_t>> counters = GetCounters(*admin);
+  absl::StatusOr<std::map<std::string, uint64_t>> counters =
+      GetCounters(*admin);
   if (!counters.ok()) return counters.status();
 
   absl::PrintF("burst: %d waiters on %d locks in %.2f s; drained in %.2f s\n",
@@ -316,20 +318,19 @@ absl::Status Run() {
   for (const char* name : {"pool_wait", "no_capacity_pool", "event_lost"})
     absl::PrintF("  %-22s %d\n", name, (*counters)[name]);
   const v1::MemoryUsage& end = after.back().usage;
+  absl::PrintF("  pool segments added %d, removed %d; growth refused %d\n",
+               end.pool_segments_added(), end.pool_segments_removed(),
+               end.growth_refused());
   absl::PrintF(
-      "  pool segments added %d, removed %d; growth refused %d\n",
-      end.pool_segments_added(), end.pool_segments_removed(),
-      end.growth_refused());
-  absl::PrintF("memory: idle %s; peak %s (pool %s in %d segments, %d blocks live)\n",
-               MiB(idle->total_bytes()), MiB(peak->total_bytes()),
-               MiB(peak->pool_bytes()), peak->pool_segments(),
-               peak->pool_live_blocks());
+      "memory: idle %s; peak %s (pool %s in %d segments, %d blocks live)\n",
+      MiB(idle->total_bytes()), MiB(peak->total_bytes()),
+      MiB(peak->pool_bytes()), peak->pool_segments(), peak->pool_live_blocks());
   for (const Memory& m : after)
-    absl::PrintF("  %4.1f s after the drain: %s (pool %s, table %s), %.2fx idle\n",
-                 m.seconds, MiB(m.usage.total_bytes()),
-                 MiB(m.usage.pool_bytes()), MiB(m.usage.table_bytes()),
-                 static_cast<double>(m.usage.total_bytes()) /
-                     idle->total_bytes());
+    absl::PrintF(
+        "  %4.1f s after the drain: %s (pool %s, table %s), %.2fx idle\n",
+        m.seconds, MiB(m.usage.total_bytes()), MiB(m.usage.pool_bytes()),
+        MiB(m.usage.table_bytes()),
+        static_cast<double>(m.usage.total_bytes()) / idle->total_bytes());
 
   std::string path = absl::GetFlag(FLAGS_json);
   if (path.empty()) return absl::OkStatus();

@@ -71,9 +71,9 @@ absl::Status Expect(TestDatapath& dp, testing::Deliverer& deliverer,
   if (!d.ok()) return d.status();
   absl::StatusOr<Message> reply = testing::MessageOf(d->out);
   if (d->verdict != XDP_TX || !reply.ok() || reply->opcode != opcode)
-    return absl::InternalError(absl::StrCat(
-        request.ToString(), ": verdict ", d->verdict, ", ",
-        reply.ok() ? reply->ToString() : std::string("no reply")));
+    return absl::InternalError(
+        absl::StrCat(request.ToString(), ": verdict ", d->verdict, ", ",
+                     reply.ok() ? reply->ToString() : std::string("no reply")));
   return absl::OkStatus();
 }
 
@@ -101,8 +101,7 @@ absl::Status Run() {
   uint64_t requests = 0, acquired = 0, unanswered = 0;
   const absl::Time start = absl::Now();
   for (; acquired < distinct && absl::Now() < deadline; ++acquired) {
-    const Message take =
-        Acquire(ids(), acquired + 1, LOCKD_MODE_EXCLUSIVE);
+    const Message take = Acquire(ids(), acquired + 1, LOCKD_MODE_EXCLUSIVE);
     if (absl::Status s =
             Expect(*dp, *deliverer, take, LOCKD_OP_GRANTED, &unanswered);
         !s.ok())
@@ -130,10 +129,11 @@ absl::Status Run() {
         return tidied;
       absl::StatusOr<uint64_t> in_table = dp->table->CountLocks();
       if (!in_table.ok()) return in_table.status();
-      samples.push_back({requests, held.size(), *in_table, dp->segments->Use()});
+      samples.push_back(
+          {requests, held.size(), *in_table, dp->segments->Use()});
       if (!held.empty())
-        worst_ratio = std::max(worst_ratio,
-                               static_cast<double>(*in_table) / held.size());
+        worst_ratio =
+            std::max(worst_ratio, static_cast<double>(*in_table) / held.size());
     }
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -183,8 +183,8 @@ absl::Status Run() {
       c[LOCKD_STAT_SPLIT], c[LOCKD_STAT_MERGE], c[LOCKD_STAT_TABLE_WAIT],
       unanswered, c[LOCKD_STAT_NO_CAPACITY_TABLE], end.total_bytes / 1048576.0,
       end.table_bytes / 1048576.0, end.table_segments, end.table_depth,
-      before_drain.total_bytes / 1048576.0, before_drain.table_bytes / 1048576.0,
-      before_drain.table_segments);
+      before_drain.total_bytes / 1048576.0,
+      before_drain.table_bytes / 1048576.0, before_drain.table_segments);
 
   std::string path = absl::GetFlag(FLAGS_json);
   if (path.empty()) return absl::OkStatus();
@@ -208,7 +208,8 @@ absl::Status Run() {
   json.Field("table_end_segments", static_cast<uint64_t>(end.table_segments));
   json.EndObject();
   const char* cwd = getenv("BUILD_WORKING_DIRECTORY");
-  if (path.front() != '/' && cwd != nullptr) path = absl::StrCat(cwd, "/", path);
+  if (path.front() != '/' && cwd != nullptr)
+    path = absl::StrCat(cwd, "/", path);
   std::ofstream(path) << json.str() << "\n";
   return absl::OkStatus();
 }

@@ -166,10 +166,10 @@ bool SameButTicket(const Bytes& want, const Bytes& got) {
     return false;
   for (size_t i = 0; i < kHeaders; ++i)
     if (i != kUdpCheck && i != kUdpCheck + 1 && want[i] != got[i]) return false;
-  absl::StatusOr<Message> w = DecodeMessage(
-      absl::MakeConstSpan(want).subspan(kHeaders, kMessageSize));
-  absl::StatusOr<Message> g = DecodeMessage(
-      absl::MakeConstSpan(got).subspan(kHeaders, kMessageSize));
+  absl::StatusOr<Message> w =
+      DecodeMessage(absl::MakeConstSpan(want).subspan(kHeaders, kMessageSize));
+  absl::StatusOr<Message> g =
+      DecodeMessage(absl::MakeConstSpan(got).subspan(kHeaders, kMessageSize));
   if (!w.ok() || !g.ok()) return want == got;
   w->ticket = g->ticket;
   return *w == *g;
@@ -602,14 +602,13 @@ class Bench {
            if (!status.ok()) return status;
            const Message give = Release(kIdleTcLock, take.txn_id);
            return Record(
-               lockd_.Measure(
-                   Hook::kTc, From(0, give), TC_ACT_REDIRECT,
-                   To(0,
-                      Answer(give, LOCKD_OP_RELEASED, LOCKD_STATUS_OK, fence)),
-                   {{LOCKD_STAT_RELEASE, 1},
-                    {LOCKD_STAT_RELEASED, 1},
-                    {LOCKD_STAT_HOLD_ENDED, 1},
-                    {LOCKD_STAT_LOCK_FREED, 1}}),
+               lockd_.Measure(Hook::kTc, From(0, give), TC_ACT_REDIRECT,
+                              To(0, Answer(give, LOCKD_OP_RELEASED,
+                                           LOCKD_STATUS_OK, fence)),
+                              {{LOCKD_STAT_RELEASE, 1},
+                               {LOCKD_STAT_RELEASED, 1},
+                               {LOCKD_STAT_HOLD_ENDED, 1},
+                               {LOCKD_STAT_LOCK_FREED, 1}}),
                &ns[0]);
          }});
   }

@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, json, "", "Also write the figures as JSON here.");
 namespace lockd::bench {
 namespace {
 
-constexpr uint64_t kHotLocks = 64;     // contended: queues form
+constexpr uint64_t kHotLocks = 64;  // contended: queues form
 constexpr uint64_t kColdLocks = 1 << 20;
 
 // One packet: a valid request, often for a stale or unknown owner, or
@@ -91,8 +91,7 @@ double CpuSeconds(int pid) {
   // Fields after the command name (which may hold spaces).
   const size_t close = line.rfind(')');
   if (close == std::string::npos) return 0;
-  std::vector<std::string> fields =
-      absl::StrSplit(line.substr(close + 2), ' ');
+  std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
   uint64_t utime = 0, stime = 0;
   if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
       !absl::SimpleAtoi(fields[12], &stime))
@@ -140,9 +139,9 @@ absl::Status Run() {
   }
   grpc::ChannelArguments arguments;
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  auto admin = v1::AdminService::NewStub(grpc::CreateCustomChannel(
-      absl::GetFlag(FLAGS_grpc), grpc::InsecureChannelCredentials(),
-      arguments));
+  auto admin = v1::AdminService::NewStub(
+      grpc::CreateCustomChannel(absl::GetFlag(FLAGS_grpc),
+                                grpc::InsecureChannelCredentials(), arguments));
   const int pid = absl::GetFlag(FLAGS_pid);
 
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -41,7 +41,8 @@ void LockdMemory::Write(JsonWriter& json, absl::string_view key) const {
     json.Field("total_bytes", usage->total_bytes());
     json.Field("table_bytes", usage->table_bytes());
     json.Field("pool_bytes", usage->pool_bytes());
-    json.Field("table_segments", static_cast<uint64_t>(usage->table_segments()));
+    json.Field("table_segments",
+               static_cast<uint64_t>(usage->table_segments()));
     json.Field("pool_segments", static_cast<uint64_t>(usage->pool_segments()));
     json.Field("locks", usage->locks());
     json.Field("pool_live_blocks", usage->pool_live_blocks());

@@ -77,9 +77,9 @@ void UdpDriver::Start(int session, int slot, lockd_opcode opcode,
   }
   Pending& pending = state.slots[slot];
   // A RELEASE names the record its slot's GRANTED named.
-  const uint64_t ticket = opcode == LOCKD_OP_RELEASE ? state.slots[slot].ticket
-                                                     : LOCKD_TICKET_NONE;
-  pending = Pending{true,    false,  opcode, mode, ++state.seq,
+  const uint64_t ticket =
+      opcode == LOCKD_OP_RELEASE ? state.slots[slot].ticket : LOCKD_TICKET_NONE;
+  pending = Pending{true,    false,  opcode, mode,  ++state.seq,
                     lock_id, txn_id, 0,      false, ticket};
   Send(session, pending);
 }

@@ -434,7 +434,8 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
     if (reply->opcode == LOCKD_OP_QUEUED) {
       if (awaiting_answer) queued_attempt_start = attempt_start;
       // Probes of the queued request find its record in O(1).
-      if (reply->ticket != LOCKD_TICKET_NONE) call.request.ticket = reply->ticket;
+      if (reply->ticket != LOCKD_TICKET_NONE)
+        call.request.ticket = reply->ticket;
       queued = true;
       awaiting_answer = false;
       next_send = absl::Now() + options_.queued_probe_interval;

@@ -166,9 +166,9 @@ std::string RenderStats(const v1::GetStatsResponse& stats) {
 
 std::string RenderMemory(const v1::MemoryUsage& memory) {
   Table table({"MEMORY", "USE"});
-  table.AddRow({"total", absl::StrCat(Bytes(memory.total_bytes()), " of ",
-                                      Bytes(memory.budget_bytes()),
-                                      " budget")});
+  table.AddRow(
+      {"total", absl::StrCat(Bytes(memory.total_bytes()), " of ",
+                             Bytes(memory.budget_bytes()), " budget")});
   table.AddRow({"lock table",
                 absl::StrCat(Bytes(memory.table_bytes()), " in ",
                              memory.table_segments(), " segments (depth ",
@@ -188,11 +188,11 @@ std::string RenderMemory(const v1::MemoryUsage& memory) {
 std::string RenderHealth(const v1::HealthResponse& health) {
   Table table({"HEALTH", ""});
   table.AddRow({"serving", health.serving() ? "yes" : "no"});
-  table.AddRow({"fast path",
-                health.datapath_attached()
-                    ? absl::StrCat("on (", health.interface(), ", XDP ",
-                                   health.xdp_mode(), ")")
-                    : "off"});
+  table.AddRow(
+      {"fast path", health.datapath_attached()
+                        ? absl::StrCat("on (", health.interface(), ", XDP ",
+                                       health.xdp_mode(), ")")
+                        : "off"});
   table.AddRow({"udp port", absl::StrCat(health.udp_port())});
   table.AddRow({"uptime", Millis(health.uptime_ms())});
   table.AddRow(

@@ -30,7 +30,8 @@ absl::StatusOr<Admin::Page> Admin::ListLocks(uint32_t segment,
   const uint32_t end = table->SegmentCount();
   Page page;
   for (; segment < end && page.locks.size() < limit; ++segment) {
-    absl::StatusOr<std::vector<LockSummary>> locks = table->ScanSegment(segment);
+    absl::StatusOr<std::vector<LockSummary>> locks =
+        table->ScanSegment(segment);
     if (!locks.ok()) return locks.status();
     page.locks.insert(page.locks.end(), locks->begin(), locks->end());
   }
@@ -50,8 +51,8 @@ absl::StatusOr<uint64_t> Admin::LockCount() const {
   return parts_.dispatcher->table()->CountLocks();
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>>
-Admin::Counters() const {
+absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> Admin::Counters()
+    const {
   absl::StatusOr<StatCounters> stats = parts_.datapath->ReadStats();
   if (!stats.ok()) return stats.status();
   std::vector<std::pair<std::string, uint64_t>> out;
@@ -63,8 +64,8 @@ Admin::Counters() const {
   return out;
 }
 
-absl::StatusOr<uint64_t> Admin::ForceRelease(uint64_t lock_id,
-                                             uint64_t txn_id, uint64_t fence) {
+absl::StatusOr<uint64_t> Admin::ForceRelease(uint64_t lock_id, uint64_t txn_id,
+                                             uint64_t fence) {
   const std::string what = absl::StrFormat(
       "force-releasing lock %d held by txn %d", lock_id, txn_id);
   lockd_ctl command{};

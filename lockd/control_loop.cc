@@ -26,8 +26,7 @@ absl::Status ControlLoop::Start() {
   LockTable* table = parts_.dispatcher->table();
   for (uint32_t s = 0; s < table->SegmentCount();
        s += ExpiryOptions{}.segments_per_sweep)
-    if (absl::Status swept = parts_.expiry->Sweep(table->NowNs());
-        !swept.ok())
+    if (absl::Status swept = parts_.expiry->Sweep(table->NowNs()); !swept.ok())
       return swept;
   next_sweep_ = absl::Now() + options_.sweep_interval;
   next_tidy_ = absl::Now() + options_.tidy_interval;
@@ -92,7 +91,8 @@ void ControlLoop::Run() {
     const uint64_t due_ns = parts_.expiry->RunDue(now_ns);
     absl::Duration wait = std::min(kMaxWait, next_sweep_ - absl::Now());
     if (due_ns != 0)
-      wait = std::min(wait, absl::Nanoseconds(due_ns - std::min(due_ns, now_ns)));
+      wait =
+          std::min(wait, absl::Nanoseconds(due_ns - std::min(due_ns, now_ns)));
     absl::StatusOr<int> handled =
         events_->Poll(std::max(wait, absl::ZeroDuration()));
     if (!handled.ok()) Report(handled.status());

@@ -17,8 +17,7 @@ static_assert(sizeof(kEntries) / sizeof(kEntries[0]) == DaemonCounters::kCount);
 
 }  // namespace
 
-std::vector<std::pair<std::string, uint64_t>> DaemonCounters::Snapshot()
-    const {
+std::vector<std::pair<std::string, uint64_t>> DaemonCounters::Snapshot() const {
   std::vector<std::pair<std::string, uint64_t>> out;
   out.reserve(kCount);
   for (int i = 0; i < kCount; ++i)

@@ -14,34 +14,34 @@
 namespace lockd {
 
 // X(ENUM, "name", "help")
-#define LOCKD_DAEMON_COUNTERS(X)                                              \
-  X(kCtlRuns, "ctl_runs", "control operations run in the kernel")             \
-  X(kCtlErrors, "ctl_errors", "control operations the kernel failed")         \
-  X(kKickRuns, "kick_runs", "KICKs run for queues a run left grantable")      \
-  X(kNoticesSent, "notices_sent", "notices sent by the daemon's socket")      \
-  X(kNoticeSendFailed, "notice_send_failed", "notices the socket refused")    \
-  X(kNoticesLocal, "notices_local", "notices handed to waiting gRPC calls")   \
-  X(kNoticesOrphaned, "notices_orphaned",                                     \
-    "notices for gRPC calls that had ended (cancelled meanwhile)")            \
-  X(kGrpcAcquire, "grpc_acquire", "gRPC Acquire calls")                       \
-  X(kGrpcQueued, "grpc_queued", "gRPC Acquire calls that waited in a queue")  \
-  X(kGrpcCancelled, "grpc_cancelled",                                         \
-    "gRPC Acquire calls cancelled or timed out while waiting")                \
-  X(kGrpcRechecked, "grpc_rechecked",                                         \
-    "waiting gRPC calls asked again (a notice may have been lost)")           \
-  X(kGrpcRelease, "grpc_release", "gRPC Release calls")                       \
-  X(kGrpcRenew, "grpc_renew", "gRPC Renew calls")                             \
-  X(kSocketRequests, "socket_requests",                                       \
-    "requests served from the daemon's UDP socket (no fast path)")            \
-  X(kSocketMalformed, "socket_malformed",                                     \
-    "datagrams to the daemon's socket that were not lockd requests")          \
-  X(kLeasesExpired, "leases_expired", "holds ended by their lease")           \
-  X(kWaitsExpired, "waits_expired", "waits ended by their deadline")          \
-  X(kExpiryChecks, "expiry_checks", "locks read to settle leases and waits")  \
-  X(kSweptSegments, "swept_segments", "table segments swept for expiry")      \
-  X(kMemosForgotten, "memos_forgotten",                                       \
-    "remembered endings dropped after their time")                            \
-  X(kForceReleased, "force_released", "holds ended by an operator")           \
+#define LOCKD_DAEMON_COUNTERS(X)                                             \
+  X(kCtlRuns, "ctl_runs", "control operations run in the kernel")            \
+  X(kCtlErrors, "ctl_errors", "control operations the kernel failed")        \
+  X(kKickRuns, "kick_runs", "KICKs run for queues a run left grantable")     \
+  X(kNoticesSent, "notices_sent", "notices sent by the daemon's socket")     \
+  X(kNoticeSendFailed, "notice_send_failed", "notices the socket refused")   \
+  X(kNoticesLocal, "notices_local", "notices handed to waiting gRPC calls")  \
+  X(kNoticesOrphaned, "notices_orphaned",                                    \
+    "notices for gRPC calls that had ended (cancelled meanwhile)")           \
+  X(kGrpcAcquire, "grpc_acquire", "gRPC Acquire calls")                      \
+  X(kGrpcQueued, "grpc_queued", "gRPC Acquire calls that waited in a queue") \
+  X(kGrpcCancelled, "grpc_cancelled",                                        \
+    "gRPC Acquire calls cancelled or timed out while waiting")               \
+  X(kGrpcRechecked, "grpc_rechecked",                                        \
+    "waiting gRPC calls asked again (a notice may have been lost)")          \
+  X(kGrpcRelease, "grpc_release", "gRPC Release calls")                      \
+  X(kGrpcRenew, "grpc_renew", "gRPC Renew calls")                            \
+  X(kSocketRequests, "socket_requests",                                      \
+    "requests served from the daemon's UDP socket (no fast path)")           \
+  X(kSocketMalformed, "socket_malformed",                                    \
+    "datagrams to the daemon's socket that were not lockd requests")         \
+  X(kLeasesExpired, "leases_expired", "holds ended by their lease")          \
+  X(kWaitsExpired, "waits_expired", "waits ended by their deadline")         \
+  X(kExpiryChecks, "expiry_checks", "locks read to settle leases and waits") \
+  X(kSweptSegments, "swept_segments", "table segments swept for expiry")     \
+  X(kMemosForgotten, "memos_forgotten",                                      \
+    "remembered endings dropped after their time")                           \
+  X(kForceReleased, "force_released", "holds ended by an operator")          \
   X(kKickLost, "kick_lost", "KICKs the datapath could not send, run here")
 
 class DaemonCounters {

@@ -24,10 +24,10 @@ namespace {
 // The maps that carry lock state across a daemon restart. Scratch and
 // .rodata maps are per program instance.
 std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
-  return {skel->maps.config,          skel->maps.table_segments,
-          skel->maps.table_seg_live,  skel->maps.table_seg_state,
-          skel->maps.pool_segments,   skel->maps.pool_info,
-          skel->maps.ended,           skel->maps.events,
+  return {skel->maps.config,         skel->maps.table_segments,
+          skel->maps.table_seg_live, skel->maps.table_seg_state,
+          skel->maps.pool_segments,  skel->maps.pool_info,
+          skel->maps.ended,          skel->maps.events,
           skel->maps.stats};
 }
 
@@ -75,11 +75,11 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
   skel->rodata->cfg_split_at = options.split_at;
   skel->rodata->cfg_merge_at = options.merge_at;
   skel->rodata->cfg_pool_low_water_pct = options.pool_low_water_pct;
-  if (int err = bpf_map__set_max_entries(skel->maps.ended,
-                                         options.ended_capacity))
+  if (int err =
+          bpf_map__set_max_entries(skel->maps.ended, options.ended_capacity))
     return fail(ErrnoStatus(err, "sizing the ended map"));
-  if (int err = bpf_map__set_max_entries(skel->maps.events,
-                                         options.events_bytes))
+  if (int err =
+          bpf_map__set_max_entries(skel->maps.events, options.events_bytes))
     return fail(ErrnoStatus(err, "sizing the events ring"));
 
   bool reused = false;
@@ -116,9 +116,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
                : absl::StatusCode::kInternal,
         reused ? absl::StrCat("loading the lockd BPF programs with the maps "
                               "pinned in ",
-                              options.pin_dir,
-                              " failed (",
-                              strerror(-err),
+                              options.pin_dir, " failed (", strerror(-err),
                               "): were they made by another lockd version? "
                               "remove them to start empty")
                : absl::StrCat("loading the lockd BPF programs: ",
@@ -151,12 +149,12 @@ absl::Status Datapath::MapShared() {
       lockd::MapShared(maps_.config, PageRound(sizeof(lockd_config))));
   pool_info_ = static_cast<lockd_pool_seg*>(lockd::MapShared(
       maps_.pool_info, PageRound(sizeof(lockd_pool_seg) * LOCKD_POOL_SLOTS)));
-  seg_live_ = static_cast<int64_t*>(lockd::MapShared(
-      maps_.table_seg_live,
-      PageRound(sizeof(int64_t) * LOCKD_TABLE_MAX_SEGMENTS)));
-  seg_state_ = static_cast<uint32_t*>(lockd::MapShared(
-      maps_.table_seg_state,
-      PageRound(sizeof(uint32_t) * LOCKD_TABLE_MAX_SEGMENTS)));
+  seg_live_ = static_cast<int64_t*>(
+      lockd::MapShared(maps_.table_seg_live,
+                       PageRound(sizeof(int64_t) * LOCKD_TABLE_MAX_SEGMENTS)));
+  seg_state_ = static_cast<uint32_t*>(
+      lockd::MapShared(maps_.table_seg_state,
+                       PageRound(sizeof(uint32_t) * LOCKD_TABLE_MAX_SEGMENTS)));
   if (!config_ || !pool_info_ || !seg_live_ || !seg_state_)
     return ErrnoStatus(errno, "mapping the datapath's shared maps");
   return absl::OkStatus();
@@ -281,7 +279,8 @@ absl::Status SumStats(int fd, uint32_t first, uint32_t n, uint64_t* out) {
 
 absl::StatusOr<StatCounters> Datapath::ReadStats() const {
   StatCounters totals{};
-  if (absl::Status s = SumStats(maps_.stats, 0, LOCKD_STAT_COUNT, totals.data());
+  if (absl::Status s =
+          SumStats(maps_.stats, 0, LOCKD_STAT_COUNT, totals.data());
       !s.ok())
     return s;
   return totals;

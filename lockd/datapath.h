@@ -122,7 +122,7 @@ class Datapath {
   // fields with atomic operations (__atomic_* builtins).
   lockd_config* config() const { return config_; }
   lockd_pool_seg* pool_info() const { return pool_info_; }  // [POOL_SLOTS]
-  int64_t* table_seg_live() const { return seg_live_; }  // [MAX_SEGMENTS]
+  int64_t* table_seg_live() const { return seg_live_; }     // [MAX_SEGMENTS]
   // LOCKD_SEG_* per table segment [MAX_SEGMENTS].
   uint32_t* table_seg_state() const { return seg_state_; }
 

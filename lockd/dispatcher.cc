@@ -34,8 +34,7 @@ uint32_t NextDaemonSeq() {
   for (;;) {
     const uint32_t now = MonotonicUnits();
     // Wrapping order, as the datapath compares seqs.
-    const uint32_t next =
-        static_cast<int32_t>(now - prev) > 0 ? now : prev + 1;
+    const uint32_t next = static_cast<int32_t>(now - prev) > 0 ? now : prev + 1;
     if (last.compare_exchange_weak(prev, next, std::memory_order_relaxed))
       return next;
   }

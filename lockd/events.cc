@@ -34,8 +34,8 @@ int EventReader::OnEvent(void* self, void* data, size_t size) {
 }
 
 absl::StatusOr<int> EventReader::Poll(absl::Duration timeout) {
-  int n = ring_buffer__poll(ring_,
-                            static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  int n = ring_buffer__poll(
+      ring_, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
   if (n < 0 && n != -EINTR)
     return absl::InternalError(
         absl::StrCat("reading the events ring buffer: ", strerror(-n)));

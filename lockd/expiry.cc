@@ -107,7 +107,8 @@ absl::Status Expiry::Sweep(uint64_t now_ns) {
     if (next_segment_ >= count) next_segment_ = 0;
     const uint32_t segment = next_segment_++;
     if (!table->SegmentInUse(segment)) continue;
-    absl::StatusOr<std::vector<LockSummary>> locks = table->ScanSegment(segment);
+    absl::StatusOr<std::vector<LockSummary>> locks =
+        table->ScanSegment(segment);
     if (!locks.ok()) return locks.status();
     ++scanned;
     counters_->Add(DaemonCounters::kSweptSegments);

@@ -89,7 +89,8 @@ absl::Status GetLock(const Admin& admin, const v1::GetLockRequest& request,
     out.set_txn_id(waiter.m.txn_id);
     out.set_mode(static_cast<v1::Mode>(waiter.m.mode));
     out.set_policy(static_cast<v1::Policy>(waiter.m.policy));
-    out.set_wait_time_ms(std::max<int64_t>(MsBetween(waiter.m.since_ns, now), 0));
+    out.set_wait_time_ms(
+        std::max<int64_t>(MsBetween(waiter.m.since_ns, now), 0));
     out.set_cancelled(waiter.m.state == LOCKD_MEMBER_CANCELLED);
     out.set_client_address(MemberAddress(waiter.m));
   }
@@ -163,8 +164,8 @@ absl::Status FillStats(const Admin& admin, v1::GetStatsResponse& out) {
 }
 
 grpc::ServerUnaryReactor* GrpcAdminService::GetStats(
-    grpc::CallbackServerContext* context, const v1::GetStatsRequest* /*request*/,
-    v1::GetStatsResponse* response) {
+    grpc::CallbackServerContext* context,
+    const v1::GetStatsRequest* /*request*/, v1::GetStatsResponse* response) {
   return Done(context, FillStats(*admin_, *response));
 }
 
@@ -179,11 +180,11 @@ grpc::ServerUnaryReactor* GrpcAdminService::ForceRelease(
     const v1::ForceReleaseRequest* request,
     v1::ForceReleaseResponse* response) {
   if (!admin_token_.empty() && BearerToken(*context) != admin_token_)
-    return Done(context,
-                absl::PermissionDeniedError(absl::StrCat(
-                    "force-releasing lock ", request->lock_id(),
-                    ": needs the admin token as \"", kAuthorizationMetadataKey,
-                    ": ", kBearerPrefix, "<token>\" metadata (lockctl --token)")));
+    return Done(context, absl::PermissionDeniedError(absl::StrCat(
+                             "force-releasing lock ", request->lock_id(),
+                             ": needs the admin token as \"",
+                             kAuthorizationMetadataKey, ": ", kBearerPrefix,
+                             "<token>\" metadata (lockctl --token)")));
   absl::StatusOr<uint64_t> fence = admin_->ForceRelease(
       request->lock_id(), request->txn_id(), request->fence());
   if (fence.ok()) {
@@ -203,7 +204,8 @@ grpc::ServerUnaryReactor* GrpcAdminService::Health(
   response->set_xdp_mode(info.xdp_mode);
   response->set_udp_port(info.udp_port);
   response->set_version(info.version);
-  response->set_uptime_ms(absl::ToInt64Milliseconds(absl::Now() - info.started));
+  response->set_uptime_ms(
+      absl::ToInt64Milliseconds(absl::Now() - info.started));
   response->set_restored(info.restored);
   return Done(context, absl::OkStatus());
 }

@@ -29,9 +29,9 @@ class GrpcAdminService final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
                                      const v1::GetStatsRequest* request,
                                      v1::GetStatsResponse* response) override;
-  grpc::ServerUnaryReactor* GetMemory(
-      grpc::CallbackServerContext* context, const v1::GetMemoryRequest* request,
-      v1::GetMemoryResponse* response) override;
+  grpc::ServerUnaryReactor* GetMemory(grpc::CallbackServerContext* context,
+                                      const v1::GetMemoryRequest* request,
+                                      v1::GetMemoryResponse* response) override;
   grpc::ServerUnaryReactor* ForceRelease(
       grpc::CallbackServerContext* context,
       const v1::ForceReleaseRequest* request,

@@ -58,9 +58,9 @@ absl::StatusOr<lockd_reply> Expect(absl::StatusOr<lockd_reply> reply,
   if (reply->opcode == expected) return reply;
   if (reply->opcode == LOCKD_OP_REJECTED)
     return RejectionError(static_cast<lockd_status>(reply->status), what);
-  return absl::InternalError(absl::StrCat(
-      what, ": unexpected answer ",
-      OpcodeName(static_cast<lockd_opcode>(reply->opcode))));
+  return absl::InternalError(
+      absl::StrCat(what, ": unexpected answer ",
+                   OpcodeName(static_cast<lockd_opcode>(reply->opcode))));
 }
 
 // One Acquire call. Alive until both Start has returned and gRPC is done
@@ -69,8 +69,7 @@ absl::StatusOr<lockd_reply> Expect(absl::StatusOr<lockd_reply> reply,
 class AcquireCall final : public grpc::ServerUnaryReactor {
  public:
   AcquireCall(LockService* service, grpc::CallbackServerContext* context,
-              const v1::AcquireRequest* request,
-              v1::AcquireResponse* response)
+              const v1::AcquireRequest* request, v1::AcquireResponse* response)
       : service_(service),
         context_(context),
         request_(request),
@@ -81,8 +80,8 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
     if (!valid.ok()) {
       Finish(ToGrpcStatus(valid, *context_));
     } else {
-      std::shared_ptr<PendingAcquire> pending = service_->Acquire(
-          args_, [this](absl::StatusOr<lockd_reply> answer) {
+      std::shared_ptr<PendingAcquire> pending =
+          service_->Acquire(args_, [this](absl::StatusOr<lockd_reply> answer) {
             Complete(std::move(answer));
           });
       bool cancelled;
@@ -112,14 +111,15 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
   absl::Status Prepare() {
     absl::StatusOr<LockRef> lock = ResolveLock(*request_);
     if (!lock.ok()) return lock.status();
-    what_ = absl::StrCat("txn ", request_->txn_id(), " acquiring ",
-                         Describe(*lock), " in ",
-                         v1::Mode_Name(request_->mode()));
+    what_ =
+        absl::StrCat("txn ", request_->txn_id(), " acquiring ", Describe(*lock),
+                     " in ", v1::Mode_Name(request_->mode()));
     if (request_->mode() != v1::MODE_SHARED &&
         request_->mode() != v1::MODE_EXCLUSIVE)
-      return absl::InvalidArgumentError(absl::StrCat(
-          what_, ": not a mode to acquire in: use MODE_SHARED or "
-                 "MODE_EXCLUSIVE"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what_,
+                       ": not a mode to acquire in: use MODE_SHARED or "
+                       "MODE_EXCLUSIVE"));
     if (!v1::Policy_IsValid(request_->policy()))
       return absl::InvalidArgumentError(
           absl::StrCat(what_, ": policy ", request_->policy(), " is unknown"));
@@ -200,8 +200,7 @@ grpc::ServerUnaryReactor* GrpcLockService::Renew(
     absl::StatusOr<lockd_reply> reply = Expect(
         service_->Renew(lock->id, request->txn_id(), request->lease_ms()),
         LOCKD_OP_RENEWED,
-        absl::StrCat("txn ", request->txn_id(), " renewing ",
-                     Describe(*lock)));
+        absl::StrCat("txn ", request->txn_id(), " renewing ", Describe(*lock)));
     status = reply.status();
     if (reply.ok()) {
       response->set_status(v1::REPLY_STATUS_OK);

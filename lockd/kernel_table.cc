@@ -120,8 +120,8 @@ absl::StatusOr<lockd_ctl> KernelTable::Execute(const lockd_ctl& command) {
   if (bpf_prog_test_run_opts(datapath_->ctl_prog_fd(), &opts) != 0)
     return ErrnoStatus(errno, "running a control operation");
   if (opts.data_size_out != sizeof(result) || opts.retval != XDP_TX)
-    return absl::InternalError(absl::StrCat(
-        "control operation ", command.op, " failed in the kernel"));
+    return absl::InternalError(absl::StrCat("control operation ", command.op,
+                                            " failed in the kernel"));
   return result;
 }
 
@@ -153,8 +153,7 @@ absl::StatusOr<LockView> KernelTable::Read(uint64_t lock_id) const {
     if (queue != Walk::kDone || !FindBucket(reader, cfg, lock_id, &after))
       continue;
     const int again = FindSlot(after, lock_id);
-    if (again < 0 || after.slots[again].version != view.state.version)
-      continue;
+    if (again < 0 || after.slots[again].version != view.state.version) continue;
     std::sort(view.holders.begin(), view.holders.end(),
               [](const MemberView& a, const MemberView& b) {
                 return a.m.fence < b.m.fence;
@@ -210,9 +209,9 @@ absl::Status KernelTable::ForEachBucket(uint32_t first_segment,
 uint32_t KernelTable::SegmentCount() const {
   // Buckets in use sit below 2^max_depth (a hint that only lags a split by
   // moments: a lock moved by one is found on the next walk).
-  const uint32_t depth = std::clamp<uint32_t>(
-      Load(&datapath_->config()->max_depth), LOCKD_TABLE_BASE_DEPTH,
-      LOCKD_TABLE_MAX_DEPTH);
+  const uint32_t depth =
+      std::clamp<uint32_t>(Load(&datapath_->config()->max_depth),
+                           LOCKD_TABLE_BASE_DEPTH, LOCKD_TABLE_MAX_DEPTH);
   return 1u << (depth - LOCKD_TABLE_SEG_SHIFT);
 }
 
@@ -236,10 +235,9 @@ absl::StatusOr<std::vector<LockSummary>> KernelTable::ScanSegment(
 
 absl::StatusOr<uint64_t> KernelTable::CountLocks() const {
   uint64_t locks = 0;
-  absl::Status walked =
-      ForEachBucket(0, SegmentCount(), [&](const lockd_bucket& b) {
-        locks += __builtin_popcount(b.used);
-      });
+  absl::Status walked = ForEachBucket(
+      0, SegmentCount(),
+      [&](const lockd_bucket& b) { locks += __builtin_popcount(b.used); });
   if (!walked.ok()) return walked;
   return locks;
 }
@@ -255,9 +253,9 @@ absl::StatusOr<uint64_t> KernelTable::ForgetEnded(uint64_t before_ns) {
   bool first = true;
   for (;;) {
     uint32_t count = kBatch;
-    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch,
-                                         &out_batch, keys.data(), memos.data(),
-                                         &count, nullptr);
+    const int err =
+        bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch,
+                             keys.data(), memos.data(), &count, nullptr);
     if (err != 0 && errno != ENOENT)
       return ErrnoStatus(errno, "reading the remembered endings");
     for (uint32_t i = 0; i < count; ++i)

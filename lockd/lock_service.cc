@@ -62,21 +62,21 @@ absl::StatusOr<lockd_reply> LockService::Answer(const lockd_request& request) {
     if (!run.ok()) return run.status();
     if (run->result == LOCKD_CTL_OK) return run->reply;
     if (run->result == LOCKD_CTL_MALFORMED)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "lock ", request.lock_id, ": malformed request (opcode ",
-          request.opcode, ", mode ", request.mode, ", policy ", request.policy,
-          ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("lock ", request.lock_id, ": malformed request (opcode ",
+                       request.opcode, ", mode ", request.mode, ", policy ",
+                       request.policy, ")"));
     if (run->result != LOCKD_CTL_NO_REPLY)
-      return absl::InternalError(absl::StrCat(
-          "the control program refused the request (result ", run->result,
-          ")"));
+      return absl::InternalError(
+          absl::StrCat("the control program refused the request (result ",
+                       run->result, ")"));
     // The run may have changed the table before it gave up: ask again as a
     // retransmission, which finds the record it may have made.
     attempt.flags |= LOCKD_FLAG_RETRANSMIT;
   }
-  return absl::UnavailableError(absl::StrCat(
-      "lock ", request.lock_id, " kept changing under ", kAttempts,
-      " attempts; try again"));
+  return absl::UnavailableError(absl::StrCat("lock ", request.lock_id,
+                                             " kept changing under ", kAttempts,
+                                             " attempts; try again"));
 }
 
 bool LockService::Finish(const std::shared_ptr<PendingAcquire>& pending,
@@ -181,12 +181,11 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
   release.ticket = acquired.ticket;
   release.seq = NextDaemonSeq();
   absl::StatusOr<lockd_reply> released = Answer(release);
-  done(absl::CancelledError(
-      absl::StrCat("txn ", acquired.txn_id, " gave up waiting for lock ",
-                   acquired.lock_id,
-                   released.ok() ? "; the wait is cancelled"
-                                 : "; cancelling the wait failed: " +
-                                       released.status().ToString())));
+  done(absl::CancelledError(absl::StrCat(
+      "txn ", acquired.txn_id, " gave up waiting for lock ", acquired.lock_id,
+      released.ok()
+          ? "; the wait is cancelled"
+          : "; cancelling the wait failed: " + released.status().ToString())));
 }
 
 absl::StatusOr<lockd_reply> LockService::Release(uint64_t lock_id,

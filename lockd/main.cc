@@ -19,8 +19,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "lockd/command_line.h"
-#include "lockd/grpc_conventions.h"
 #include "lockd/grpc_admin_service.h"
+#include "lockd/grpc_conventions.h"
 #include "lockd/grpc_server.h"
 #include "lockd/metrics.h"
 #include "lockd/metrics_http.h"
@@ -41,8 +41,7 @@ ABSL_FLAG(std::string, instance, "default",
           "Instance name: pins go to <pin_root>/<instance>. Two instances on "
           "one host need two names.");
 ABSL_FLAG(std::string, pin_root, "/sys/fs/bpf/lockd", "bpffs directory.");
-ABSL_FLAG(lockd::ByteSize, memory_budget,
-          lockd::ByteSize{uint64_t{256} << 20},
+ABSL_FLAG(lockd::ByteSize, memory_budget, lockd::ByteSize{uint64_t{256} << 20},
           "Kernel memory the lock table and the wait-queue pool may grow to "
           "in all (K, M, G suffixes). Memory follows the live locks and "
           "waiters within it; at the budget, requests that need more are "
@@ -146,7 +145,8 @@ int main(int argc, char** argv) {
       lockd::GrpcServer::Start(server->get(), absl::GetFlag(FLAGS_grpc_listen),
                                absl::GetFlag(FLAGS_admin_token));
   if (!grpc.ok()) {
-    fprintf(stderr, "lockd: %s\n", std::string(grpc.status().message()).c_str());
+    fprintf(stderr, "lockd: %s\n",
+            std::string(grpc.status().message()).c_str());
     return 1;
   }
   std::unique_ptr<lockd::MetricsHttpServer> metrics;
@@ -169,17 +169,16 @@ int main(int argc, char** argv) {
   }
   if (verbose) {
     const lockd::ServerInfo& info = (*server)->admin().info();
-    printf("lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s%s\n",
-           options.instance.c_str(), info.udp_port,
-           info.interface.empty()
-               ? "fast path off"
-               : absl::StrCat("fast path on ", info.interface, " (",
-                              info.xdp_mode, ")")
-                     .c_str(),
-           (*grpc)->port(),
-           metrics ? absl::StrCat(", metrics port ", metrics->port()).c_str()
-                   : "",
-           info.restored ? ", continuing the previous run" : "");
+    printf(
+        "lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s%s\n",
+        options.instance.c_str(), info.udp_port,
+        info.interface.empty() ? "fast path off"
+                               : absl::StrCat("fast path on ", info.interface,
+                                              " (", info.xdp_mode, ")")
+                                     .c_str(),
+        (*grpc)->port(),
+        metrics ? absl::StrCat(", metrics port ", metrics->port()).c_str() : "",
+        info.restored ? ", continuing the previous run" : "");
     fflush(stdout);
   }
   if (absl::Status ready = notifier->Notify("READY=1"); !ready.ok())

@@ -82,15 +82,15 @@ std::string RenderPrometheus(const v1::GetStatsResponse& stats) {
 
   w.Single("lockd_locks", "gauge", "Locks with holders or waiters.",
            Live(Get(counters, "lock_created"), Get(counters, "lock_freed")));
-  w.Single("lockd_holders", "gauge", "Holds of locks, all locks together.",
-           Live(Get(counters, "grant_immediate") +
-                    Get(counters, "grant_from_queue"),
-                Get(counters, "hold_ended")));
+  w.Single(
+      "lockd_holders", "gauge", "Holds of locks, all locks together.",
+      Live(Get(counters, "grant_immediate") + Get(counters, "grant_from_queue"),
+           Get(counters, "hold_ended")));
   w.Single("lockd_waiters", "gauge",
            "Waiters in the locks' queues, cancelled ones not counted.",
-           Live(Get(counters, "queued"),
-                Get(counters, "grant_from_queue") + Get(counters, "cancelled") +
-                    Get(counters, "wait_expired")));
+           Live(Get(counters, "queued"), Get(counters, "grant_from_queue") +
+                                             Get(counters, "cancelled") +
+                                             Get(counters, "wait_expired")));
 
   const v1::QueueWait& wait = stats.queue_wait();
   w.Family("lockd_queue_wait_seconds", "histogram",
@@ -113,9 +113,10 @@ std::string RenderPrometheus(const v1::GetStatsResponse& stats) {
             {{"fixed", m.fixed_bytes()},
              {"table", m.table_bytes()},
              {"pool", m.pool_bytes()}});
-  w.Single("lockd_memory_budget_bytes", "gauge",
-           "Kernel memory the table and the pool may grow to (--memory_budget).",
-           m.budget_bytes());
+  w.Single(
+      "lockd_memory_budget_bytes", "gauge",
+      "Kernel memory the table and the pool may grow to (--memory_budget).",
+      m.budget_bytes());
   w.Labeled("lockd_segments", "gauge", "Segments of the growing maps.", "map",
             {{"table", m.table_segments()}, {"pool", m.pool_segments()}});
   w.Single("lockd_pool_blocks", "gauge",
@@ -124,14 +125,13 @@ std::string RenderPrometheus(const v1::GetStatsResponse& stats) {
   w.Single("lockd_pool_capacity_blocks", "gauge",
            "Pool blocks the pool's segments hold.", m.pool_capacity_blocks());
   w.Labeled("lockd_at_budget", "gauge",
-            "1 while the budget has no room for the map's next segment.",
-            "map",
+            "1 while the budget has no room for the map's next segment.", "map",
             {{"table", m.table_at_budget() ? 1 : 0},
              {"pool", m.pool_at_budget() ? 1 : 0}});
-  w.Labeled("lockd_segments_added_total", "counter",
-            "Segments added since the daemon started.", "map",
-            {{"table", m.table_segments_added()},
-             {"pool", m.pool_segments_added()}});
+  w.Labeled(
+      "lockd_segments_added_total", "counter",
+      "Segments added since the daemon started.", "map",
+      {{"table", m.table_segments_added()}, {"pool", m.pool_segments_added()}});
   w.Labeled("lockd_segments_removed_total", "counter",
             "Segments given back since the daemon started.", "map",
             {{"table", m.table_segments_removed()},

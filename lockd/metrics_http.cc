@@ -24,8 +24,8 @@ constexpr size_t kMaxRequest = 8192;
 void WriteAll(int fd, const std::string& data) {
   size_t sent = 0;
   while (sent < data.size()) {
-    const ssize_t n = send(fd, data.data() + sent, data.size() - sent,
-                           MSG_NOSIGNAL);
+    const ssize_t n =
+        send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
     if (n <= 0) return;
     sent += n;
   }
@@ -48,8 +48,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   addr.sin_family = AF_INET;
   if (colon == std::string::npos ||
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 0xffff ||
-      inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr) !=
-          1)
+      inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr) != 1)
     return absl::InvalidArgumentError(absl::StrCat(
         "metrics address \"", address, "\" is not IPv4 \"a.b.c.d:port\""));
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -61,7 +60,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
       listen(fd, 16) != 0) {
     const int err = errno;
     close(fd);
-    return absl::ErrnoToStatus(err, absl::StrCat("serving metrics on ", address));
+    return absl::ErrnoToStatus(err,
+                               absl::StrCat("serving metrics on ", address));
   }
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -106,9 +106,8 @@ void MetricsHttpServer::Answer(int connection) {
              Response("200 OK", "text/plain; version=0.0.4; charset=utf-8",
                       render_()));
   } else {
-    WriteAll(connection,
-             Response("404 Not Found", "text/plain; charset=utf-8",
-                      "lockd serves GET /metrics\n"));
+    WriteAll(connection, Response("404 Not Found", "text/plain; charset=utf-8",
+                                  "lockd serves GET /metrics\n"));
   }
 }
 

@@ -4,8 +4,7 @@
 
 namespace lockd {
 
-uint64_t LocalCalls::Add(uint64_t lock_id, uint64_t txn_id,
-                         Callback callback) {
+uint64_t LocalCalls::Add(uint64_t lock_id, uint64_t txn_id, Callback callback) {
   absl::MutexLock lock(&mu_);
   const uint64_t handle = next_handle_++;
   const Owner owner{lock_id, txn_id};

@@ -72,8 +72,7 @@ absl::Status Segments::Initialize() {
   lockd_config* cfg = datapath_->config();
   const DatapathOptions& options = datapath_->options();
   uint64_t seed = options.hash_seed.value_or(0);
-  if (!options.hash_seed &&
-      getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+  if (!options.hash_seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
     return ErrnoStatus(errno, "drawing the hash seed");
   const uint64_t base = options.fence_base.value_or(TaiNowNs());
   // No program runs yet: the config is written plainly.
@@ -147,8 +146,8 @@ absl::Status Segments::Tidy(absl::Time now) {
   const lockd_pool_seg& current =
       datapath_->pool_info()[use.pool_current % LOCKD_POOL_SLOTS];
   const uint64_t capacity = Load(&current.capacity);
-  const bool oversized = capacity > options_.pool_min_blocks &&
-                         use.pool_live * 4 < capacity;
+  const bool oversized =
+      capacity > options_.pool_min_blocks && use.pool_live * 4 < capacity;
   if (!oversized) {
     pool_oversized_since_ = absl::InfiniteFuture();
   } else if (pool_oversized_since_ == absl::InfiniteFuture()) {

@@ -45,10 +45,9 @@ absl::Status Segments::InstallPoolSegment(uint32_t capacity) {
     close(*fd);
     SetAtBudget(LOCKD_BUDGET_POOL, true);
     refused_.fetch_add(1);
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the memory budget (", options_.budget_bytes,
-                     " bytes) has no room for a pool segment of ", capacity,
-                     " blocks"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the memory budget (", options_.budget_bytes,
+        " bytes) has no room for a pool segment of ", capacity, " blocks"));
   }
   const uint32_t slot = id % LOCKD_POOL_SLOTS;
   // The slot's bookkeeping first, then the map, then the switch: a program

@@ -40,8 +40,8 @@ absl::Status Segments::InsertTableSegment(uint32_t segment, int fd) {
 
 absl::Status Segments::InitializeTable(uint64_t fence_base) {
   // The base buckets, in use from the start at the base depth.
-  for (uint32_t s = 0; s < (1u << LOCKD_TABLE_BASE_DEPTH) / LOCKD_TABLE_SEG_BUCKETS;
-       ++s) {
+  for (uint32_t s = 0;
+       s < (1u << LOCKD_TABLE_BASE_DEPTH) / LOCKD_TABLE_SEG_BUCKETS; ++s) {
     absl::StatusOr<int> fd = CreateTableSegment(s);
     if (!fd.ok()) return fd.status();
     if (table_segment_bytes_ == 0) table_segment_bytes_ = MapMemlock(*fd);

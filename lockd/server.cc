@@ -26,8 +26,7 @@ absl::Status Server::Init() {
   if (absl::Status s = segments_->Start(); !s.ok()) return s;
   table_ = std::make_unique<KernelTable>(datapath_.get());
 
-  absl::StatusOr<std::unique_ptr<UdpSocket>> socket =
-      UdpSocket::Open(dp.port);
+  absl::StatusOr<std::unique_ptr<UdpSocket>> socket = UdpSocket::Open(dp.port);
   if (!socket.ok()) return socket.status();
   socket_ = std::move(*socket);
   notifier_ = std::make_unique<Notifier>(socket_.get(), &calls_, &counters_);
@@ -35,16 +34,16 @@ absl::Status Server::Init() {
       std::make_unique<Dispatcher>(table_.get(), notifier_.get(), &counters_);
   lock_service_ =
       std::make_unique<LockService>(dispatcher_.get(), &calls_, &counters_);
-  expiry_ = std::make_unique<Expiry>(dispatcher_.get(), &counters_,
-                                     options_.expiry);
+  expiry_ =
+      std::make_unique<Expiry>(dispatcher_.get(), &counters_, options_.expiry);
   loop_ = std::make_unique<ControlLoop>(
       ControlLoop::Parts{datapath_.get(), segments_.get(), expiry_.get(),
                          notifier_.get(), dispatcher_.get(),
                          lock_service_.get(), &counters_},
       options_.loop);
   if (absl::Status s = loop_->Start(); !s.ok()) return s;
-  udp_server_ = std::make_unique<UdpServer>(socket_.get(), dispatcher_.get(),
-                                            &counters_);
+  udp_server_ =
+      std::make_unique<UdpServer>(socket_.get(), dispatcher_.get(), &counters_);
   udp_server_->Start();
 
   ServerInfo info;
@@ -62,10 +61,10 @@ absl::Status Server::Init() {
     info.interface = options_.interface;
     info.xdp_mode = *mode == XdpMode::kNative ? "native" : "generic";
   }
-  admin_ = std::make_unique<Admin>(
-      Admin::Parts{dispatcher_.get(), datapath_.get(), segments_.get(),
-                   &counters_},
-      std::move(info));
+  admin_ =
+      std::make_unique<Admin>(Admin::Parts{dispatcher_.get(), datapath_.get(),
+                                           segments_.get(), &counters_},
+                              std::move(info));
   return absl::OkStatus();
 }
 

@@ -20,8 +20,7 @@ namespace lockd {
 class UdpServer {
  public:
   // All must outlive the server.
-  UdpServer(UdpSocket* socket, Dispatcher* dispatcher,
-            DaemonCounters* counters)
+  UdpServer(UdpSocket* socket, Dispatcher* dispatcher, DaemonCounters* counters)
       : socket_(socket), dispatcher_(dispatcher), counters_(counters) {}
   ~UdpServer() { Stop(); }
   UdpServer(const UdpServer&) = delete;

@@ -9,8 +9,8 @@
 #include <cstring>
 
 #include "abi/codec.h"
-#include "absl/strings/str_cat.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace lockd {
 
@@ -44,8 +44,8 @@ absl::Status UdpSocket::Send(const lockd_endpoint& to,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Datagram>> UdpSocket::Receive(
-    absl::Duration timeout, size_t max) {
+absl::StatusOr<std::vector<Datagram>> UdpSocket::Receive(absl::Duration timeout,
+                                                         size_t max) {
   std::vector<Datagram> out;
   pollfd p{fd_, POLLIN, 0};
   const int ready =
@@ -57,9 +57,8 @@ absl::StatusOr<std::vector<Datagram>> UdpSocket::Receive(
     uint8_t buffer[2048];
     sockaddr_in from{};
     socklen_t from_len = sizeof(from);
-    const ssize_t n =
-        recvfrom(fd_, buffer, sizeof(buffer), MSG_DONTWAIT,
-                 reinterpret_cast<sockaddr*>(&from), &from_len);
+    const ssize_t n = recvfrom(fd_, buffer, sizeof(buffer), MSG_DONTWAIT,
+                               reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
       return absl::ErrnoToStatus(errno, "receiving on the UDP socket");

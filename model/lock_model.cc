@@ -45,8 +45,7 @@ bool IsWellFormed(const lockd_request& req) {
   }
 }
 
-LockModel::Waiter* FindLiveWaiter(LockModel::LockState& lock,
-                                  uint64_t txn_id) {
+LockModel::Waiter* FindLiveWaiter(LockModel::LockState& lock, uint64_t txn_id) {
   for (LockModel::Waiter& waiter : lock.queue)
     if (!waiter.cancelled && waiter.txn_id == txn_id) return &waiter;
   return nullptr;
@@ -86,8 +85,7 @@ lockd_reply WithFence(lockd_reply r, uint64_t fence) {
 
 LockModel::LockModel(Config config) : config_(config) {}
 
-LockModel::Outcome LockModel::Apply(const lockd_request& req,
-                                    uint64_t now_ns) {
+LockModel::Outcome LockModel::Apply(const lockd_request& req, uint64_t now_ns) {
   now_ns_ = now_ns;
   Outcome out;
   if (!IsWellFormed(req)) {
@@ -107,8 +105,8 @@ LockModel::Outcome LockModel::Apply(const lockd_request& req,
     default: {  // KICK
       if (req.hops >= LOCKD_MAX_KICK_HOPS) break;
       auto it = locks_.find(req.lock_id);
-      if (it != locks_.end()) GrantFromHead(req.lock_id, it->second, now_ns,
-                                            &out);
+      if (it != locks_.end())
+        GrantFromHead(req.lock_id, it->second, now_ns, &out);
       break;
     }
   }
@@ -221,8 +219,7 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
   Count(LOCKD_STAT_RELEASE, out);
   if (auto it = locks_.find(req.lock_id); it != locks_.end()) {
     LockState& lock = it->second;
-    if (auto held = lock.holders.find(req.txn_id);
-        held != lock.holders.end()) {
+    if (auto held = lock.holders.find(req.txn_id); held != lock.holders.end()) {
       if (IsStale(req.seq, held->second.seq)) {
         Count(LOCKD_STAT_RELEASE_DUP, out);
         out->reply = ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
@@ -237,8 +234,8 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
       const uint64_t fence =
           EndHold(req.lock_id, lock, req.txn_id, LOCKD_STATUS_OK, out);
       Count(LOCKD_STAT_RELEASED, out);
-      out->reply = WithFence(
-          ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK), fence);
+      out->reply =
+          WithFence(ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK), fence);
       GrantFromHead(req.lock_id, lock, now_ns, out);
       return;
     }
@@ -257,16 +254,16 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
   }
   // Not a member. A hold or wait ended for the owner says why.
   auto memo = ended_.find({req.lock_id, req.txn_id});
-  const uint8_t status = memo != ended_.end() ? memo->second.status
-                                              : uint8_t{LOCKD_STATUS_NOT_HOLDER};
+  const uint8_t status = memo != ended_.end()
+                             ? memo->second.status
+                             : uint8_t{LOCKD_STATUS_NOT_HOLDER};
   Count(status == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_REJECT_EXPIRED
                                              : LOCKD_STAT_REJECT_NOT_HOLDER,
         out);
   out->reply = ReplyTo(req, LOCKD_OP_REJECTED, status);
 }
 
-void LockModel::Renew(const lockd_request& req, uint64_t now_ns,
-                      Outcome* out) {
+void LockModel::Renew(const lockd_request& req, uint64_t now_ns, Outcome* out) {
   Hold* hold = nullptr;
   if (auto it = locks_.find(req.lock_id); it != locks_.end()) {
     auto held = it->second.holders.find(req.txn_id);
@@ -297,8 +294,8 @@ void LockModel::Renew(const lockd_request& req, uint64_t now_ns,
   out->reply = renewed;
 }
 
-uint64_t LockModel::EndHold(uint64_t lock_id, LockState& lock,
-                            uint64_t txn_id, uint8_t reason, Outcome* out) {
+uint64_t LockModel::EndHold(uint64_t lock_id, LockState& lock, uint64_t txn_id,
+                            uint8_t reason, Outcome* out) {
   const uint64_t fence = lock.holders.at(txn_id).fence;
   lock.holders.erase(txn_id);
   if (lock.holders.empty()) lock.mode = LOCKD_MODE_NONE;

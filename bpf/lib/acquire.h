@@ -58,8 +58,8 @@ static __always_inline void member_block_init(struct lockd_block *blk,
 }
 
 /* The lock's inline holder, written from the request. */
-static __always_inline void member_inline_init(struct lockd_member *m,
-                                               const struct lockd_request *req) {
+static __always_inline void member_inline_init(
+    struct lockd_member *m, const struct lockd_request *req) {
   m->txn_id = req->txn_id;
   m->seq = req->seq;
   m->client_id = 0;
@@ -69,7 +69,6 @@ static __always_inline void member_inline_init(struct lockd_member *m,
   m->policy = req->policy;
   m->flags = req->member_flags;
 }
-
 
 /* Under the guard: a request from an owner that already holds or waits. */
 static __always_inline enum acquire_outcome acquire_again(
@@ -138,15 +137,15 @@ static __always_inline enum acquire_outcome acquire_join(
   if (!conflict) {
     if (lk->holder.state == LOCKD_MEMBER_FREE) {
       member_inline_init(&lk->holder, req);
-      st->fence = lock_add_holder(lk, &lk->holder, req->mode, st->now,
-                                  st->lease_ms);
+      st->fence =
+          lock_add_holder(lk, &lk->holder, req->mode, st->now, st->lease_ms);
       st->ticket = LOCKD_TICKET_INLINE;
       return ACQ_GRANTED;
     }
     if (!bl->block) return ACQ_NEED_BLOCK;
     if (!chain_head_is(lk, bl->first_idx, bl->first)) return ACQ_RETRY;
-    st->fence = lock_add_holder(lk, &bl->block->m, req->mode, st->now,
-                                st->lease_ms);
+    st->fence =
+        lock_add_holder(lk, &bl->block->m, req->mode, st->now, st->lease_ms);
     chain_push(lk, bl->block, st->block_idx, bl->first);
     st->ticket = st->block_idx;
     return ACQ_GRANTED;
@@ -172,8 +171,8 @@ static __always_inline enum acquire_outcome acquire_join(
 
 /* Guesses, from values read without the guard, whether the decision will
  * need a block (a waiter, or a shared holder beside the inline one). */
-static __always_inline bool acquire_wants_block(const struct lockd_lock *lk,
-                                                const struct lockd_request *req) {
+static __always_inline bool acquire_wants_block(
+    const struct lockd_lock *lk, const struct lockd_request *req) {
   if (READ_ONCE(lk->holder.txn_id) == req->txn_id) return false;
   bool shared = READ_ONCE(lk->mode) == LOCKD_MODE_SHARED &&
                 req->mode == LOCKD_MODE_SHARED;
@@ -219,7 +218,8 @@ static __always_inline enum acquire_outcome acquire_attempt(
   int slot = -1;
   bpf_spin_lock(&b->guard);
   bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk = serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
+  struct lockd_lock *lk =
+      serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
   if (!serves) {
     outcome = ACQ_RETRY;
   } else if (!lk) {
@@ -232,8 +232,8 @@ static __always_inline enum acquire_outcome acquire_attempt(
       lk = bucket_claim(b, free, req->lock_id);
       st->created = 1;
       member_inline_init(&lk->holder, req);
-      st->fence = lock_add_holder(lk, &lk->holder, req->mode, st->now,
-                                  st->lease_ms);
+      st->fence =
+          lock_add_holder(lk, &lk->holder, req->mode, st->now, st->lease_ms);
       st->ticket = LOCKD_TICKET_INLINE;
       outcome = ACQ_GRANTED;
     }

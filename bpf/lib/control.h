@@ -31,8 +31,7 @@ static __always_inline void ctl_copy_notices(struct lockd_ctl *ctl,
 static __always_inline void ctl_request(struct lockd_ctl *ctl,
                                         struct lt_result *res, __u64 now) {
   const struct lockd_request *req = &ctl->req;
-  if (!request_fields_valid(req->opcode, req->mode, req->policy,
-                            req->flags)) {
+  if (!request_fields_valid(req->opcode, req->mode, req->policy, req->flags)) {
     stat_inc(LOCKD_STAT_MALFORMED);
     ctl->result = LOCKD_CTL_MALFORMED;
     return;
@@ -71,10 +70,10 @@ static __always_inline void ctl_end(struct lockd_ctl *ctl,
   switch (st->outcome) {
     case END_RELEASED: {
       bool forced = kind == END_FORCE;
-      end_remember(&ctl->req,
-                   forced ? LOCKD_STATUS_FORCE_RELEASED
-                          : LOCKD_STATUS_LEASE_EXPIRED,
-                   st, now);
+      end_remember(
+          &ctl->req,
+          forced ? LOCKD_STATUS_FORCE_RELEASED : LOCKD_STATUS_LEASE_EXPIRED, st,
+          now);
       stat_inc(forced ? LOCKD_STAT_FORCE_RELEASED : LOCKD_STAT_LEASE_EXPIRED);
       ctl->reply.fence = st->fence;
       ctl->result = LOCKD_CTL_OK;

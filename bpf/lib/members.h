@@ -29,8 +29,8 @@
 
 static __always_inline void result_reply(struct lt_result *res,
                                          const struct lockd_request *req,
-                                         __u8 opcode, __u8 status,
-                                         __u64 fence, __u64 ticket) {
+                                         __u8 opcode, __u8 status, __u64 fence,
+                                         __u64 ticket) {
   res->verdict = LT_REPLY;
   res->reply.opcode = opcode;
   res->reply.status = status;
@@ -160,7 +160,6 @@ static __always_inline void chain_push(struct lockd_lock *lk,
 
 /* ---- Finding a member ---------------------------------------------------*/
 
-
 /* The hint's block, looked up (before the guard). */
 struct member_ref {
   __u64 ticket;
@@ -170,8 +169,8 @@ struct member_ref {
 static __always_inline void member_ref_from_hint(
     struct member_ref *mref, const struct member_hint *hint) {
   mref->ticket = hint->ticket;
-  mref->blk = hint->ticket > LOCKD_TICKET_INLINE ? pool_lookup(hint->ticket)
-                                                 : NULL;
+  mref->blk =
+      hint->ticket > LOCKD_TICKET_INLINE ? pool_lookup(hint->ticket) : NULL;
 }
 
 enum member_where { MEMBER_NONE = 0, MEMBER_INLINE, MEMBER_BLOCK };

@@ -39,8 +39,7 @@ enum parse_result {
 static __always_inline bool request_fields_valid(__u8 opcode, __u8 mode,
                                                  __u8 policy, __u8 flags) {
   if (flags & ~LOCKD_REQUEST_FLAGS) return false;
-  if (mode > LOCKD_MODE_EXCLUSIVE || policy >= LOCKD_POLICY_COUNT)
-    return false;
+  if (mode > LOCKD_MODE_EXCLUSIVE || policy >= LOCKD_POLICY_COUNT) return false;
   switch (opcode) {
     case LOCKD_OP_ACQUIRE:
       return mode != LOCKD_MODE_NONE;
@@ -54,8 +53,8 @@ static __always_inline bool request_fields_valid(__u8 opcode, __u8 mode,
 }
 
 static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
-  return msg->status == 0 && request_fields_valid(msg->opcode, msg->mode,
-                                                  msg->policy, msg->flags);
+  return msg->status == 0 &&
+         request_fields_valid(msg->opcode, msg->mode, msg->policy, msg->flags);
 }
 
 /* Classifies the packet in [data, data_end) and, when it is a well-formed

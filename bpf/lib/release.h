@@ -27,7 +27,6 @@ enum end_outcome {
   END_RETRY,
 };
 
-
 /* Under the guard: ends the hold of the member `where` says. */
 static __always_inline enum end_outcome end_hold(
     struct lockd_bucket *b, int slot, struct lockd_lock *lk,
@@ -85,7 +84,8 @@ static __always_inline enum end_outcome end_attempt(
   int slot = -1;
   bpf_spin_lock(&b->guard);
   bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk = serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
+  struct lockd_lock *lk =
+      serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
   enum member_where where =
       lk ? member_match(lk, req->lock_id, req->txn_id, &mref) : MEMBER_NONE;
   struct lockd_member *m = where == MEMBER_INLINE
@@ -136,9 +136,10 @@ __noinline int lt_end_attempt(void) {
 /* Runs end_attempt until it decides; frees what the ending unlinked and,
  * when waiters may follow, grants from the head. Returns the state (its
  * outcome, the ended member), NULL if there is none. */
-static __always_inline struct end_state *lt_end(
-    const struct lockd_request *req, enum end_kind kind, __u64 now,
-    bool may_grant, struct lt_result *res) {
+static __always_inline struct end_state *lt_end(const struct lockd_request *req,
+                                                enum end_kind kind, __u64 now,
+                                                bool may_grant,
+                                                struct lt_result *res) {
   __u32 zero = 0;
   struct end_state *st = bpf_map_lookup_elem(&end_scratch, &zero);
   if (!st) return NULL;
@@ -247,7 +248,6 @@ enum renew_outcome {
   RENEW_RETRY,
 };
 
-
 static __always_inline enum renew_outcome renew_attempt(
     const struct lockd_config *cfg, struct renew_state *st) {
   const struct lockd_request *req = &st->req;
@@ -260,7 +260,8 @@ static __always_inline enum renew_outcome renew_attempt(
   int slot = -1;
   bpf_spin_lock(&b->guard);
   bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk = serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
+  struct lockd_lock *lk =
+      serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
   enum member_where where =
       lk ? member_match(lk, req->lock_id, req->txn_id, &mref) : MEMBER_NONE;
   struct lockd_member *m = where == MEMBER_INLINE
@@ -271,8 +272,7 @@ static __always_inline enum renew_outcome renew_attempt(
   } else if (!lk) {
     outcome = RENEW_UNKNOWN;
   } else if (!m) {
-    outcome = member_unknown(lk, &st->hint) ? RENEW_NEED_SEARCH
-                                            : RENEW_UNKNOWN;
+    outcome = member_unknown(lk, &st->hint) ? RENEW_NEED_SEARCH : RENEW_UNKNOWN;
   } else if (m->state != LOCKD_MEMBER_HELD) {
     outcome = RENEW_UNKNOWN;
   } else if (m->expires_ns < st->now) {
@@ -298,8 +298,8 @@ __noinline int lt_renew_attempt(void) {
   return st->outcome;
 }
 
-static __always_inline void lt_renew(const struct lockd_request *req,
-                                     __u64 now, struct lt_result *res) {
+static __always_inline void lt_renew(const struct lockd_request *req, __u64 now,
+                                     struct lt_result *res) {
   __u32 zero = 0;
   struct renew_state *st = bpf_map_lookup_elem(&renew_scratch, &zero);
   if (!st) return result_silent(res);

@@ -44,9 +44,9 @@ struct acquire_state {
   __u32 queue_pos;
   __u32 lease_ms;
   __u32 want_block;
-  __u32 created; /* this request's critical section claimed the slot */
-  __u32 pool;    /* enum pool_result of the last allocation */
-  __u32 outcome; /* enum acquire_outcome of the last attempt */
+  __u32 created;   /* this request's critical section claimed the slot */
+  __u32 pool;      /* enum pool_result of the last allocation */
+  __u32 outcome;   /* enum acquire_outcome of the last attempt */
   __u32 split_idx; /* ACQ_NEED_SPLIT: the full bucket */
   __u32 split_depth;
   __u32 bucket_full; /* ... and it has no free slot at all */

@@ -215,9 +215,8 @@ static __always_inline __u32 *seg_state(__u32 seg) {
 /* Asks the daemon, once, for table segment `seg`. */
 static __always_inline void table_ask_segment(__u32 seg) {
   __u32 *state = seg_state(seg);
-  if (state &&
-      __sync_val_compare_and_swap(state, LOCKD_SEG_IDLE, LOCKD_SEG_ASKED) ==
-          LOCKD_SEG_IDLE)
+  if (state && __sync_val_compare_and_swap(state, LOCKD_SEG_IDLE,
+                                           LOCKD_SEG_ASKED) == LOCKD_SEG_IDLE)
     event_simple(LOCKD_EVENT_TABLE_GROW, seg, 0, 0);
 }
 
@@ -357,8 +356,7 @@ static __always_inline void merge_buckets(struct lockd_config *cfg,
       (__u32)hi->count + READ_ONCE(lo->count) <= LOCKD_BUCKET_SLOTS) {
     for (int i = 0; i < LOCKD_BUCKET_SLOTS; i++) {
       moving->ids[i] = hi->ids[i];
-      __builtin_memcpy(&moving->slots[i], &hi->slots[i],
-                       sizeof(hi->slots[i]));
+      __builtin_memcpy(&moving->slots[i], &hi->slots[i], sizeof(hi->slots[i]));
     }
     moving->used = hi->used;
     moving->count = hi->count;
@@ -406,8 +404,7 @@ static __always_inline void merge_buckets(struct lockd_config *cfg,
     bpf_spin_lock(&hi->guard);
     for (int i = 0; i < LOCKD_BUCKET_SLOTS; i++) {
       hi->ids[i] = moving->ids[i];
-      __builtin_memcpy(&hi->slots[i], &moving->slots[i],
-                       sizeof(hi->slots[i]));
+      __builtin_memcpy(&hi->slots[i], &moving->slots[i], sizeof(hi->slots[i]));
     }
     hi->used = moving->used;
     hi->count = moving->count;

@@ -62,9 +62,8 @@ static __always_inline int pool_extend(__u64 *idx, __u32 first, __u32 count) {
   __u32 zero = 0;
   struct lockd_block *init = bpf_map_lookup_elem(&block_scratch, &zero);
   if (!init) return -ENOMEM;
-  __u64 prev_idx = first > 0 && first <= KERBY_MAX_BLOCKS
-                       ? idx[chain_slot(first - 1)]
-                       : 0;
+  __u64 prev_idx =
+      first > 0 && first <= KERBY_MAX_BLOCKS ? idx[chain_slot(first - 1)] : 0;
   for (__u32 i = 0; i < KERBY_MAX_BLOCKS; i++) {
     if (i >= count) break;
     __u32 slot = first + i;

@@ -35,8 +35,7 @@ struct pool_command {
   __u64 idx[KERBY_MAX_BLOCKS];
   __u8 data[KERBY_MAX_BLOCKS * LOCKD_BLOCK_DATA];
 };
-LOCKD_ASSERT_SIZE(struct pool_command,
-                  24 + 8 * KERBY_MAX_BLOCKS +
-                      KERBY_MAX_BLOCKS * LOCKD_BLOCK_DATA);
+LOCKD_ASSERT_SIZE(struct pool_command, 24 + 8 * KERBY_MAX_BLOCKS +
+                                           KERBY_MAX_BLOCKS * LOCKD_BLOCK_DATA);
 
 #endif /* LOCKD_BPF_TEST_POOL_TEST_COMMAND_H_ */

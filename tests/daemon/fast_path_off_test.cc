@@ -31,17 +31,17 @@ TEST_F(FastPathOffTest, SocketServesTheTableAndSendsGrants) {
   absl::StatusOr<Message> held = ExpectReply(
       (*a)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE), LOCKD_OP_GRANTED);
   ASSERT_TRUE(held.ok()) << held.status();
-  absl::StatusOr<Message> refused = ExpectReply(
-      (*waiters)[0]->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE,
-                          LOCKD_POLICY_NO_WAIT),
-      LOCKD_OP_REJECTED);
+  absl::StatusOr<Message> refused =
+      ExpectReply((*waiters)[0]->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE,
+                                      LOCKD_POLICY_NO_WAIT),
+                  LOCKD_OP_REJECTED);
   ASSERT_TRUE(refused.ok()) << refused.status();
   EXPECT_EQ(refused->status, LOCKD_STATUS_CONFLICT);
   for (auto& waiter : *waiters)
-    ASSERT_TRUE(IsOk(ExpectReply(waiter->Call(LOCKD_OP_ACQUIRE,
-                                              LOCKD_MODE_EXCLUSIVE),
-                                 LOCKD_OP_QUEUED)
-                         .status()));
+    ASSERT_TRUE(
+        IsOk(ExpectReply(waiter->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                         LOCKD_OP_QUEUED)
+                 .status()));
   EXPECT_TRUE(IsOk(ReleaseInFifoOrder(**a, held->fence, *waiters)));
 
   absl::StatusOr<v1::GetStatsResponse> stats = StatsJson();

@@ -5,8 +5,8 @@
 // stderr, "failed <grpc code>" on stdout and exit code 1.
 #include <grpcpp/grpcpp.h>
 
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>

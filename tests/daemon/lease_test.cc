@@ -70,10 +70,10 @@ TEST_F(LeaseTest, UncontendedExpiredHoldIsSweptAway) {
   const uint64_t lock = LockIdForName("swept");
   absl::StatusOr<std::unique_ptr<UdpLockClient>> a = OpenClient(lock, 1);
   ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(IsOk(ExpectReply((*a)->Call(LOCKD_OP_ACQUIRE,
-                                          LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_GRANTED)
-                       .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*a)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_GRANTED)
+               .status()));
   // Nobody contends: only the sweep ends the hold, and the lock, idle
   // then, leaves the table.
   absl::Status gone = WaitUntil(

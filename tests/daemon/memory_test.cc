@@ -46,9 +46,9 @@ TEST_F(MemoryTest, LongQueueGrowsThePoolAndItShrinksAfterTheDrain) {
     absl::StatusOr<std::unique_ptr<UdpLockClient>> waiter =
         OpenClient(lock, 1000 + i);
     ASSERT_TRUE(waiter.ok()) << waiter.status();
-    absl::StatusOr<Message> queued = ExpectReply(
-        (*waiter)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
-        LOCKD_OP_QUEUED);
+    absl::StatusOr<Message> queued =
+        ExpectReply((*waiter)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                    LOCKD_OP_QUEUED);
     ASSERT_TRUE(queued.ok()) << "waiter " << i << ": " << queued.status();
     EXPECT_EQ(queued->queue_pos, static_cast<uint32_t>(i));
     waiters.push_back(std::move(*waiter));
@@ -56,8 +56,10 @@ TEST_F(MemoryTest, LongQueueGrowsThePoolAndItShrinksAfterTheDrain) {
 
   absl::StatusOr<v1::GetStatsResponse> grown = StatsJson();
   ASSERT_TRUE(grown.ok()) << grown.status();
-  EXPECT_GE(grown->memory().pool_segments_added(), 4u);  // 16, 32, 64, 128 blocks
-  EXPECT_EQ(grown->memory().pool_live_blocks(), static_cast<uint64_t>(kWaiters));
+  EXPECT_GE(grown->memory().pool_segments_added(),
+            4u);  // 16, 32, 64, 128 blocks
+  EXPECT_EQ(grown->memory().pool_live_blocks(),
+            static_cast<uint64_t>(kWaiters));
   EXPECT_GE(grown->memory().pool_capacity_blocks(),
             static_cast<uint64_t>(kWaiters));
   EXPECT_EQ(Counter(*grown, "no_capacity_pool"), 0u);
@@ -81,7 +83,8 @@ TEST_F(MemoryTest, LongQueueGrowsThePoolAndItShrinksAfterTheDrain) {
 }
 
 TEST_F(MemoryTest, AtTheBudgetWaitersAreRefusedAndRoomComesBack) {
-  const std::string pool_flag = absl::StrCat("--pool_min_blocks=", kPoolMinBlocks);
+  const std::string pool_flag =
+      absl::StrCat("--pool_min_blocks=", kPoolMinBlocks);
   // What a fresh server takes, measured: the budget is exactly that.
   uint64_t fresh_bytes = 0;
   {
@@ -94,8 +97,8 @@ TEST_F(MemoryTest, AtTheBudgetWaitersAreRefusedAndRoomComesBack) {
     ASSERT_TRUE(IsOk((*probe)->Signal(SIGTERM)));
     ASSERT_TRUE((*probe)->Wait(kStopTimeout).ok());
   }
-  absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd = StartLockd(
-      {pool_flag, absl::StrCat("--memory_budget=", fresh_bytes)});
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd =
+      StartLockd({pool_flag, absl::StrCat("--memory_budget=", fresh_bytes)});
   ASSERT_TRUE(lockd.ok()) << lockd.status();
 
   const uint64_t lock = LockIdForName("budget");
@@ -137,14 +140,14 @@ TEST_F(MemoryTest, AtTheBudgetWaitersAreRefusedAndRoomComesBack) {
   // Room again: the refused client queues now.
   absl::StatusOr<std::unique_ptr<UdpLockClient>> next = OpenClient(lock, 2);
   ASSERT_TRUE(next.ok()) << next.status();
-  ASSERT_TRUE(IsOk(ExpectReply((*next)->Call(LOCKD_OP_ACQUIRE,
-                                             LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_GRANTED)
-                       .status()));
-  ASSERT_TRUE(IsOk(ExpectReply(refused->Call(LOCKD_OP_ACQUIRE,
-                                             LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_QUEUED)
-                       .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*next)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_GRANTED)
+               .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply(refused->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_QUEUED)
+               .status()));
 }
 
 }  // namespace

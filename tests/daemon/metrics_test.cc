@@ -62,10 +62,10 @@ TEST_F(MetricsTest, GaugesAndCountersFollowTheWorkload) {
       a.Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE), LOCKD_OP_GRANTED);
   ASSERT_TRUE(held.ok()) << held.status();
   for (UdpLockClient* waiter : {&b, &c})
-    ASSERT_TRUE(IsOk(ExpectReply(waiter->Call(LOCKD_OP_ACQUIRE,
-                                              LOCKD_MODE_EXCLUSIVE),
-                                 LOCKD_OP_QUEUED)
-                         .status()));
+    ASSERT_TRUE(
+        IsOk(ExpectReply(waiter->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                         LOCKD_OP_QUEUED)
+                 .status()));
 
   absl::StatusOr<std::string> busy = Scrape();
   ASSERT_TRUE(busy.ok()) << busy.status();
@@ -75,14 +75,14 @@ TEST_F(MetricsTest, GaugesAndCountersFollowTheWorkload) {
   EXPECT_THAT(*busy, HasSubstr("lockd_queue_wait_seconds_count 0\n"));
 
   // A, then B, then C release: two waiters granted from the queue.
-  for (auto [holder, next] :
-       {std::pair{&a, &b}, std::pair{&b, &c}}) {
-    ASSERT_TRUE(IsOk(
-        ExpectReply(holder->Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED).status()));
+  for (auto [holder, next] : {std::pair{&a, &b}, std::pair{&b, &c}}) {
+    ASSERT_TRUE(
+        IsOk(ExpectReply(holder->Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED)
+                 .status()));
     ASSERT_TRUE(IsOk(ExpectReply(next->Receive(), LOCKD_OP_GRANTED).status()));
   }
-  ASSERT_TRUE(IsOk(
-      ExpectReply(c.Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED).status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply(c.Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED).status()));
 
   absl::StatusOr<std::string> idle = Scrape();
   ASSERT_TRUE(idle.ok()) << idle.status();
@@ -90,8 +90,9 @@ TEST_F(MetricsTest, GaugesAndCountersFollowTheWorkload) {
   EXPECT_THAT(*idle, HasSubstr("\nlockd_holders 0\n"));
   EXPECT_THAT(*idle, HasSubstr("\nlockd_waiters 0\n"));
   EXPECT_THAT(*idle, HasSubstr("lockd_queue_wait_seconds_count 2\n"));
-  EXPECT_THAT(*idle, HasSubstr(
-                         "lockd_datapath_outcomes_total{outcome=\"queued\"} 2\n"));
+  EXPECT_THAT(
+      *idle,
+      HasSubstr("lockd_datapath_outcomes_total{outcome=\"queued\"} 2\n"));
   EXPECT_THAT(*idle,
               HasSubstr("lockd_datapath_outcomes_total{outcome=\"grant_from_"
                         "queue\"} 2\n"));

@@ -102,8 +102,7 @@ TEST_P(RestartTest, NextRunContinuesWithHoldersAndQueues) {
 INSTANTIATE_TEST_SUITE_P(StopSignals, RestartTest,
                          ::testing::Values(SIGKILL, SIGTERM),
                          [](const ::testing::TestParamInfo<int>& info) {
-                           return info.param == SIGKILL ? "Sigkill"
-                                                        : "Sigterm";
+                           return info.param == SIGKILL ? "Sigkill" : "Sigterm";
                          });
 
 // gRPC callers through a SIGKILL: the call that was waiting fails with
@@ -134,19 +133,19 @@ TEST_F(RestartTest, GrpcCallersKeepTheirHoldsAndPlacesThroughASigkill) {
   ASSERT_TRUE(granted.ok()) << granted.status();
   absl::StatusOr<std::unique_ptr<UdpLockClient>> u2 = OpenClient(lock, 2);
   ASSERT_TRUE(u2.ok()) << u2.status();
-  ASSERT_TRUE(IsOk(ExpectReply((*u2)->Call(LOCKD_OP_ACQUIRE,
-                                           LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_QUEUED)
-                       .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*u2)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_QUEUED)
+               .status()));
   absl::StatusOr<std::unique_ptr<NetnsProcess>> g3 = grpc_client(3);
   ASSERT_TRUE(g3.ok()) << g3.status();
   ASSERT_TRUE(IsOk(queue_is(2)));
   absl::StatusOr<std::unique_ptr<UdpLockClient>> u4 = OpenClient(lock, 4);
   ASSERT_TRUE(u4.ok()) << u4.status();
-  ASSERT_TRUE(IsOk(ExpectReply((*u4)->Call(LOCKD_OP_ACQUIRE,
-                                           LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_QUEUED)
-                       .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*u4)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_QUEUED)
+               .status()));
 
   ASSERT_TRUE(IsOk((*first)->Signal(SIGKILL)));
   ASSERT_TRUE((*first)->Wait(kStopTimeout).ok());

@@ -34,9 +34,9 @@ Message UdpLockClient::Request(lockd_opcode opcode, lockd_mode mode,
 absl::Status UdpLockClient::Send(lockd_opcode opcode, lockd_mode mode,
                                  lockd_policy policy, uint32_t lease_ms,
                                  uint32_t wait_ms) {
-  return socket_.SendTo(server_, LOCKD_DEFAULT_PORT,
-                        Encode(Request(opcode, mode, policy, lease_ms,
-                                       wait_ms)));
+  return socket_.SendTo(
+      server_, LOCKD_DEFAULT_PORT,
+      Encode(Request(opcode, mode, policy, lease_ms, wait_ms)));
 }
 
 absl::StatusOr<Message> UdpLockClient::Receive(absl::Duration timeout) {
@@ -78,9 +78,9 @@ absl::StatusOr<Message> UdpLockClient::Call(lockd_opcode opcode,
             socket_.SendTo(server_, LOCKD_DEFAULT_PORT, Encode(request));
         !sent.ok())
       return sent;
-    absl::StatusOr<Message> reply = Receive(
-        std::min(kRetransmitAfter, std::max(give_up - absl::Now(),
-                                            absl::ZeroDuration())));
+    absl::StatusOr<Message> reply =
+        Receive(std::min(kRetransmitAfter, std::max(give_up - absl::Now(),
+                                                    absl::ZeroDuration())));
     if (!absl::IsDeadlineExceeded(reply.status()) || absl::Now() >= give_up)
       return reply;
     // Unanswered (the server was adding memory, or the lock kept changing):

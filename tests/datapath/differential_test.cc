@@ -54,8 +54,8 @@ bool IsGrpc(int client) { return client % 8 == 0; }
 // What the test sends: a message, and for the datapath its ticket.
 struct Step {
   enum Kind { kRequest, kControl } kind = kRequest;
-  Message m;           // kRequest
-  lockd_ctl ctl{};     // kControl
+  Message m;        // kRequest
+  lockd_ctl ctl{};  // kControl
   bool lost_ticket = false;
 };
 
@@ -132,8 +132,7 @@ class Generator {
  private:
   OwnerKey RandomOwner() {
     const uint64_t txn = 1 + rng_() % (kClients * 32);
-    if (rng_() % 3 == 0)
-      return {kHotBase + rng_() % kHotLocks, txn};
+    if (rng_() % 3 == 0) return {kHotBase + rng_() % kHotLocks, txn};
     return {kChurnBase + rng_() % kChurnLocks, txn};
   }
 
@@ -215,8 +214,7 @@ class DifferentialTest : public ::testing::Test {
         v.ok() ? absl::StrCat("holders ", v->holders.size(), " queue ",
                               v->queue.size())
                : std::string(v.status().message()),
-        "; depths ", cfg->min_depth, "..", cfg->max_depth,
-        " leaves");
+        "; depths ", cfg->min_depth, "..", cfg->max_depth, " leaves");
     for (int d = 0; d <= LOCKD_TABLE_MAX_DEPTH; ++d)
       if (cfg->leaves[d]) absl::StrAppend(&out, " ", d, ":", cfg->leaves[d]);
     return out;
@@ -253,10 +251,10 @@ class DifferentialTest : public ::testing::Test {
   void Apply(const Step& step, int op) {
     const std::string what = absl::StrCat(
         "op ", op, ": ",
-        step.kind == Step::kRequest ? step.m.ToString()
-                                    : absl::StrCat("control ", step.ctl.op,
-                                                   " lock ", step.ctl.req.lock_id,
-                                                   " txn ", step.ctl.req.txn_id));
+        step.kind == Step::kRequest
+            ? step.m.ToString()
+            : absl::StrCat("control ", step.ctl.op, " lock ",
+                           step.ctl.req.lock_id, " txn ", step.ctl.req.txn_id));
     std::vector<lockd_notice> want_notices;
     LockModel::Counters want_counters{};
     std::vector<std::pair<int, Message>> got_notices;
@@ -290,8 +288,8 @@ class DifferentialTest : public ::testing::Test {
           model_.Apply(ToRequest(step.m, ClientAbiEndpoint(client)), 0);
       Message m = step.m;
       auto ticket = tickets_.find({m.lock_id, m.txn_id});
-      m.ticket = step.lost_ticket || ticket == tickets_.end() ? 0
-                                                              : ticket->second;
+      m.ticket =
+          step.lost_ticket || ticket == tickets_.end() ? 0 : ticket->second;
       std::vector<Bytes> grants;
       absl::StatusOr<Delivery> d = deliverer_->DeliverAll(
           BuildFrame(ClientEndpoint(client), ServerEndpoint(), m), &grants);
@@ -302,8 +300,8 @@ class DifferentialTest : public ::testing::Test {
       if (want.reply) {
         absl::StatusOr<Message> reply = MessageOf(d->out);
         ASSERT_TRUE(reply.ok()) << what;
-        ASSERT_EQ(d->out, BuildFrame(ServerEndpoint(), ClientEndpoint(client),
-                                     *reply))
+        ASSERT_EQ(d->out,
+                  BuildFrame(ServerEndpoint(), ClientEndpoint(client), *reply))
             << what << " (reply frame)";
         ASSERT_NO_FATAL_FAILURE(CheckReply(*want.reply, *reply, what));
       }
@@ -354,9 +352,8 @@ class DifferentialTest : public ::testing::Test {
       for (size_t i = 0; i < got.size(); ++i) {
         ASSERT_EQ(got[i].first, ClientOf(want[i].reply.txn_id))
             << what << " notice " << i;
-        ASSERT_NO_FATAL_FAILURE(
-            CheckReply(want[i].reply, got[i].second,
-                       absl::StrCat(what, " notice ", i)));
+        ASSERT_NO_FATAL_FAILURE(CheckReply(want[i].reply, got[i].second,
+                                           absl::StrCat(what, " notice ", i)));
       }
     }
     absl::StatusOr<StatCounters> after = dp_->datapath->ReadStats();
@@ -372,8 +369,7 @@ class DifferentialTest : public ::testing::Test {
   }
 
   void ExpectSameState(int op) {
-    absl::StatusOr<std::vector<LockSummary>> listed =
-        dp_->table->ListAll();
+    absl::StatusOr<std::vector<LockSummary>> listed = dp_->table->ListAll();
     ASSERT_TRUE(listed.ok()) << listed.status();
     ASSERT_EQ(listed->size(), model_.locks().size()) << "op " << op;
     uint64_t blocks = 0;
@@ -390,8 +386,7 @@ class DifferentialTest : public ::testing::Test {
       ASSERT_EQ(got->holders.size(), want->holders.size()) << what;
       for (const MemberView& h : got->holders) {
         auto it = want->holders.find(h.m.txn_id);
-        ASSERT_TRUE(it != want->holders.end())
-            << what << " txn " << h.m.txn_id;
+        ASSERT_TRUE(it != want->holders.end()) << what << " txn " << h.m.txn_id;
         ASSERT_EQ(h.m.mode, it->second.mode) << what;
         ASSERT_NO_FATAL_FAILURE(
             CheckFence(s.lock_id, it->second.fence, h.m.fence, what));
@@ -459,11 +454,11 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
   EXPECT_EQ(c[LOCKD_STAT_CONTENDED], 0u);
   EXPECT_EQ(c[LOCKD_STAT_TABLE_WAIT], 0u);
   EXPECT_EQ(c[LOCKD_STAT_POOL_WAIT], 0u);
-  printf("%d operations: %lu locks created, %lu splits, %lu merges, %lu "
-         "searches, %lu growth requests served\n",
-         kOperations, c[LOCKD_STAT_LOCK_CREATED], c[LOCKD_STAT_SPLIT],
-         c[LOCKD_STAT_MERGE], c[LOCKD_STAT_MEMBER_SEARCH],
-         dp_->growth_requests);
+  printf(
+      "%d operations: %lu locks created, %lu splits, %lu merges, %lu "
+      "searches, %lu growth requests served\n",
+      kOperations, c[LOCKD_STAT_LOCK_CREATED], c[LOCKD_STAT_SPLIT],
+      c[LOCKD_STAT_MERGE], c[LOCKD_STAT_MEMBER_SEARCH], dp_->growth_requests);
 }
 
 }  // namespace

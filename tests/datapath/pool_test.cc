@@ -6,7 +6,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,9 +33,9 @@ class PoolTest : public ::testing::Test {
     skel_ = pool_test_bpf__open();
     ASSERT_NE(skel_, nullptr);
     ASSERT_EQ(pool_test_bpf__load(skel_), 0);
-    segment_ = bpf_map_create(BPF_MAP_TYPE_HASH, "pool_test_seg",
-                              sizeof(uint64_t), sizeof(lockd_block),
-                              kPoolCapacity, nullptr);
+    segment_ =
+        bpf_map_create(BPF_MAP_TYPE_HASH, "pool_test_seg", sizeof(uint64_t),
+                       sizeof(lockd_block), kPoolCapacity, nullptr);
     ASSERT_GE(segment_, 0) << strerror(errno);
     uint32_t slot = kSegmentId % LOCKD_POOL_SLOTS, zero = 0;
     lockd_pool_seg info{};
@@ -45,8 +44,8 @@ class PoolTest : public ::testing::Test {
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.pool_info), &slot,
                                   &info, BPF_ANY),
               0);
-    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.pool_segments),
-                                  &slot, &segment_, BPF_ANY),
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.pool_segments), &slot,
+                                  &segment_, BPF_ANY),
               0);
     lockd_config config{};
     config.pool_current = kSegmentId;
@@ -110,9 +109,9 @@ class PoolTest : public ::testing::Test {
   lockd_pool_seg Info() {
     uint32_t slot = kSegmentId % LOCKD_POOL_SLOTS;
     lockd_pool_seg info{};
-    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.pool_info), &slot,
-                                  &info),
-              0);
+    EXPECT_EQ(
+        bpf_map_lookup_elem(bpf_map__fd(skel_->maps.pool_info), &slot, &info),
+        0);
     return info;
   }
 

@@ -81,9 +81,9 @@ class Invariants {
       Violation(absl::StrCat("lock ", c.lock, ": fence ", c.fence,
                              " handed out twice"));
     if (c.fence <= c.fence_floor)
-      Violation(absl::StrCat("lock ", c.lock, ": txn ", c.txn, " granted fence ",
-                             c.fence, ", not above ", c.fence_floor,
-                             " released before it asked"));
+      Violation(absl::StrCat("lock ", c.lock, ": txn ", c.txn,
+                             " granted fence ", c.fence, ", not above ",
+                             c.fence_floor, " released before it asked"));
   }
   // Called before the RELEASE is sent: from then on another may be granted.
   void Releasing(const Client& c) {
@@ -333,8 +333,7 @@ class Worker {
 // Checks one snapshot of every lock in the table: a lock's own view is
 // consistent (KernelTable::Read), and must be sane.
 void CheckSnapshot(const KernelTable& table, Invariants* invariants) {
-  absl::StatusOr<std::vector<LockSummary>> locks =
-      table.ListAll();
+  absl::StatusOr<std::vector<LockSummary>> locks = table.ListAll();
   if (!locks.ok()) {
     invariants->Violation(std::string(locks.status().message()));
     return;
@@ -350,12 +349,11 @@ void CheckSnapshot(const KernelTable& table, Invariants* invariants) {
     const lockd_lock& l = view->state;
     if ((l.mode == LOCKD_MODE_EXCLUSIVE && l.holders != 1) ||
         (l.mode == LOCKD_MODE_NONE) != (l.holders == 0) ||
-        l.holders != view->holders.size() ||
-        l.queue_len != view->queue.size())
+        l.holders != view->holders.size() || l.queue_len != view->queue.size())
       invariants->Violation(absl::StrCat(
           "lock ", view->lock_id, ": mode ", l.mode, " with ", l.holders,
-          " holders, ", view->holders.size(), " found; queue_len ",
-          l.queue_len, ", ", view->queue.size(), " linked"));
+          " holders, ", view->holders.size(), " found; queue_len ", l.queue_len,
+          ", ", view->queue.size(), " linked"));
     std::set<uint64_t> members;
     for (const MemberView& h : view->holders) members.insert(h.m.txn_id);
     for (const MemberView& w : view->queue) {
@@ -374,8 +372,7 @@ struct Census {
 };
 
 absl::StatusOr<Census> TakeCensus(const KernelTable& table) {
-  absl::StatusOr<std::vector<LockSummary>> locks =
-      table.ListAll();
+  absl::StatusOr<std::vector<LockSummary>> locks = table.ListAll();
   if (!locks.ok()) return locks.status();
   Census census{locks->size(), 0};
   for (const LockSummary& s : *locks) {
@@ -467,8 +464,7 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   for (const auto& w : workers)
     for (const Client& c : w->clients())
       if (c.belief != Belief::kNone) told[{c.lock, c.txn}] = c.belief;
-  absl::StatusOr<std::vector<LockSummary>> locks =
-      dp_->table->ListAll();
+  absl::StatusOr<std::vector<LockSummary>> locks = dp_->table->ListAll();
   ASSERT_TRUE(locks.ok()) << locks.status();
   std::set<std::pair<uint64_t, uint64_t>> holding, waiting;
   for (const LockSummary& s : *locks) {

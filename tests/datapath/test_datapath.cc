@@ -70,9 +70,7 @@ absl::StatusOr<int> TestDatapath::ServeGrowth() {
   return n;
 }
 
-uint64_t TestDatapath::PoolBlocks() const {
-  return segments->Use().pool_live;
-}
+uint64_t TestDatapath::PoolBlocks() const { return segments->Use().pool_live; }
 
 bool Answered(const Delivery& d) {
   return d.hook == Hook::kXdp ? d.verdict == XDP_TX
@@ -165,8 +163,7 @@ absl::StatusOr<Delivery> Deliverer::DeliverAll(const Bytes& packet,
         grants->push_back(std::move(frame));
         continue;
       }
-      if (++kicks > max_kicks)
-        return absl::InternalError("KICKs never stop");
+      if (++kicks > max_kicks) return absl::InternalError("KICKs never stop");
       absl::StatusOr<Delivery> kick = RunTc(frame);
       if (!kick.ok()) return kick.status();
       for (Bytes& f : kick->sent) next.push_back(std::move(f));

@@ -3,9 +3,6 @@
 // GrpcServer, called over a loopback TCP channel. Checks the gRPC codes, the
 // reply-status metadata and the admin token that proto/lockd.proto
 // promises, and that a waiting call that goes away leaves nothing behind.
-#include "lockd/grpc_server.h"
-#include "lockd/grpc_conventions.h"
-
 #include <grpcpp/grpcpp.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -29,6 +26,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "lockd/grpc_conventions.h"
+#include "lockd/grpc_server.h"
 #include "lockd/server.h"
 #include "proto/lockd.grpc.pb.h"
 
@@ -408,8 +407,8 @@ TEST_F(GrpcServiceTest, GetStatsHasEveryCounterAndTheMemory) {
   EXPECT_EQ(memory.locks(), 1u);
   EXPECT_GT(memory.total_bytes(), 0u);
   EXPECT_LE(memory.total_bytes(), memory.budget_bytes());
-  EXPECT_EQ(memory.total_bytes(), memory.fixed_bytes() + memory.table_bytes() +
-                                      memory.pool_bytes());
+  EXPECT_EQ(memory.total_bytes(),
+            memory.fixed_bytes() + memory.table_bytes() + memory.pool_bytes());
   EXPECT_EQ(memory.bytes_per_block(), 96u);
 
   const Result<v1::GetMemoryResponse> alone =

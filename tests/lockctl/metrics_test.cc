@@ -41,9 +41,10 @@ v1::GetStatsResponse Stats() {
 
 TEST(RenderPrometheusTest, CountersAreLabeledFamilies) {
   const std::string text = RenderPrometheus(Stats());
-  EXPECT_THAT(text, HasSubstr("# TYPE lockd_datapath_outcomes_total counter\n"));
-  EXPECT_THAT(text, HasSubstr(
-                        "lockd_datapath_outcomes_total{outcome=\"queued\"} 8\n"));
+  EXPECT_THAT(text,
+              HasSubstr("# TYPE lockd_datapath_outcomes_total counter\n"));
+  EXPECT_THAT(
+      text, HasSubstr("lockd_datapath_outcomes_total{outcome=\"queued\"} 8\n"));
   EXPECT_THAT(text,
               HasSubstr("lockd_daemon_operations_total{operation=\"ctl_runs\"} "
                         "5\n"));

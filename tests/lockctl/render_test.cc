@@ -86,11 +86,10 @@ TEST(RenderTest, LocksTable) {
   other.set_holders(1);
   other.set_fence(1234);
 
-  EXPECT_EQ(
-      RenderLocksTable(locks),
-      "LOCK                MODE       HOLDERS  WAITERS  FENCE\n"
-      "0x000000000000002a  SHARED     2        3        9\n"
-      "0xfeedface12345678  EXCLUSIVE  1        0        1234\n");
+  EXPECT_EQ(RenderLocksTable(locks),
+            "LOCK                MODE       HOLDERS  WAITERS  FENCE\n"
+            "0x000000000000002a  SHARED     2        3        9\n"
+            "0xfeedface12345678  EXCLUSIVE  1        0        1234\n");
 }
 
 TEST(RenderTest, LockWithHoldersAndQueueInOrder) {

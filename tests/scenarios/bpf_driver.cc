@@ -80,13 +80,13 @@ class BpfDriver : public Driver {
     if (Answered(*d)) {
       absl::StatusOr<Message> reply = MessageOf(d->out);
       if (!reply.ok()) return reply.status();
-      if (d->out != BuildFrame(ServerEndpoint(), ClientEndpoint(client),
-                               *reply))
+      if (d->out !=
+          BuildFrame(ServerEndpoint(), ClientEndpoint(client), *reply))
         return absl::InternalError(absl::StrCat(
             "reply frame is not addressed back as built: ",
-            DiffFrames(BuildFrame(ServerEndpoint(), ClientEndpoint(client),
-                                  *reply),
-                       d->out)));
+            DiffFrames(
+                BuildFrame(ServerEndpoint(), ClientEndpoint(client), *reply),
+                d->out)));
       Remember(*reply);
       out.reply = ReplyOf(*reply);
     }
@@ -131,8 +131,7 @@ class BpfDriver : public Driver {
   // Also checks that every pool block in use belongs to a queue or a chain:
   // nothing leaked, nothing freed twice.
   absl::StatusOr<TableDump> Table() override {
-    absl::StatusOr<std::vector<LockSummary>> locks =
-        dp_->table->ListAll();
+    absl::StatusOr<std::vector<LockSummary>> locks = dp_->table->ListAll();
     if (!locks.ok()) return locks.status();
     TableDump t{locks->size(), 0};
     uint64_t blocks = 0;
@@ -145,8 +144,8 @@ class BpfDriver : public Driver {
         if (h.ticket != LOCKD_TICKET_INLINE) ++blocks;
     }
     if (blocks != dp_->PoolBlocks())
-      return absl::InternalError(absl::StrCat(
-          "pool holds ", dp_->PoolBlocks(), " blocks, locks link ", blocks));
+      return absl::InternalError(absl::StrCat("pool holds ", dp_->PoolBlocks(),
+                                              " blocks, locks link ", blocks));
     return t;
   }
 

@@ -167,8 +167,8 @@ class Runner {
     if (c.verb == "table") {
       absl::StatusOr<TableDump> t = driver_.Table();
       if (!t.ok()) return t.status();
-      return absl::StrCat("locks=", t->locks, " queue_entries=",
-                          t->queue_entries);
+      return absl::StrCat("locks=", t->locks,
+                          " queue_entries=", t->queue_entries);
     }
     if (c.verb == "counters") return Counters();
     return absl::InvalidArgumentError(absl::StrCat("unknown command ", c.verb));
@@ -332,12 +332,12 @@ absl::StatusOr<std::vector<ScenarioCase>> ParseScenario(
     c.command = line;
     ++i;
     if (i >= lines.size() || lines[i] != kSeparator)
-      return absl::InvalidArgumentError(
-          absl::StrCat("line ", c.line, ": expected ", kSeparator,
-                       " after the command"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "line ", c.line, ": expected ", kSeparator, " after the command"));
     ++i;
     std::vector<std::string> expected;
-    while (i < lines.size() && !lines[i].empty()) expected.push_back(lines[i++]);
+    while (i < lines.size() && !lines[i].empty())
+      expected.push_back(lines[i++]);
     c.expected = absl::StrJoin(expected, "\n");
     cases.push_back(std::move(c));
   }

@@ -2,6 +2,8 @@
 // the reference model and on the BPF datapath; each must print exactly what
 // the file expects. With --rewrite (bazel run), the files are rewritten
 // from the datapath's output instead, for writing new cases.
+#include "tests/scenarios/scenario.h"
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -10,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/datapath/bpf_allowed.h"
-#include "tests/scenarios/scenario.h"
 
 namespace lockd::testing {
 namespace {
