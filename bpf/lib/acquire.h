@@ -217,9 +217,8 @@ static __always_inline enum acquire_outcome acquire_attempt(
   enum acquire_outcome outcome;
   int slot = -1;
   bpf_spin_lock(&b->guard);
-  bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk =
-      serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
+  bool serves;
+  struct lockd_lock *lk = lock_locked(&ref, req->lock_id, &slot, &serves);
   if (!serves) {
     outcome = ACQ_RETRY;
   } else if (!lk) {

@@ -52,9 +52,8 @@ static __always_inline enum round_outcome grant_round(
   int slot = -1;
   enum round_outcome outcome;
   bpf_spin_lock(&b->guard);
-  bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk =
-      serves ? lock_locked(b, lock_id, ref.scratch, &slot) : NULL;
+  bool serves;
+  struct lockd_lock *lk = lock_locked(&ref, lock_id, &slot, &serves);
   if (!serves) {
     outcome = ROUND_RETRY;
   } else if (!lk || lk->head == 0) {

@@ -175,11 +175,13 @@ static __always_inline void member_ref_from_hint(
 
 enum member_where { MEMBER_NONE = 0, MEMBER_INLINE, MEMBER_BLOCK };
 
-/* Under the guard: where (lock_id, txn_id) holds or waits, if the inline
- * holder or the looked-up block is it. Cancelled waiters are not members. */
+/* Under the guard: where (lock_id, txn_id) holds or waits in lk (NULL: no
+ * lock), if the inline holder or the looked-up block is it. Cancelled
+ * waiters are not members. */
 static __always_inline enum member_where member_match(
     const struct lockd_lock *lk, __u64 lock_id, __u64 txn_id,
     const struct member_ref *mref) {
+  if (!lk) return MEMBER_NONE;
   if (lk->holder.state == LOCKD_MEMBER_HELD && lk->holder.txn_id == txn_id)
     return MEMBER_INLINE;
   const struct lockd_block *blk = mref->blk;
@@ -189,6 +191,14 @@ static __always_inline enum member_where member_match(
        blk->m.state == LOCKD_MEMBER_WAITING))
     return MEMBER_BLOCK;
   return MEMBER_NONE;
+}
+
+/* The member member_match found in lk, or NULL. */
+static __always_inline struct lockd_member *member_at(
+    struct lockd_lock *lk, enum member_where where,
+    const struct member_ref *mref) {
+  if (where == MEMBER_INLINE) return &lk->holder;
+  return where == MEMBER_BLOCK ? &mref->blk->m : NULL;
 }
 
 /* Under the guard: whether "no match" may be wrong because the owner sits
@@ -254,10 +264,16 @@ static __always_inline int lock_find(const struct lockd_config *cfg,
   return 0;
 }
 
-/* Under the guard: the lock's slot now, or NULL (slot index in *slot). */
+/* Under the guard: the lock's slot now, or NULL (slot index in *slot).
+ * *serves is false when the bucket no longer serves the lock's hash (a
+ * split or merge moved it since lock_find): NULL then means "retry", not
+ * "no such lock". */
 static __always_inline struct lockd_lock *lock_locked(
-    struct lockd_bucket *b, __u64 lock_id, struct lt_scratch *scratch,
-    int *slot) {
+    const struct lock_ref *ref, __u64 lock_id, int *slot, bool *serves) {
+  struct lockd_bucket *b = ref->t.b;
+  struct lt_scratch *scratch = ref->scratch;
+  *serves = bucket_serves(b, ref->t.hash);
+  if (!*serves) return NULL;
   scratch->slot = bucket_find(b, lock_id);
   int s = READ_ONCE(scratch->slot);
   if (s < 0 || s >= LOCKD_BUCKET_SLOTS) return NULL;

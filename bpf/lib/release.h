@@ -83,14 +83,10 @@ static __always_inline enum end_outcome end_attempt(
   enum end_outcome outcome = END_UNKNOWN;
   int slot = -1;
   bpf_spin_lock(&b->guard);
-  bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk =
-      serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
-  enum member_where where =
-      lk ? member_match(lk, req->lock_id, req->txn_id, &mref) : MEMBER_NONE;
-  struct lockd_member *m = where == MEMBER_INLINE
-                               ? &lk->holder
-                               : (where == MEMBER_BLOCK ? &mref.blk->m : NULL);
+  bool serves;
+  struct lockd_lock *lk = lock_locked(&ref, req->lock_id, &slot, &serves);
+  enum member_where where = member_match(lk, req->lock_id, req->txn_id, &mref);
+  struct lockd_member *m = member_at(lk, where, &mref);
   if (!serves) {
     outcome = END_RETRY;
   } else if (!lk) {
@@ -259,14 +255,10 @@ static __always_inline enum renew_outcome renew_attempt(
   enum renew_outcome outcome;
   int slot = -1;
   bpf_spin_lock(&b->guard);
-  bool serves = bucket_serves(b, ref.t.hash);
-  struct lockd_lock *lk =
-      serves ? lock_locked(b, req->lock_id, ref.scratch, &slot) : NULL;
-  enum member_where where =
-      lk ? member_match(lk, req->lock_id, req->txn_id, &mref) : MEMBER_NONE;
-  struct lockd_member *m = where == MEMBER_INLINE
-                               ? &lk->holder
-                               : (where == MEMBER_BLOCK ? &mref.blk->m : NULL);
+  bool serves;
+  struct lockd_lock *lk = lock_locked(&ref, req->lock_id, &slot, &serves);
+  enum member_where where = member_match(lk, req->lock_id, req->txn_id, &mref);
+  struct lockd_member *m = member_at(lk, where, &mref);
   if (!serves) {
     outcome = RENEW_RETRY;
   } else if (!lk) {
