@@ -252,7 +252,10 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
       return;
     }
   }
-  // Not a member. A hold or wait ended for the owner says why.
+  ReplyNotMember(req, out);
+}
+
+void LockModel::ReplyNotMember(const lockd_request& req, Outcome* out) {
   auto memo = ended_.find({req.lock_id, req.txn_id});
   const uint8_t status = memo != ended_.end()
                              ? memo->second.status
@@ -270,14 +273,7 @@ void LockModel::Renew(const lockd_request& req, uint64_t now_ns, Outcome* out) {
     if (held != it->second.holders.end()) hold = &held->second;
   }
   if (hold == nullptr) {
-    auto memo = ended_.find({req.lock_id, req.txn_id});
-    const uint8_t status = memo != ended_.end()
-                               ? memo->second.status
-                               : uint8_t{LOCKD_STATUS_NOT_HOLDER};
-    Count(status == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_REJECT_EXPIRED
-                                               : LOCKD_STAT_REJECT_NOT_HOLDER,
-          out);
-    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, status);
+    ReplyNotMember(req, out);
     return;
   }
   if (IsExpired(*hold, now_ns)) {
@@ -456,13 +452,6 @@ size_t LockModel::QueuedBlocks() const {
   size_t blocks = 0;
   for (const auto& [lock_id, lock] : locks_) blocks += lock.queue.size();
   return blocks;
-}
-
-size_t LockModel::ChainedHolders() const {
-  size_t chained = 0;
-  for (const auto& [lock_id, lock] : locks_)
-    if (!lock.holders.empty()) chained += lock.holders.size() - 1;
-  return chained;
 }
 
 absl::Status LockModel::CheckInvariants() const {

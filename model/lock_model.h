@@ -114,8 +114,6 @@ class LockModel {
   // Queue entries over all locks, cancelled ones included: the datapath's
   // pool blocks for waiters.
   size_t QueuedBlocks() const;
-  // Extra holders beyond one per lock: the datapath's chain blocks.
-  size_t ChainedHolders() const;
 
   // The invariants every lock satisfies between requests. Static so that a
   // state rebuilt from the datapath's maps can be checked too.
@@ -144,6 +142,9 @@ class LockModel {
   void Acquire(const lockd_request& req, uint64_t now_ns, Outcome* out);
   void Release(const lockd_request& req, uint64_t now_ns, Outcome* out);
   void Renew(const lockd_request& req, uint64_t now_ns, Outcome* out);
+  // RELEASE or RENEW from an owner the lock does not know: if its hold or
+  // wait was ended for it, it learns why.
+  void ReplyNotMember(const lockd_request& req, Outcome* out);
   // Ends a hold: `reason` OK (a release) or why it was ended for its owner.
   uint64_t EndHold(uint64_t lock_id, LockState& lock, uint64_t txn_id,
                    uint8_t reason, Outcome* out);
