@@ -17,7 +17,6 @@
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "bench/json_writer.h"
+#include "bench/lockd_memory.h"
 #include "proto/lockd.grpc.pb.h"
 #include "tests/netns/test_network.h"
 
@@ -56,6 +56,7 @@ constexpr uint64_t kFirstLock = 0xb0b57000;
 constexpr uint64_t kFirstWaiter = 1'000'000;
 constexpr size_t kWindow = 2048;  // requests outstanding at once
 constexpr absl::Duration kGiveUp = absl::Seconds(120);
+constexpr absl::Duration kAdminDeadline = absl::Seconds(10);
 
 // A request waiting for its answer.
 struct Pending {
@@ -184,18 +185,6 @@ struct Memory {
   v1::MemoryUsage usage;
 };
 
-absl::StatusOr<v1::MemoryUsage> GetMemory(v1::AdminService::Stub& admin) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-  v1::GetMemoryResponse response;
-  grpc::Status status =
-      admin.GetMemory(&context, v1::GetMemoryRequest(), &response);
-  if (!status.ok())
-    return absl::UnavailableError("GetMemory: " + status.error_message());
-  return response.memory();
-}
-
 absl::StatusOr<std::map<std::string, uint64_t>> GetCounters(
     v1::AdminService::Stub& admin) {
   grpc::ClientContext context;
@@ -213,19 +202,12 @@ std::string MiB(uint64_t bytes) {
 }
 
 absl::Status Run() {
-  const std::string netns = absl::GetFlag(FLAGS_netns);
-  if (!netns.empty()) {
-    absl::StatusOr<netns::ScopedFd> fd = netns::OpenNetns(netns);
-    if (!fd.ok()) return fd.status();
-    if (setns(fd->get(), CLONE_NEWNET) != 0)
-      return absl::ErrnoToStatus(errno, "joining " + netns);
+  if (const std::string ns = absl::GetFlag(FLAGS_netns); !ns.empty()) {
+    if (absl::Status joined = netns::JoinNetns(ns); !joined.ok()) return joined;
   }
-  grpc::ChannelArguments arguments;
-  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  auto admin = v1::AdminService::NewStub(
-      grpc::CreateCustomChannel(absl::GetFlag(FLAGS_grpc),
-                                grpc::InsecureChannelCredentials(), arguments));
-  absl::StatusOr<v1::MemoryUsage> idle = GetMemory(*admin);
+  std::unique_ptr<v1::AdminService::Stub> admin =
+      NewAdminStub(absl::GetFlag(FLAGS_grpc));
+  absl::StatusOr<v1::MemoryUsage> idle = QueryMemory(*admin, kAdminDeadline);
   if (!idle.ok()) return idle.status();
   Client client;
   if (absl::Status s = client.Open(absl::GetFlag(FLAGS_server)); !s.ok())
@@ -252,7 +234,7 @@ absl::Status Run() {
       Exchange(client, queue, burst_tally, ignore);
   if (!queued.ok()) return queued.status();
   const double burst_seconds = absl::ToDoubleSeconds(absl::Now() - burst_start);
-  absl::StatusOr<v1::MemoryUsage> peak = GetMemory(*admin);
+  absl::StatusOr<v1::MemoryUsage> peak = QueryMemory(*admin, kAdminDeadline);
   if (!peak.ok()) return peak.status();
 
   // The drain: holders release; each waiter granted releases in turn.
@@ -299,7 +281,7 @@ absl::Status Run() {
   for (absl::Duration t = absl::ZeroDuration();
        t <= absl::GetFlag(FLAGS_settle); t += absl::Seconds(1)) {
     absl::SleepFor(drained + t - absl::Now());
-    absl::StatusOr<v1::MemoryUsage> m = GetMemory(*admin);
+    absl::StatusOr<v1::MemoryUsage> m = QueryMemory(*admin, kAdminDeadline);
     if (!m.ok()) return m.status();
     after.push_back({absl::ToDoubleSeconds(absl::Now() - drained), *m});
   }

@@ -99,6 +99,14 @@ absl::Status Run() {
   std::vector<Sample> samples;
   double worst_ratio = 0;
   uint64_t requests = 0, acquired = 0, unanswered = 0;
+  auto release_oldest = [&]() {
+    const Message& oldest = held.front();
+    absl::Status s =
+        Expect(*dp, *deliverer, Release(oldest.lock_id, oldest.txn_id),
+               LOCKD_OP_RELEASED, &unanswered);
+    held.pop_front();
+    return s;
+  };
   const absl::Time start = absl::Now();
   for (; acquired < distinct && absl::Now() < deadline; ++acquired) {
     const Message take = Acquire(ids(), acquired + 1, LOCKD_MODE_EXCLUSIVE);
@@ -109,14 +117,8 @@ absl::Status Run() {
     ++requests;
     held.push_back(take);
     if (held.size() > live_target) {
-      const Message& oldest = held.front();
-      if (absl::Status s =
-              Expect(*dp, *deliverer, Release(oldest.lock_id, oldest.txn_id),
-                     LOCKD_OP_RELEASED, &unanswered);
-          !s.ok())
-        return s;
+      if (absl::Status s = release_oldest(); !s.ok()) return s;
       ++requests;
-      held.pop_front();
     }
     // The daemon serves growth as soon as it is asked (a ring buffer
     // wakeup); every 256 requests is the closest this loop comes.
@@ -140,13 +142,7 @@ absl::Status Run() {
   const MemoryUse before_drain = dp->segments->Use();
   // The drain: every lock released, then the daemon's tidying for a while.
   while (!held.empty()) {
-    const Message& oldest = held.front();
-    if (absl::Status s =
-            Expect(*dp, *deliverer, Release(oldest.lock_id, oldest.txn_id),
-                   LOCKD_OP_RELEASED, &unanswered);
-        !s.ok())
-      return s;
-    held.pop_front();
+    if (absl::Status s = release_oldest(); !s.ok()) return s;
   }
   for (int i = 0; i < 4; ++i) {
     absl::SleepFor(kIdleGrace);

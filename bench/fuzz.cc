@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/json_writer.h"
+#include "bench/lockd_memory.h"
 #include "proto/lockd.grpc.pb.h"
 #include "tests/netns/test_network.h"
 
@@ -100,13 +100,9 @@ double CpuSeconds(int pid) {
 }
 
 absl::StatusOr<uint64_t> Locks(v1::AdminService::Stub& admin) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-  v1::GetMemoryResponse response;
-  if (!admin.GetMemory(&context, v1::GetMemoryRequest(), &response).ok())
-    return absl::UnavailableError("GetMemory failed");
-  return response.memory().locks();
+  absl::StatusOr<v1::MemoryUsage> usage = QueryMemory(admin, absl::Seconds(10));
+  if (!usage.ok()) return usage.status();
+  return usage->locks();
 }
 
 // Lists every lock, page by page, as `lockctl locks` does: locks, seconds.
@@ -130,18 +126,11 @@ absl::StatusOr<std::pair<uint64_t, double>> ListAll(
 }
 
 absl::Status Run() {
-  const std::string netns = absl::GetFlag(FLAGS_netns);
-  if (!netns.empty()) {
-    absl::StatusOr<netns::ScopedFd> fd = netns::OpenNetns(netns);
-    if (!fd.ok()) return fd.status();
-    if (setns(fd->get(), CLONE_NEWNET) != 0)
-      return absl::ErrnoToStatus(errno, "joining " + netns);
+  if (const std::string ns = absl::GetFlag(FLAGS_netns); !ns.empty()) {
+    if (absl::Status joined = netns::JoinNetns(ns); !joined.ok()) return joined;
   }
-  grpc::ChannelArguments arguments;
-  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  auto admin = v1::AdminService::NewStub(
-      grpc::CreateCustomChannel(absl::GetFlag(FLAGS_grpc),
-                                grpc::InsecureChannelCredentials(), arguments));
+  std::unique_ptr<v1::AdminService::Stub> admin =
+      NewAdminStub(absl::GetFlag(FLAGS_grpc));
   const int pid = absl::GetFlag(FLAGS_pid);
 
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

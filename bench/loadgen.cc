@@ -10,7 +10,6 @@
 // Sessions are spread over --threads threads, each an epoll loop with its
 // own driver. With --netns it joins that network namespace first, keeping
 // the host's mount namespace (so bpffs and /proc stay the host's).
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -119,15 +118,6 @@ absl::StatusOr<lockd_policy> ParsePolicy(const std::string& name) {
   if (name == "no_wait") return LOCKD_POLICY_NO_WAIT;
   if (name == "wait_die") return LOCKD_POLICY_WAIT_DIE;
   return absl::InvalidArgumentError(absl::StrCat("unknown policy ", name));
-}
-
-absl::Status JoinNetns(const std::string& name) {
-  absl::StatusOr<netns::ScopedFd> fd = netns::OpenNetns(name);
-  if (!fd.ok()) return fd.status();
-  if (setns(fd->get(), CLONE_NEWNET) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("joining netns ", name));
-  }
-  return absl::OkStatus();
 }
 
 Backoff FlagBackoff() {
@@ -245,7 +235,7 @@ void WriteMemory(JsonWriter& json, const MemorySampler& sampler) {
 
 absl::Status Run() {
   if (!absl::GetFlag(FLAGS_netns).empty()) {
-    if (absl::Status joined = JoinNetns(absl::GetFlag(FLAGS_netns));
+    if (absl::Status joined = netns::JoinNetns(absl::GetFlag(FLAGS_netns));
         !joined.ok())
       return joined;
   }

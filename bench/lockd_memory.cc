@@ -2,17 +2,32 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <chrono>
 
 namespace lockd::bench {
 
-absl::StatusOr<std::unique_ptr<LockdMemory>> LockdMemory::Create(
+std::unique_ptr<v1::AdminService::Stub> NewAdminStub(
     const std::string& address) {
   grpc::ChannelArguments arguments;
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  auto admin = v1::AdminService::NewStub(grpc::CreateCustomChannel(
+  return v1::AdminService::NewStub(grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), arguments));
-  std::unique_ptr<LockdMemory> memory(new LockdMemory(std::move(admin)));
+}
+
+absl::StatusOr<v1::MemoryUsage> QueryMemory(v1::AdminService::Stub& admin,
+                                            absl::Duration deadline) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  v1::GetMemoryResponse response;
+  grpc::Status status =
+      admin.GetMemory(&context, v1::GetMemoryRequest(), &response);
+  if (!status.ok())
+    return absl::UnavailableError("GetMemory: " + status.error_message());
+  return response.memory();
+}
+
+absl::StatusOr<std::unique_ptr<LockdMemory>> LockdMemory::Create(
+    const std::string& address) {
+  std::unique_ptr<LockdMemory> memory(new LockdMemory(NewAdminStub(address)));
   memory->Sample();
   if (memory->samples_ == 0)
     return absl::UnavailableError("no GetMemory answer from " + address);
@@ -20,13 +35,10 @@ absl::StatusOr<std::unique_ptr<LockdMemory>> LockdMemory::Create(
 }
 
 void LockdMemory::Sample() {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(2));
-  v1::GetMemoryResponse response;
-  if (!admin_->GetMemory(&context, v1::GetMemoryRequest(), &response).ok())
-    return;
-  const v1::MemoryUsage& now = response.memory();
+  absl::StatusOr<v1::MemoryUsage> usage =
+      QueryMemory(*admin_, absl::Seconds(2));
+  if (!usage.ok()) return;
+  const v1::MemoryUsage& now = *usage;
   if (samples_++ == 0) start_ = now;
   if (now.total_bytes() >= peak_.total_bytes()) peak_ = now;
   end_ = now;

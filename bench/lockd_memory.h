@@ -8,10 +8,19 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "bench/json_writer.h"
 #include "proto/lockd.grpc.pb.h"
 
 namespace lockd::bench {
+
+// An AdminService stub for lockd's gRPC address (no HTTP proxy).
+std::unique_ptr<v1::AdminService::Stub> NewAdminStub(
+    const std::string& address);
+
+// lockd's memory now (GetMemory), waiting at most `deadline`.
+absl::StatusOr<v1::MemoryUsage> QueryMemory(v1::AdminService::Stub& admin,
+                                            absl::Duration deadline);
 
 class LockdMemory {
  public:

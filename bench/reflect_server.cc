@@ -6,7 +6,6 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
-#include <sched.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -35,10 +34,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("reflect_server --netns=NS --interface=IF");
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_netns).empty()) {
-    absl::StatusOr<lockd::netns::ScopedFd> fd =
-        lockd::netns::OpenNetns(absl::GetFlag(FLAGS_netns));
-    if (!fd.ok()) return Fail(std::string(fd.status().message()));
-    if (setns(fd->get(), CLONE_NEWNET) != 0) return Fail("setns failed");
+    absl::Status joined = lockd::netns::JoinNetns(absl::GetFlag(FLAGS_netns));
+    if (!joined.ok()) return Fail(joined.ToString());
   }
   const std::string interface = absl::GetFlag(FLAGS_interface);
   const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));

@@ -284,6 +284,14 @@ absl::StatusOr<ScopedFd> OpenNetns(absl::string_view netns) {
   return fd;
 }
 
+absl::Status JoinNetns(absl::string_view netns) {
+  absl::StatusOr<ScopedFd> fd = OpenNetns(netns);
+  if (!fd.ok()) return fd.status();
+  if (setns(fd->get(), CLONE_NEWNET) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("joining netns ", netns));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::thread> SpawnIn(absl::string_view netns,
                                     std::function<void()> fn) {
   absl::StatusOr<ScopedFd> netns_fd = OpenNetns(netns);

@@ -68,6 +68,10 @@ class ScopedFd {
 // Opens /run/netns/<netns>: an fd for setns(), or to keep a namespace alive.
 absl::StatusOr<ScopedFd> OpenNetns(absl::string_view netns);
 
+// Moves the calling thread (only it) into `netns`: for a program's main
+// thread before it starts others, which then inherit the namespace.
+absl::Status JoinNetns(absl::string_view netns);
+
 // Runs `fn` to completion on a new thread that has joined `netns` first.
 // Errors are only those of joining; `fn` reports its own through captures.
 absl::Status RunIn(absl::string_view netns, std::function<void()> fn);
