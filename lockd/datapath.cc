@@ -46,6 +46,9 @@ size_t PageRound(size_t bytes) {
 SegmentTemplate TemplateOf(bpf_map* outer) {
   const bpf_map* inner = bpf_map__inner_map(outer);
   SegmentTemplate t;
+  t.map_type = bpf_map__type(inner);
+  t.key_size = bpf_map__key_size(inner);
+  t.value_size = bpf_map__value_size(inner);
   t.key_type_id = bpf_map__btf_key_type_id(inner);
   t.value_type_id = bpf_map__btf_value_type_id(inner);
   t.map_flags = bpf_map__map_flags(inner);
@@ -53,6 +56,17 @@ SegmentTemplate TemplateOf(bpf_map* outer) {
 }
 
 }  // namespace
+
+absl::StatusOr<int> CreateSegmentMap(const SegmentTemplate& t, const char* name,
+                                     uint32_t entries, absl::string_view what) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<__u32>(t.btf_fd),
+              .btf_key_type_id = t.key_type_id,
+              .btf_value_type_id = t.value_type_id, .map_flags = t.map_flags);
+  int fd = bpf_map_create(static_cast<bpf_map_type>(t.map_type), name,
+                          t.key_size, t.value_size, entries, &opts);
+  if (fd < 0) return ErrnoStatus(errno, what);
+  return fd;
+}
 
 absl::Status ErrnoStatus(int err, absl::string_view what) {
   err = err < 0 ? -err : err;

@@ -76,13 +76,22 @@ struct MapFds {
 };
 
 // How to create a segment map that its outer map accepts: the inner map's
-// value type as the loaded object's BTF describes it.
+// type, sizes and flags, its key and value types as the loaded object's BTF
+// describes them.
 struct SegmentTemplate {
+  uint32_t map_type = 0;  // enum bpf_map_type
+  uint32_t key_size = 0;
+  uint32_t value_size = 0;
   int btf_fd = -1;
   uint32_t key_type_id = 0;
   uint32_t value_type_id = 0;
   uint32_t map_flags = 0;
 };
+
+// A new segment map of `entries` made from `t`: its fd. `what` names it in
+// the error.
+absl::StatusOr<int> CreateSegmentMap(const SegmentTemplate& t, const char* name,
+                                     uint32_t entries, absl::string_view what);
 
 class Datapath {
  public:

@@ -13,16 +13,9 @@
 namespace lockd {
 
 absl::StatusOr<int> Segments::CreatePoolSegment(uint32_t capacity) {
-  const SegmentTemplate t = datapath_->pool_template();
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<__u32>(t.btf_fd),
-              .btf_key_type_id = t.key_type_id,
-              .btf_value_type_id = t.value_type_id, .map_flags = t.map_flags);
-  int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "lockd_pseg", sizeof(uint64_t),
-                          sizeof(lockd_block), capacity, &opts);
-  if (fd < 0)
-    return ErrnoStatus(errno,
-                       absl::StrCat("creating a pool segment of ", capacity));
-  return fd;
+  return CreateSegmentMap(
+      datapath_->pool_template(), "lockd_pseg", capacity,
+      absl::StrCat("creating a pool segment of ", capacity));
 }
 
 absl::Status Segments::InstallPoolSegment(uint32_t capacity) {

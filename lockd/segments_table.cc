@@ -15,15 +15,9 @@
 namespace lockd {
 
 absl::StatusOr<int> Segments::CreateTableSegment(uint32_t segment) {
-  const SegmentTemplate t = datapath_->table_template();
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<__u32>(t.btf_fd),
-              .btf_key_type_id = t.key_type_id,
-              .btf_value_type_id = t.value_type_id, .map_flags = t.map_flags);
-  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lockd_tseg", sizeof(uint32_t),
-                          sizeof(lockd_bucket), LOCKD_TABLE_SEG_BUCKETS, &opts);
-  if (fd < 0)
-    return ErrnoStatus(errno, absl::StrCat("creating table segment ", segment));
-  return fd;
+  return CreateSegmentMap(datapath_->table_template(), "lockd_tseg",
+                          LOCKD_TABLE_SEG_BUCKETS,
+                          absl::StrCat("creating table segment ", segment));
 }
 
 absl::Status Segments::InsertTableSegment(uint32_t segment, int fd) {
