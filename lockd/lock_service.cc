@@ -12,6 +12,18 @@ namespace {
 // already retries inside the kernel).
 constexpr int kAttempts = 8;
 
+// A request the daemon runs for (lock, txn), with a sequence number of its
+// own.
+lockd_request DaemonRequest(lockd_opcode opcode, uint64_t lock_id,
+                            uint64_t txn_id) {
+  lockd_request request{};
+  request.opcode = opcode;
+  request.lock_id = lock_id;
+  request.txn_id = txn_id;
+  request.seq = NextDaemonSeq();
+  return request;
+}
+
 }  // namespace
 
 class PendingAcquire {
@@ -95,15 +107,12 @@ bool LockService::Finish(const std::shared_ptr<PendingAcquire>& pending,
 std::shared_ptr<PendingAcquire> LockService::Acquire(const AcquireArgs& args,
                                                      AcquireDone done) {
   counters_->Add(DaemonCounters::kGrpcAcquire);
-  lockd_request request{};
-  request.opcode = LOCKD_OP_ACQUIRE;
-  request.lock_id = args.lock_id;
-  request.txn_id = args.txn_id;
+  lockd_request request =
+      DaemonRequest(LOCKD_OP_ACQUIRE, args.lock_id, args.txn_id);
   request.mode = args.mode;
   request.policy = args.policy;
   request.lease_ms = args.lease_ms;
   request.wait_ms = args.wait_ms;
-  request.seq = NextDaemonSeq();
   // A caller's retry of the same (lock, txn) finds the record its first
   // call made, as a UDP retransmission does.
   request.flags = LOCKD_FLAG_RETRANSMIT;
@@ -174,12 +183,9 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
   counters_->Add(DaemonCounters::kGrpcCancelled);
   // Ends the wait, or the hold a grant that raced the cancellation made.
   const lockd_request acquired = pending->request();
-  lockd_request release{};
-  release.opcode = LOCKD_OP_RELEASE;
-  release.lock_id = acquired.lock_id;
-  release.txn_id = acquired.txn_id;
+  lockd_request release =
+      DaemonRequest(LOCKD_OP_RELEASE, acquired.lock_id, acquired.txn_id);
   release.ticket = acquired.ticket;
-  release.seq = NextDaemonSeq();
   absl::StatusOr<lockd_reply> released = Answer(release);
   done(absl::CancelledError(absl::StrCat(
       "txn ", acquired.txn_id, " gave up waiting for lock ", acquired.lock_id,
@@ -191,12 +197,8 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
 absl::StatusOr<lockd_reply> LockService::Release(uint64_t lock_id,
                                                  uint64_t txn_id) {
   counters_->Add(DaemonCounters::kGrpcRelease);
-  lockd_request request{};
-  request.opcode = LOCKD_OP_RELEASE;
-  request.lock_id = lock_id;
-  request.txn_id = txn_id;
-  request.seq = NextDaemonSeq();
-  absl::StatusOr<lockd_reply> answer = Answer(request);
+  absl::StatusOr<lockd_reply> answer =
+      Answer(DaemonRequest(LOCKD_OP_RELEASE, lock_id, txn_id));
   if (answer.ok() && answer->opcode == LOCKD_OP_RELEASED && answer->fence == 0)
     calls_->Deliver(*answer);  // a wait cancelled: end the call waiting
   return answer;
@@ -206,12 +208,8 @@ absl::StatusOr<lockd_reply> LockService::Renew(uint64_t lock_id,
                                                uint64_t txn_id,
                                                uint32_t lease_ms) {
   counters_->Add(DaemonCounters::kGrpcRenew);
-  lockd_request request{};
-  request.opcode = LOCKD_OP_RENEW;
-  request.lock_id = lock_id;
-  request.txn_id = txn_id;
+  lockd_request request = DaemonRequest(LOCKD_OP_RENEW, lock_id, txn_id);
   request.lease_ms = lease_ms;
-  request.seq = NextDaemonSeq();
   return Answer(request);
 }
 
@@ -236,12 +234,9 @@ void LockService::Recheck(absl::Duration age) {
       expired.lock_id = request.lock_id;
       expired.txn_id = request.txn_id;
       expired.seq = request.seq;
-      lockd_request release{};
-      release.opcode = LOCKD_OP_RELEASE;
-      release.lock_id = request.lock_id;
-      release.txn_id = request.txn_id;
-      release.seq = NextDaemonSeq();
-      if (Finish(pending, expired)) (void)Answer(release);
+      if (Finish(pending, expired))
+        (void)Answer(
+            DaemonRequest(LOCKD_OP_RELEASE, request.lock_id, request.txn_id));
       continue;
     }
     absl::StatusOr<lockd_reply> answer = Answer(request);
