@@ -23,11 +23,10 @@ absl::Status ControlLoop::Start() {
   if (!reader.ok()) return reader.status();
   events_ = std::move(*reader);
   // Whatever an earlier run of the daemon left queued or expired.
-  LockTable* table = parts_.dispatcher->table();
-  for (uint32_t s = 0; s < table->SegmentCount();
-       s += ExpiryOptions{}.segments_per_sweep)
-    if (absl::Status swept = parts_.expiry->Sweep(table->NowNs()); !swept.ok())
-      return swept;
+  if (absl::Status swept =
+          parts_.expiry->SweepAll(parts_.dispatcher->table()->NowNs());
+      !swept.ok())
+    return swept;
   next_sweep_ = absl::Now() + options_.sweep_interval;
   next_tidy_ = absl::Now() + options_.tidy_interval;
   stop_ = false;

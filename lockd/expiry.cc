@@ -98,12 +98,19 @@ void Expiry::Settle(uint64_t lock_id, uint64_t now_ns) {
 }
 
 absl::Status Expiry::Sweep(uint64_t now_ns) {
+  return SweepSegments(now_ns, options_.segments_per_sweep);
+}
+
+absl::Status Expiry::SweepAll(uint64_t now_ns) {
+  return SweepSegments(now_ns, dispatcher_->table()->SegmentCount());
+}
+
+absl::Status Expiry::SweepSegments(uint64_t now_ns, uint32_t limit) {
   LockTable* table = dispatcher_->table();
   const uint32_t count = table->SegmentCount();
-  // Up to segments_per_sweep segments in use; those not in use cost nothing.
+  // Segments not in use cost nothing.
   uint32_t scanned = 0;
-  for (uint32_t i = 0; i < count && scanned < options_.segments_per_sweep;
-       ++i) {
+  for (uint32_t i = 0; i < count && scanned < limit; ++i) {
     if (next_segment_ >= count) next_segment_ = 0;
     const uint32_t segment = next_segment_++;
     if (!table->SegmentInUse(segment)) continue;

@@ -54,6 +54,9 @@ class Expiry {
   uint64_t RunDue(uint64_t now_ns);
   // Reads the next segments of the table and settles what is due there.
   absl::Status Sweep(uint64_t now_ns);
+  // The same over every segment in use, each once: at start, for what an
+  // earlier run of the daemon left queued or expired.
+  absl::Status SweepAll(uint64_t now_ns);
   // Forgets remembered endings older than the memo TTL.
   absl::Status ForgetOldMemos(uint64_t now_ns);
 
@@ -65,6 +68,9 @@ class Expiry {
   // Runs one ending; true when it ended something.
   bool End(lockd_ctl_op op, uint64_t lock_id, const MemberView& member);
   void Schedule(uint64_t lock_id, uint64_t due_ns);
+  // Sweeps from the cursor on until `limit` segments in use were read or
+  // every segment was looked at once.
+  absl::Status SweepSegments(uint64_t now_ns, uint32_t limit);
 
   Dispatcher* const dispatcher_;
   DaemonCounters* const counters_;
