@@ -328,6 +328,15 @@ LOCKD_ASSERT_OFFSET(struct lockd_bucket, fence_floor, 16);
 LOCKD_ASSERT_OFFSET(struct lockd_bucket, ids, 24);
 LOCKD_ASSERT_OFFSET(struct lockd_bucket, slots, 88);
 
+/* The slot of `lock_id` in a bucket, or -1: the datapath's look-up (under
+ * the guard, or racily as a hint) and the daemon's readers' (on a copy). */
+static inline __attribute__((always_inline)) int lockd_bucket_find(
+    const struct lockd_bucket *b, __u64 lock_id) {
+  for (int i = 0; i < LOCKD_BUCKET_SLOTS; i++)
+    if ((b->used & (1u << i)) && b->ids[i] == lock_id) return i;
+  return -1;
+}
+
 /* The Kerby memory pool: fixed-size blocks in hash-map segments, keyed by a
  * block index that only grows (no free list). A block's index carries its
  * segment in the high 32 bits, so a segment is found without a search, and a

@@ -88,12 +88,6 @@ bool FindBucket(MapReader& reader, const lockd_config& cfg, uint64_t lock_id,
   return false;
 }
 
-int FindSlot(const lockd_bucket& b, uint64_t lock_id) {
-  for (int i = 0; i < LOCKD_BUCKET_SLOTS; ++i)
-    if ((b.used & (1u << i)) && b.ids[i] == lock_id) return i;
-  return -1;
-}
-
 enum class Walk { kDone, kChanged, kTooLong };
 
 // Follows a chain of blocks of `lock_id` from `first` through `next`.
@@ -131,7 +125,7 @@ absl::StatusOr<LockView> KernelTable::Read(uint64_t lock_id) const {
   for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
     lockd_bucket before{};
     if (!FindBucket(reader, cfg, lock_id, &before)) continue;
-    const int slot = FindSlot(before, lock_id);
+    const int slot = lockd_bucket_find(&before, lock_id);
     if (slot < 0)
       return absl::NotFoundError(
           absl::StrCat("lock ", lock_id, " has no holders and no waiters"));
@@ -152,7 +146,7 @@ absl::StatusOr<LockView> KernelTable::Read(uint64_t lock_id) const {
     lockd_bucket after{};
     if (queue != Walk::kDone || !FindBucket(reader, cfg, lock_id, &after))
       continue;
-    const int again = FindSlot(after, lock_id);
+    const int again = lockd_bucket_find(&after, lock_id);
     if (again < 0 || after.slots[again].version != view.state.version) continue;
     std::sort(view.holders.begin(), view.holders.end(),
               [](const MemberView& a, const MemberView& b) {

@@ -257,7 +257,7 @@ static __always_inline int lock_find(const struct lockd_config *cfg,
   if (table_find(cfg, lock_id, &ref->t)) return -1;
   struct lt_scratch *scratch = lt_scratch_get();
   if (!scratch) return -1;
-  scratch->slot = bucket_find(ref->t.b, lock_id);
+  scratch->slot = lockd_bucket_find(ref->t.b, lock_id);
   int s = READ_ONCE(scratch->slot);
   ref->lk = s >= 0 && s < LOCKD_BUCKET_SLOTS ? bucket_slot(ref->t.b, s) : NULL;
   ref->scratch = scratch;
@@ -274,7 +274,7 @@ static __always_inline struct lockd_lock *lock_locked(
   struct lt_scratch *scratch = ref->scratch;
   *serves = bucket_serves(b, ref->t.hash);
   if (!*serves) return NULL;
-  scratch->slot = bucket_find(b, lock_id);
+  scratch->slot = lockd_bucket_find(b, lock_id);
   int s = READ_ONCE(scratch->slot);
   if (s < 0 || s >= LOCKD_BUCKET_SLOTS) return NULL;
   *slot = s;

@@ -137,14 +137,6 @@ static __always_inline bool bucket_serves(const struct lockd_bucket *b,
   return b->depth != 0 && b->index == hash_bits(hash, b->depth);
 }
 
-/* Under the guard (or racily, as a hint): the slot of `lock_id`, or -1. */
-static __always_inline int bucket_find(const struct lockd_bucket *b,
-                                       __u64 lock_id) {
-  for (int i = 0; i < LOCKD_BUCKET_SLOTS; i++)
-    if ((b->used & (1u << i)) && b->ids[i] == lock_id) return i;
-  return -1;
-}
-
 static __always_inline int bucket_free_slot(const struct lockd_bucket *b) {
   for (int i = 0; i < LOCKD_BUCKET_SLOTS; i++)
     if (!(b->used & (1u << i))) return i;
