@@ -64,10 +64,12 @@ absl::Status ValidateFlagsAndStatus(const Message& message) {
 
 bool operator==(const Message& a, const Message& b) {
   return a.opcode == b.opcode && a.mode == b.mode && a.policy == b.policy &&
-         a.status == b.status && a.flags == b.flags && a.seq == b.seq &&
+         a.status == b.status && a.flags == b.flags &&
+         a.client_id == b.client_id && a.seq == b.seq &&
          a.lease_ms == b.lease_ms && a.wait_ms == b.wait_ms &&
          a.queue_pos == b.queue_pos && a.lock_id == b.lock_id &&
-         a.txn_id == b.txn_id && a.fence == b.fence && a.ticket == b.ticket;
+         a.txn_id == b.txn_id && a.fence == b.fence && a.ticket == b.ticket &&
+         a.mac == b.mac;
 }
 
 std::string Message::ToString() const {
@@ -76,12 +78,13 @@ std::string Message::ToString() const {
           ? NameOrNumber(StatusName(static_cast<lockd_status>(status)), status)
           : NameOrNumber(kUnknownName, status);
   return absl::StrFormat(
-      "%s{seq=%u lock_id=0x%016x txn_id=%u mode=%s policy=%s status=%s "
-      "flags=0x%02x lease_ms=%u wait_ms=%u queue_pos=%u fence=%u ticket=0x%x}",
-      NameOrNumber(OpcodeName(opcode), opcode), seq, lock_id, txn_id,
+      "%s{client=%u seq=%u lock_id=0x%016x txn_id=%u mode=%s policy=%s "
+      "status=%s flags=0x%02x lease_ms=%u wait_ms=%u queue_pos=%u fence=%u "
+      "ticket=0x%x mac=0x%016x}",
+      NameOrNumber(OpcodeName(opcode), opcode), client_id, seq, lock_id, txn_id,
       NameOrNumber(ModeName(mode), mode),
       NameOrNumber(PolicyName(policy), policy), status_text, flags, lease_ms,
-      wait_ms, queue_pos, fence, ticket);
+      wait_ms, queue_pos, fence, ticket, mac);
 }
 
 std::ostream& operator<<(std::ostream& os, const Message& message) {
@@ -97,7 +100,8 @@ EncodedMessage Encode(const Message& message) {
   wire.policy = message.policy;
   wire.status = message.status;
   wire.flags = message.flags;
-  wire.seq = htobe32(message.seq);
+  wire.client_id = htobe32(message.client_id);
+  wire.seq = htobe64(message.seq);
   wire.lease_ms = htobe32(message.lease_ms);
   wire.wait_ms = htobe32(message.wait_ms);
   wire.queue_pos = htobe32(message.queue_pos);
@@ -105,6 +109,7 @@ EncodedMessage Encode(const Message& message) {
   wire.txn_id = htobe64(message.txn_id);
   wire.fence = htobe64(message.fence);
   wire.ticket = htobe64(message.ticket);
+  wire.mac = message.mac;
 
   EncodedMessage bytes;
   std::memcpy(bytes.data(), &wire, sizeof(wire));
@@ -151,7 +156,8 @@ absl::StatusOr<Message> DecodeMessage(absl::Span<const uint8_t> bytes) {
   message.policy = static_cast<lockd_policy>(wire.policy);
   message.status = wire.status;
   message.flags = wire.flags;
-  message.seq = be32toh(wire.seq);
+  message.client_id = be32toh(wire.client_id);
+  message.seq = be64toh(wire.seq);
   message.lease_ms = be32toh(wire.lease_ms);
   message.wait_ms = be32toh(wire.wait_ms);
   message.queue_pos = be32toh(wire.queue_pos);
@@ -159,6 +165,7 @@ absl::StatusOr<Message> DecodeMessage(absl::Span<const uint8_t> bytes) {
   message.txn_id = be64toh(wire.txn_id);
   message.fence = be64toh(wire.fence);
   message.ticket = be64toh(wire.ticket);
+  message.mac = wire.mac;
 
   if (absl::Status status = ValidateFlagsAndStatus(message); !status.ok()) {
     return status;
@@ -240,6 +247,8 @@ absl::string_view StatusName(lockd_status status) {
       return "UPGRADE_CONFLICT";
     case LOCKD_STATUS_BAD_REQUEST:
       return "BAD_REQUEST";
+    case LOCKD_STATUS_QUOTA:
+      return "QUOTA";
     case LOCKD_STATUS_COUNT:
       break;
   }
@@ -253,6 +262,7 @@ absl::StatusCode CodeForRejection(lockd_status status) {
     case LOCKD_STATUS_UPGRADE_CONFLICT:
       return absl::StatusCode::kAborted;
     case LOCKD_STATUS_NO_CAPACITY:
+    case LOCKD_STATUS_QUOTA:
       return absl::StatusCode::kResourceExhausted;
     case LOCKD_STATUS_NOT_HOLDER:
     case LOCKD_STATUS_FORCE_RELEASED:
@@ -291,6 +301,7 @@ lockd_request ToRequest(const Message& message, const lockd_endpoint& from) {
   req.policy = message.policy;
   req.flags = message.flags;
   req.from = from;
+  req.client_id = message.client_id;
   return req;
 }
 
@@ -307,6 +318,8 @@ Message FromReply(const lockd_reply& reply) {
   m.txn_id = reply.txn_id;
   m.fence = reply.fence;
   m.ticket = reply.ticket;
+  m.client_id = reply.client_id;
+  m.mac = reply.mac;
   return m;
 }
 

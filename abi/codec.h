@@ -30,7 +30,8 @@ struct Message {
   // enum lockd_status; raw, so that tests can build any byte.
   uint8_t status = 0;
   uint8_t flags = 0;  // LOCKD_FLAG_* (requests only)
-  uint32_t seq = 0;
+  uint32_t client_id = LOCKD_CLIENT_NONE;
+  uint64_t seq = 0;
   uint32_t lease_ms = 0;
   uint32_t wait_ms = 0;
   uint32_t queue_pos = 0;
@@ -38,6 +39,7 @@ struct Message {
   uint64_t txn_id = 0;
   uint64_t fence = 0;
   uint64_t ticket = 0;  // where the server keeps the owner's record
+  uint64_t mac = 0;     // as on the wire (abi/keys.h signs and checks it)
 
   // One line with every field by name, e.g. for test failure messages.
   std::string ToString() const;
@@ -54,11 +56,13 @@ std::ostream& operator<<(std::ostream& os, const Message& message);
 using EncodedMessage = std::array<uint8_t, kMessageSize>;
 
 // Writes `message` in wire format (big-endian, current magic and version).
-// Fields are written as given, without validation, so tests can build the
-// malformed messages that DecodeMessage must reject.
+// Fields are written as given, the MAC too, without validation, so tests can
+// build the malformed messages that DecodeMessage must reject (abi/keys.h
+// signs).
 EncodedMessage Encode(const Message& message);
 
-// Parses one datagram payload. Returns InvalidArgument, with a message naming
+// Parses one datagram payload (the MAC is not checked: abi/keys.h does).
+// Returns InvalidArgument, with a message naming
 // the problem, for everything docs/semantics.md calls malformed: a length
 // other than kMessageSize ("truncated"/"oversized"), wrong magic, wrong
 // version, an opcode that is neither a known request nor a known reply, an
@@ -84,7 +88,8 @@ absl::string_view StatusName(lockd_status status);
 // restart); RESOURCE_EXHAUSTED for NO_CAPACITY; FAILED_PRECONDITION for
 // NOT_HOLDER and FORCE_RELEASED; DEADLINE_EXCEEDED for LEASE_EXPIRED and
 // WAIT_EXPIRED; INVALID_ARGUMENT for BAD_REQUEST; INTERNAL for OK and
-// unknown values (a rejection must give a reason).
+// unknown values (a rejection must give a reason); RESOURCE_EXHAUSTED for
+// QUOTA too.
 absl::StatusCode CodeForRejection(lockd_status status);
 
 // Counter names from the LOCKD_STATS list ("rx", "grant_immediate", ...):

@@ -34,7 +34,7 @@
 /* ------------------------------------------------------------------------ */
 
 #define LOCKD_MAGIC 0x4c4b /* "LK" */
-#define LOCKD_VERSION 2
+#define LOCKD_VERSION 3
 #define LOCKD_DEFAULT_PORT 20231
 
 #define LOCKD_DEFAULT_LEASE_MS 10000
@@ -45,6 +45,8 @@
 /* A chain of KICKs that grant and unlink nothing, longer than this, is
  * dropped (and counted); a KICK that made progress starts the count again. */
 #define LOCKD_MAX_KICK_HOPS 64
+/* skb->mark of the datapath's own KICKs. */
+#define LOCKD_KICK_MARK 0x4c4b4b49u /* "LKKI" */
 
 /* Tickets (see struct lockd_msg): 0 = unknown; LOCKD_TICKET_INLINE = the
  * holder kept in the lock's slot; anything else is a pool block index. */
@@ -62,8 +64,8 @@ enum lockd_opcode {
   LOCKD_OP_RENEW = 0x03,
   /* Grant whatever waiters of lock_id are compatible now. Sent by the
    * datapath to itself when one release frees more waiters than one program
-   * run may grant; harmless from anyone, since it only does what the lock's
-   * invariants already demand. */
+   * run may grant, marked LOCKD_KICK_MARK (skb->mark, which no packet from
+   * the network carries); any other KICK is dropped (forged_kick). */
   LOCKD_OP_KICK = 0x04,
 
   LOCKD_OP_GRANTED = 0x81,
@@ -99,7 +101,8 @@ enum lockd_status {
   LOCKD_STATUS_FORCE_RELEASED = 7,
   LOCKD_STATUS_UPGRADE_CONFLICT = 8, /* S->X upgrade while others hold */
   LOCKD_STATUS_BAD_REQUEST = 9,
-  LOCKD_STATUS_COUNT = 10,
+  LOCKD_STATUS_QUOTA = 10, /* the client's holds + waits are at its quota */
+  LOCKD_STATUS_COUNT = 11,
 };
 
 /* Request flags. Replies carry 0. */
@@ -116,32 +119,54 @@ struct lockd_msg {
   __u8 policy;      /* enum lockd_policy */
   __u8 status;      /* enum lockd_status; 0 on requests */
   __u8 flags;       /* LOCKD_FLAG_* */
-  __be32 seq;       /* request sequence number, echoed in the reply */
+  __be32 client_id; /* who sent the request / whom the reply is for;
+                       LOCKD_CLIENT_NONE = unauthenticated (lab subnets) */
   __be32 lease_ms;  /* asked for (request) / granted (GRANTED, RENEWED) */
   __be32 wait_ms;   /* longest time to wait in the queue, 0 = no limit */
   __be32 queue_pos; /* QUEUED: waiters ahead at enqueue time */
+  /* Request: the client's sequence number, new for every transmission (a
+   * retransmission too) and increasing, so that the server's replay window
+   * drops a copy it has seen. Reply: the request's, echoed; GRANTED: that
+   * of the ACQUIRE that made the waiter. */
+  __be64 seq;
   __be64 lock_id;
-  __be64 txn_id; /* owner identity; for WAIT_DIE, smaller = older */
+  __be64 txn_id; /* the owner's transaction; for WAIT_DIE, smaller = older */
   __be64 fence;  /* GRANTED/RENEWED/RELEASED: the holder's fencing token */
   /* Where the server keeps this owner's record: set by GRANTED and QUEUED,
    * echoed by the owner in its later requests for the same lock so that the
    * server finds the record in O(1). A hint: a stale or zero ticket costs a
    * search, never a wrong answer. */
   __be64 ticket;
+  /* SipHash-2-4 of bytes [0, LOCKD_MAC_BYTES) under the client's key
+   * (abi/siphash.h), its 8 output bytes as SipHash writes them; 0 when
+   * client_id is LOCKD_CLIENT_NONE. */
+  __u64 mac;
 };
-LOCKD_ASSERT_SIZE(struct lockd_msg, 56);
+LOCKD_ASSERT_SIZE(struct lockd_msg, 72);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, opcode, 3);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, mode, 4);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, status, 6);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, flags, 7);
-LOCKD_ASSERT_OFFSET(struct lockd_msg, seq, 8);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, client_id, 8);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, lease_ms, 12);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, wait_ms, 16);
 LOCKD_ASSERT_OFFSET(struct lockd_msg, queue_pos, 20);
-LOCKD_ASSERT_OFFSET(struct lockd_msg, lock_id, 24);
-LOCKD_ASSERT_OFFSET(struct lockd_msg, txn_id, 32);
-LOCKD_ASSERT_OFFSET(struct lockd_msg, fence, 40);
-LOCKD_ASSERT_OFFSET(struct lockd_msg, ticket, 48);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, seq, 24);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, lock_id, 32);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, txn_id, 40);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, fence, 48);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, ticket, 56);
+LOCKD_ASSERT_OFFSET(struct lockd_msg, mac, 64);
+/* The bytes the MAC covers: everything before it. */
+#define LOCKD_MAC_BYTES 64
+
+/* Client identities (docs/security.md). A client id names one client key;
+ * LOCKD_CLIENT_NONE is every unauthenticated sender, served only from the
+ * subnets the operator opened for labs. */
+#define LOCKD_CLIENT_NONE 0u
+/* The daemon's gRPC callers (LOCAL members): never a key, so no packet can
+ * act on their records. */
+#define LOCKD_CLIENT_LOCAL 0xffffffffu
 
 /* ------------------------------------------------------------------------ */
 /* The request/reply vocabulary (host order)                                */
@@ -164,7 +189,7 @@ struct lockd_request {
   __u64 txn_id;
   __u64 ticket;
   __u64 fence; /* FORCE_RELEASE: the hold's fence, 0 = any */
-  __u32 seq;
+  __u64 seq;
   __u32 lease_ms;
   __u32 wait_ms;
   __u32 hops; /* KICK: continuation count (carried in queue_pos) */
@@ -175,9 +200,9 @@ struct lockd_request {
   __u8 member_flags; /* LOCKD_MEMBER_* the new member gets (gRPC: LOCAL) */
   __u8 reserved[3];
   struct lockd_endpoint from; /* where replies and grants go */
-  __u32 reserved2;
+  __u32 client_id;            /* authenticated sender (owner binding) */
 };
-LOCKD_ASSERT_SIZE(struct lockd_request, 72);
+LOCKD_ASSERT_SIZE(struct lockd_request, 80);
 
 /* A reply, or a GRANTED for a waiter that some release let in. */
 struct lockd_reply {
@@ -185,15 +210,17 @@ struct lockd_reply {
   __u64 txn_id;
   __u64 fence;
   __u64 ticket;
-  __u32 seq;
+  __u64 seq;
+  __u64 mac; /* of the wire message, under client_id's key (0: none) */
   __u32 lease_ms;
   __u32 queue_pos;
+  __u32 client_id;
   __u8 opcode;
   __u8 status;
   __u8 mode;
   __u8 policy;
 };
-LOCKD_ASSERT_SIZE(struct lockd_reply, 48);
+LOCKD_ASSERT_SIZE(struct lockd_reply, 64);
 
 /* A GRANTED (or, from the control program's expiry, a REJECTED/WAIT_EXPIRED)
  * that must reach a member other than the requester. */
@@ -203,7 +230,7 @@ struct lockd_notice {
   __u8 local; /* the member is a gRPC caller: no packet, tell the daemon */
   __u8 reserved[3];
 };
-LOCKD_ASSERT_SIZE(struct lockd_notice, 64);
+LOCKD_ASSERT_SIZE(struct lockd_notice, 80);
 
 /* ------------------------------------------------------------------------ */
 /* Map layouts                                                              */
@@ -226,9 +253,9 @@ struct lockd_member {
   __u64 fence;      /* holder: its grant's fence; waiter: 0 */
   __u64 since_ns;   /* holder: grant time; waiter: enqueue time */
   __u64 expires_ns; /* holder: lease end; waiter: wait deadline, 0 = none */
-  __u32 seq;        /* of the ACQUIRE that made it a member */
+  __u64 seq;        /* of the ACQUIRE that made it a member */
   __u32 lease_ms;   /* holder: lease granted; waiter: lease it will get */
-  __u32 client_id;  /* reserved for client authentication (0 today) */
+  __u32 client_id;  /* the owner's client: only it may act on the record */
   __be32 addr;
   __be16 port;
   __u8 mac[6];
@@ -236,12 +263,12 @@ struct lockd_member {
   __u8 mode;   /* enum lockd_mode */
   __u8 policy; /* enum lockd_policy, echoed in its GRANTED */
   __u8 flags;  /* LOCKD_MEMBER_* */
-  __u8 reserved[4];
 };
 LOCKD_ASSERT_SIZE(struct lockd_member, 64);
 LOCKD_ASSERT_OFFSET(struct lockd_member, seq, 32);
-LOCKD_ASSERT_OFFSET(struct lockd_member, addr, 44);
-LOCKD_ASSERT_OFFSET(struct lockd_member, state, 56);
+LOCKD_ASSERT_OFFSET(struct lockd_member, client_id, 44);
+LOCKD_ASSERT_OFFSET(struct lockd_member, addr, 48);
+LOCKD_ASSERT_OFFSET(struct lockd_member, state, 60);
 
 /* One lock, in a slot of a table bucket. Written only under the bucket's
  * guard. The lock exists exactly while it has a holder or a waiter: the
@@ -392,6 +419,29 @@ struct lockd_config {
 };
 LOCKD_ASSERT_SIZE(struct lockd_config, 40 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
 
+/* One client (map "clients", key: client id): its keys, its replay window
+ * and how many holds and waits it has. The daemon creates and rekeys it
+ * through the control program (LOCKD_CTL_SET_KEY), under `guard`, and
+ * deletes it; the datapath never creates one. LOCKD_CLIENT_NONE's record
+ * has no key and counts the unauthenticated senders' members. */
+struct lockd_client {
+  struct bpf_spin_lock guard; /* the window and the keys */
+  __s32 members; /* holds + waits now (atomic adds; an ending may be
+                    counted an instant before its start) */
+  __u64 key[2];               /* current key (SipHash k0, k1) */
+  __u64 old_key[2];           /* the previous key, while has_old_key */
+  __u64 seq_top;              /* highest seq accepted */
+  __u64 seq_seen;             /* bit i: seq_top - i was accepted */
+  __u32 has_old_key;
+  __u32 reserved;
+};
+LOCKD_ASSERT_SIZE(struct lockd_client, 64);
+/* Requests this far behind the newest seq accepted are dropped as replays
+ * (the window's bits). */
+#define LOCKD_REPLAY_WINDOW 64
+/* Holds + waits per client when the operator sets no quota. */
+#define LOCKD_DEFAULT_CLIENT_QUOTA 65536
+
 /* Why an owner's hold or wait was ended for it (map "ended", key struct
  * lockd_owner_key): what its late RELEASE or RENEW is told. Written only for
  * endings the owner did not ask for; kept a bounded time. */
@@ -404,11 +454,12 @@ LOCKD_ASSERT_SIZE(struct lockd_owner_key, 16);
 struct lockd_ended {
   __u64 fence;
   __u64 time_ns;
-  __u32 seq;
-  __u8 status; /* LEASE_EXPIRED, FORCE_RELEASED, WAIT_EXPIRED */
+  __u64 seq;
+  __u32 client_id; /* the owner's: told to it only */
+  __u8 status;     /* LEASE_EXPIRED, FORCE_RELEASED, WAIT_EXPIRED */
   __u8 reserved[3];
 };
-LOCKD_ASSERT_SIZE(struct lockd_ended, 24);
+LOCKD_ASSERT_SIZE(struct lockd_ended, 32);
 
 /* ------------------------------------------------------------------------ */
 /* Events: datapath -> daemon (ring buffer "events")                        */
@@ -439,7 +490,7 @@ struct lockd_event {
   __u64 reserved;
   struct lockd_notice notice; /* LOCAL_NOTICE */
 };
-LOCKD_ASSERT_SIZE(struct lockd_event, 96);
+LOCKD_ASSERT_SIZE(struct lockd_event, 112);
 
 /* ------------------------------------------------------------------------ */
 /* Control channel: daemon -> datapath                                      */
@@ -458,6 +509,11 @@ enum lockd_ctl_op {
                                   deadline */
   LOCKD_CTL_FORCE_RELEASE = 4, /* end the hold of req.txn_id, whose fence is
                                   req.fence (0 = any) */
+  LOCKD_CTL_WIRE = 5,    /* authenticate `wire` (from req.from) as the packet
+                            path does, then run it as REQUEST */
+  LOCKD_CTL_SET_KEY = 6, /* client req.client_id's key becomes `key`; the
+                            one before stays valid until the client uses the
+                            new one (creates the client if new) */
 };
 
 enum lockd_ctl_result {
@@ -469,6 +525,7 @@ enum lockd_ctl_result {
   LOCKD_CTL_NO_REPLY = 5,       /* REQUEST: the packet path would not answer */
   LOCKD_CTL_BAD_OP = 6,         /* no such operation */
   LOCKD_CTL_MALFORMED = 7,      /* REQUEST: fields the packet path would drop */
+  LOCKD_CTL_FORGED = 8, /* WIRE: failed authentication or replayed: dropped */
 };
 
 struct lockd_ctl {
@@ -478,11 +535,14 @@ struct lockd_ctl {
   __u32 kick;    /* compatible waiters may remain: run a KICK request */
   struct lockd_request req;
   struct lockd_reply reply; /* REQUEST: the reply (unless NO_REPLY) */
+  struct lockd_msg wire;    /* WIRE: the datagram as received */
+  __u64 key[2];             /* SET_KEY */
   /* Members to tell: the waiter whose wait expired (EXPIRE_WAITER:
    * notice[0]), then the waiters granted (at most LOCKD_MAX_GRANTS). */
   struct lockd_notice notice[LOCKD_MAX_GRANTS + 1];
 };
-LOCKD_ASSERT_SIZE(struct lockd_ctl, 16 + 72 + 48 + 64 * (LOCKD_MAX_GRANTS + 1));
+LOCKD_ASSERT_SIZE(struct lockd_ctl,
+                  16 + 80 + 64 + 72 + 16 + 80 * (LOCKD_MAX_GRANTS + 1));
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                 */
@@ -495,6 +555,12 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl, 16 + 72 + 48 + 64 * (LOCKD_MAX_GRANTS + 1));
   X(RX, "rx")                               /* packets to lockd's port */      \
   X(MALFORMED, "malformed")                 /* truncated/bad magic: dropped */ \
   X(BAD_VERSION, "bad_version")             /* wrong version: dropped */       \
+  X(AUTH_FAILED, "auth_failed")             /* bad MAC/unknown client: drop */ \
+  X(UNAUTHENTICATED, "unauthenticated")     /* no client, closed subnet */     \
+  X(REPLAYED, "replayed")                   /* seq seen or too old: dropped */ \
+  X(FORGED_KICK, "forged_kick")             /* KICK not from us: dropped */    \
+  X(REJECT_NOT_OWNER, "reject_not_owner")   /* txn owned by another client */  \
+  X(REJECT_QUOTA, "reject_quota")           /* client at its quota */          \
   X(ACQUIRE, "acquire")                     /* ACQUIRE requests processed */   \
   X(GRANT_IMMEDIATE, "grant_immediate")     /* granted on arrival */           \
   X(QUEUED, "queued")                       /* enqueued as a waiter */         \

@@ -46,6 +46,17 @@ int lockd_xdp(struct xdp_md *ctx) {
     stat_inc(LOCKD_STAT_BAD_VERSION);
     return XDP_DROP;
   }
+  /* KICKs are TC's own, marked (lockd_tc checks): not authenticated here. */
+  if (req->opcode != LOCKD_OP_KICK) {
+    struct lockd_frame *f = data;
+    if ((void *)(f + 1) > data_end) return XDP_ABORTED;
+    enum auth_result auth =
+        auth_request(FRAME_PART(f, msg), req, true, e->key);
+    if (auth != AUTH_OK) {
+      auth_count(auth);
+      return XDP_DROP;
+    }
+  }
 
   __u64 now = bpf_ktime_get_ns();
   switch (req->opcode) {
@@ -68,6 +79,7 @@ int lockd_xdp(struct xdp_md *ctx) {
   struct lockd_endpoint us, them;
   switch (res->verdict) {
     case LT_REPLY:
+      reply_sign(&res->reply, e->key[0], e->key[1]);
       frame_dest(frame, &us);
       frame_source(frame, &them);
       frame_write(frame, &us, &them, &res->reply);
@@ -106,6 +118,7 @@ static __always_inline void tc_send_notices(struct __sk_buff *skb,
       stat_inc(LOCKD_STAT_GRANT_LOCAL);
       continue;
     }
+    notice_sign(&batch->n[i]);
     struct lockd_frame *frame = tc_frame(skb);
     if (!frame) {
       stat_inc(LOCKD_STAT_GRANT_SEND_FAILED);
@@ -132,9 +145,13 @@ static __always_inline void tc_send_kick(struct __sk_buff *skb,
         .lock_id = req->lock_id,
         .queue_pos = hops,
     };
-    /* Addressed like a request to us, so the parser accepts it. */
+    /* Addressed like a request to us, so the parser accepts it; marked
+     * ours. */
     frame_write(frame, them, us, &kick);
-    if (bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS) == 0) {
+    skb->mark = LOCKD_KICK_MARK;
+    long err = bpf_clone_redirect(skb, skb->ifindex, BPF_F_INGRESS);
+    skb->mark = 0;
+    if (err == 0) {
       stat_inc(LOCKD_STAT_KICK_SENT);
       return;
     }
@@ -160,24 +177,39 @@ int lockd_tc(struct __sk_buff *skb) {
 
   struct lockd_frame *frame = data;
   if ((void *)(frame + 1) > data_end) return TC_ACT_OK;
-  struct lockd_endpoint us, them;
-  frame_dest(frame, &us);
-  frame_source(frame, &them);
+  if (req->opcode == LOCKD_OP_KICK) {
+    if (skb->mark != LOCKD_KICK_MARK) {
+      stat_inc(LOCKD_STAT_FORGED_KICK);
+      return TC_ACT_SHOT;
+    }
+  } else if (auth_request(FRAME_PART(frame, msg), req, false, e->key) !=
+             AUTH_OK) {
+    /* XDP checked it (and its seq) before passing it on: only a packet that
+     * did not come through XDP gets here. */
+    stat_inc(LOCKD_STAT_AUTH_FAILED);
+    return TC_ACT_SHOT;
+  }
+  /* In the scratch, not on the stack: the merge a release may do needs
+   * the room. */
+  struct lockd_endpoint *us = &e->us, *them = &e->them;
+  frame_dest(frame, us);
+  frame_source(frame, them);
 
   __u64 now = bpf_ktime_get_ns();
   if (req->opcode == LOCKD_OP_RELEASE)
     lt_release(req, now, true, res);
   else
     lt_kick(req, now, res);
-  tc_send_notices(skb, &us, res->notices);
+  tc_send_notices(skb, us, res->notices);
   if (res->kick)
     tc_send_kick(
-        skb, &us, &them, req,
+        skb, us, them, req,
         req->opcode == LOCKD_OP_KICK && !res->progress ? req->hops + 1 : 1);
   if (res->verdict != LT_REPLY) return TC_ACT_SHOT;
+  reply_sign(&res->reply, e->key[0], e->key[1]);
   frame = tc_frame(skb);
   if (!frame) return TC_ACT_SHOT;
-  frame_write(frame, &us, &them, &res->reply);
+  frame_write(frame, us, them, &res->reply);
   return bpf_redirect(skb->ifindex, 0);
 }
 
@@ -190,7 +222,7 @@ int lockd_ctl(struct xdp_md *ctx) {
   struct entry_scratch *e = entry_get();
   if (!ctl || !e || bpf_xdp_load_bytes(ctx, 0, ctl, sizeof(*ctl)))
     return XDP_ABORTED;
-  ctl_run(ctl, &e->res);
+  ctl_run(ctl, e);
   if (bpf_xdp_store_bytes(ctx, 0, ctl, sizeof(*ctl))) return XDP_ABORTED;
   return XDP_TX;
 }

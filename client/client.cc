@@ -37,6 +37,7 @@ struct Client::Impl::Server {
   std::atomic<uint64_t> udp_retransmissions{0};
   std::atomic<uint64_t> udp_replies{0};
   std::atomic<uint64_t> udp_fallbacks{0};
+  std::atomic<uint64_t> udp_forged{0};
   std::atomic<uint64_t> grpc_requests{0};
   std::atomic<uint64_t> renewals{0};
   std::atomic<uint64_t> leases_lost{0};
@@ -110,7 +111,8 @@ absl::string_view ExplainRejection(lockd_status status) {
     case LOCKD_STATUS_NO_CAPACITY:
       return "the server has no room for the request";
     case LOCKD_STATUS_NOT_HOLDER:
-      return "the transaction does not hold the lock";
+      return "the transaction does not hold the lock (or another client "
+             "owns that txn id)";
     case LOCKD_STATUS_LEASE_EXPIRED:
       return "the lease ran out";
     case LOCKD_STATUS_FORCE_RELEASED:
@@ -119,6 +121,9 @@ absl::string_view ExplainRejection(lockd_status status) {
       return "not granted before the deadline; the server cancelled the wait";
     case LOCKD_STATUS_BAD_REQUEST:
       return "the server found the request malformed";
+    case LOCKD_STATUS_QUOTA:
+      return "this client holds and awaits as many locks as the server's "
+             "--client_quota allows";
     case LOCKD_STATUS_OK:
     case LOCKD_STATUS_COUNT:
       break;
@@ -146,12 +151,14 @@ std::optional<lockd_status> RejectionOf(const grpc::ClientContext& context) {
   return static_cast<lockd_status>(status);
 }
 
-// A LockService request for the owner (lock, txn) of `request`.
+// A LockService request for the owner (lock, txn) of `request`, with the
+// request signed (`signed_request`, empty for an unauthenticated client).
 template <typename Rpc>
-Rpc OwnerRpc(const Message& request) {
+Rpc OwnerRpc(const Message& request, const std::string& signed_request) {
   Rpc rpc;
   rpc.set_lock_id(request.lock_id);
   rpc.set_txn_id(request.txn_id);
+  rpc.set_signed_request(signed_request);
   return rpc;
 }
 
@@ -160,6 +167,7 @@ void Accumulate(const ServerStats& from, ServerStats& into) {
   into.udp_retransmissions += from.udp_retransmissions;
   into.udp_replies += from.udp_replies;
   into.udp_fallbacks += from.udp_fallbacks;
+  into.udp_forged += from.udp_forged;
   into.grpc_requests += from.grpc_requests;
   into.renewals += from.renewals;
   into.leases_lost += from.leases_lost;
@@ -219,13 +227,19 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
   auto impl =
       absl::WrapUnique(new Impl(std::move(options), std::move(*servers)));
   absl::StatusOr<std::unique_ptr<UdpChannel>> udp =
-      UdpChannel::Open([impl = impl.get()](const sockaddr_in& from) {
-        Server* server = impl->ServerAt(from);
-        if (server == nullptr) return;
-        ++server->udp_replies;
-        absl::MutexLock lock(&server->mu);
-        server->udp_down = false;  // whatever the call, UDP works again
-      });
+      UdpChannel::Open(
+          [impl = impl.get()](const sockaddr_in& from, bool forged) {
+            Server* server = impl->ServerAt(from);
+            if (server == nullptr) return;
+            if (forged) {
+              ++server->udp_forged;
+              return;
+            }
+            ++server->udp_replies;
+            absl::MutexLock lock(&server->mu);
+            server->udp_down = false;  // whatever the call, UDP works again
+          },
+          impl->options_.client_id, impl->options_.key);
   if (!udp.ok()) return udp.status();
   impl->udp_ = std::move(*udp);
   impl->renewer_ =
@@ -243,6 +257,7 @@ Client::Impl::Impl(ClientOptions options,
           names.push_back(server->name);
         return names;
       }()),
+      next_seq_(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))),
       txn_random_bits_(std::random_device()() &
                        ((uint64_t{1} << kTxnRandomBits) - 1)) {}
 
@@ -298,6 +313,7 @@ ClientStats Client::Impl::Stats() const {
     s.udp_retransmissions = server->udp_retransmissions;
     s.udp_replies = server->udp_replies;
     s.udp_fallbacks = server->udp_fallbacks;
+    s.udp_forged = server->udp_forged;
     s.grpc_requests = server->grpc_requests;
     s.renewals = server->renewals;
     s.leases_lost = server->leases_lost;
@@ -336,7 +352,6 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::Exchange(
     const LockTarget& target, Message request, absl::Time deadline, Path path,
     const std::string& what) {
   Server& server = *servers_[target.server];
-  request.seq = NextSeq();
   std::string udp_failure;
   if (path == Path::kUdp && UseUdp(server)) {
     const UdpOutcome udp = ExchangeUdp(server, request, deadline);
@@ -415,7 +430,7 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       ++(outcome.transmissions == 0 ? server.udp_requests
                                     : server.udp_retransmissions);
       // A failed send is a lost packet: retransmission deals with both.
-      udp_->Send(call).IgnoreError();
+      udp_->Send(&call, NextSeq()).IgnoreError();
       ++attempt_transmissions;
       ++outcome.transmissions;
       // Every later copy may find the request served already: the server
@@ -466,11 +481,19 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     context.set_deadline(absl::ToChronoTime(rpc_deadline));
   ++server.grpc_requests;
   const absl::Time sent = absl::Now();
+  std::string signed_request;
+  if (options_.client_id != LOCKD_CLIENT_NONE) {
+    Message message = request;
+    message.client_id = options_.client_id;
+    message.seq = NextSeq();
+    const EncodedMessage bytes = EncodeSigned(message, options_.key);
+    signed_request.assign(bytes.begin(), bytes.end());
+  }
   Message reply = request;
   grpc::Status status;
   switch (request.opcode) {
     case LOCKD_OP_ACQUIRE: {
-      auto rpc = OwnerRpc<v1::AcquireRequest>(request);
+      auto rpc = OwnerRpc<v1::AcquireRequest>(request, signed_request);
       rpc.set_mode(static_cast<v1::Mode>(request.mode));
       rpc.set_policy(static_cast<v1::Policy>(request.policy));
       rpc.set_lease_ms(request.lease_ms);
@@ -485,13 +508,13 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     case LOCKD_OP_RELEASE: {
       v1::ReleaseResponse response;
       status = server.grpc->Release(
-          &context, OwnerRpc<v1::ReleaseRequest>(request), &response);
+          &context, OwnerRpc<v1::ReleaseRequest>(request, signed_request), &response);
       reply.opcode = LOCKD_OP_RELEASED;
       reply.fence = response.fence();
       break;
     }
     case LOCKD_OP_RENEW: {
-      auto rpc = OwnerRpc<v1::RenewRequest>(request);
+      auto rpc = OwnerRpc<v1::RenewRequest>(request, signed_request);
       rpc.set_lease_ms(request.lease_ms);
       v1::RenewResponse response;
       status = server.grpc->Renew(&context, rpc, &response);

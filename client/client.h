@@ -58,6 +58,7 @@
 #include <string>
 #include <vector>
 
+#include "abi/keys.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
@@ -93,6 +94,15 @@ struct ServerConfig {
 struct ClientOptions {
   std::vector<ServerConfig> servers;
 
+  // Who this client is (docs/security.md): every request is signed with
+  // `key`, and replies not signed with it are dropped. The servers know the
+  // key under `client_id` (their key file). LOCKD_CLIENT_NONE: unsigned
+  // requests, served only from a server's lab subnets (--open_subnets).
+  // One client id belongs to one running Client at a time (its requests'
+  // sequence numbers must only grow; they start from the wall clock).
+  uint32_t client_id = LOCKD_CLIENT_NONE;
+  ClientKey key;
+
   // UDP retransmission of one request: the first retransmission after
   // `udp_initial_timeout`, then at doubling intervals of at most
   // `udp_max_timeout`, until `udp_max_transmissions` are sent or
@@ -122,6 +132,7 @@ struct ServerStats {
   uint64_t udp_retransmissions = 0;  // same seq again
   uint64_t udp_replies = 0;          // replies and GRANTED packets matched
   uint64_t udp_fallbacks = 0;        // requests that gave up on UDP
+  uint64_t udp_forged = 0;           // replies dropped: wrong MAC
   uint64_t grpc_requests = 0;        // RPCs started
   uint64_t renewals = 0;             // leases renewed
   uint64_t leases_lost = 0;

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <utility>
@@ -14,15 +15,18 @@
 namespace lockd::client {
 namespace {
 
-// Whether `reply` can answer `request`: the opcodes pair up, and the seq is
-// the request's (retransmissions reuse it, so any copy's answer counts). The
-// daemon announces an expired wait without the waiter's seq, so for an
-// ACQUIRE a WAIT_EXPIRED rejection is taken whatever its seq.
-bool Answers(const Message& reply, const Message& request) {
+// Whether `reply` can answer the call: the opcodes pair up, and the seq is
+// one of its transmissions' (any copy's answer counts). The daemon
+// announces an expired wait without the waiter's seq, so for an ACQUIRE a
+// WAIT_EXPIRED rejection is taken whatever its seq.
+bool Answers(const Message& reply, const UdpChannel::Call& call) {
+  const Message& request = call.request;
   const bool expired_wait = request.opcode == LOCKD_OP_ACQUIRE &&
                             reply.opcode == LOCKD_OP_REJECTED &&
                             reply.status == LOCKD_STATUS_WAIT_EXPIRED;
-  if (reply.seq != request.seq && !expired_wait) return false;
+  if (!expired_wait && std::find(call.seqs.begin(), call.seqs.end(),
+                                 reply.seq) == call.seqs.end())
+    return false;
   switch (reply.opcode) {
     case LOCKD_OP_GRANTED:
     case LOCKD_OP_QUEUED:
@@ -45,7 +49,7 @@ bool SameAddress(const sockaddr_in& a, const sockaddr_in& b) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<UdpChannel>> UdpChannel::Open(
-    ReplyObserver on_reply) {
+    ReplyObserver on_reply, uint32_t client_id, const ClientKey& key) {
   const int socket_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (socket_fd < 0) return absl::ErrnoToStatus(errno, "UDP socket");
   sockaddr_in any{};
@@ -63,14 +67,17 @@ absl::StatusOr<std::unique_ptr<UdpChannel>> UdpChannel::Open(
     close(socket_fd);
     return absl::ErrnoToStatus(eventfd_errno, "eventfd");
   }
-  return std::unique_ptr<UdpChannel>(
-      new UdpChannel(socket_fd, stop_fd, std::move(on_reply)));
+  return std::unique_ptr<UdpChannel>(new UdpChannel(
+      socket_fd, stop_fd, std::move(on_reply), client_id, key));
 }
 
-UdpChannel::UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply)
+UdpChannel::UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply,
+                       uint32_t client_id, const ClientKey& key)
     : socket_fd_(socket_fd),
       stop_fd_(stop_fd),
       on_reply_(std::move(on_reply)),
+      client_id_(client_id),
+      key_(key),
       receiver_([this] { ReceiveUntilStopped(); }) {}
 
 UdpChannel::~UdpChannel() {
@@ -93,11 +100,21 @@ void UdpChannel::Unregister(Call* call) {
   if (it != calls_.end() && it->second == call) calls_.erase(it);
 }
 
-absl::Status UdpChannel::Send(const Call& call) {
-  const EncodedMessage bytes = Encode(call.request);
+absl::Status UdpChannel::Send(Call* call, uint64_t seq) {
+  Message request;
+  {
+    absl::MutexLock lock(&mu_);
+    call->request.seq = seq;
+    call->request.client_id = client_id_;
+    call->seqs.push_back(seq);
+    request = call->request;
+  }
+  const EncodedMessage bytes = client_id_ == LOCKD_CLIENT_NONE
+                                   ? Encode(request)
+                                   : EncodeSigned(request, key_);
   if (sendto(socket_fd_, bytes.data(), bytes.size(), 0,
-             reinterpret_cast<const sockaddr*>(&call.server),
-             sizeof(call.server)) != static_cast<ssize_t>(bytes.size())) {
+             reinterpret_cast<const sockaddr*>(&call->server),
+             sizeof(call->server)) != static_cast<ssize_t>(bytes.size())) {
     // Reported, but the caller treats it like a lost packet: the
     // retransmission logic decides when to give up.
     return absl::ErrnoToStatus(errno, "sendto");
@@ -131,9 +148,15 @@ void UdpChannel::ReceiveUntilStopped() {
         recvfrom(socket_fd_, buffer.data(), buffer.size(), MSG_DONTWAIT,
                  reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) continue;  // EAGAIN, or an ICMP error queued on the socket
-    absl::StatusOr<Message> reply =
-        DecodeMessage(absl::MakeConstSpan(buffer.data(), n));
+    const auto bytes = absl::MakeConstSpan(buffer.data(), n);
+    absl::StatusOr<Message> reply = DecodeMessage(bytes);
     if (!reply.ok() || IsRequest(reply->opcode)) continue;
+    // A reply for us, signed with our key; anything else may be forged.
+    if (client_id_ != LOCKD_CLIENT_NONE &&
+        (reply->client_id != client_id_ || !MacValid(bytes, key_))) {
+      on_reply_(from, /*forged=*/true);
+      continue;
+    }
     Dispatch(*reply, from);
   }
 }
@@ -145,12 +168,12 @@ void UdpChannel::Dispatch(const Message& reply, const sockaddr_in& from) {
     // Anything else is a late answer to a call that has moved on (a
     // duplicate, or a reply that lost the race with a retransmission).
     if (it == calls_.end() || !SameAddress(it->second->server, from) ||
-        !Answers(reply, it->second->request))
+        !Answers(reply, *it->second))
       return;
     it->second->replies.push_back(reply);
     it->second->replied.Signal();
   }
-  on_reply_(from);
+  on_reply_(from, /*forged=*/false);
 }
 
 }  // namespace lockd::client

@@ -16,8 +16,10 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -34,43 +36,53 @@ class UdpChannel {
   struct Call {
     sockaddr_in server{};
     Message request;
+    std::vector<uint64_t> seqs;   // of every transmission (channel's mutex)
     std::deque<Message> replies;  // guarded by the channel's mutex
     absl::CondVar replied;
   };
 
-  // Counts replies matched, per server address, for ClientStats.
-  using ReplyObserver = std::function<void(const sockaddr_in& server)>;
+  // Counts replies matched (`forged`: dropped for a wrong MAC), per server
+  // address, for ClientStats.
+  using ReplyObserver =
+      std::function<void(const sockaddr_in& server, bool forged)>;
 
   // Binds a socket to an ephemeral port on every address of the calling
-  // thread's network namespace and starts the receiver thread.
+  // thread's network namespace and starts the receiver thread. Requests are
+  // signed, and replies checked, with `key` unless client_id is
+  // LOCKD_CLIENT_NONE.
   static absl::StatusOr<std::unique_ptr<UdpChannel>> Open(
-      ReplyObserver on_reply);
+      ReplyObserver on_reply, uint32_t client_id, const ClientKey& key);
   ~UdpChannel();  // stops the receiver; no call may be registered
   UdpChannel(const UdpChannel&) = delete;
   UdpChannel& operator=(const UdpChannel&) = delete;
 
   // While registered, replies to (request.lock_id, request.txn_id) from
-  // `server` whose seq is the request's (or, for an ACQUIRE, a WAIT_EXPIRED
-  // notice, which the daemon may send without a seq) go to `call`. One call
-  // per (lock, txn) at a time.
+  // `server` whose seq is one of the call's transmissions' (or, for an
+  // ACQUIRE, a WAIT_EXPIRED notice, which the daemon may send without a
+  // seq) go to `call`. One call per (lock, txn) at a time.
   void Register(Call* call);
   void Unregister(Call* call);
 
-  // Sends call->request to call->server.
-  absl::Status Send(const Call& call);
+  // Sends call->request to call->server as a new transmission with
+  // sequence number `seq` (each transmission has its own: the server's
+  // replay window drops a copy of one it has seen).
+  absl::Status Send(Call* call, uint64_t seq);
 
   // The oldest reply not yet taken, waiting for one until `deadline`;
   // nullopt when none came in time.
   std::optional<Message> NextReply(Call* call, absl::Time deadline);
 
  private:
-  UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply);
+  UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply,
+             uint32_t client_id, const ClientKey& key);
   void ReceiveUntilStopped();
   void Dispatch(const Message& reply, const sockaddr_in& from);
 
   const int socket_fd_;
   const int stop_fd_;  // eventfd: wakes the receiver out of poll() to exit
   const ReplyObserver on_reply_;
+  const uint32_t client_id_;
+  const ClientKey key_;
   absl::Mutex mu_;
   std::map<std::pair<uint64_t, uint64_t>, Call*> calls_ ABSL_GUARDED_BY(mu_);
   std::thread receiver_;

@@ -35,6 +35,8 @@ namespace lockd {
     "requests served from the daemon's UDP socket (no fast path)")           \
   X(kSocketMalformed, "socket_malformed",                                    \
     "datagrams to the daemon's socket that were not lockd requests")         \
+  X(kSocketForged, "socket_forged",                                          \
+    "datagrams to the daemon's socket that failed authentication")           \
   X(kLeasesExpired, "leases_expired", "holds ended by their lease")          \
   X(kWaitsExpired, "waits_expired", "waits ended by their deadline")         \
   X(kExpiryChecks, "expiry_checks", "locks read to settle leases and waits") \
@@ -42,7 +44,9 @@ namespace lockd {
   X(kMemosForgotten, "memos_forgotten",                                      \
     "remembered endings dropped after their time")                           \
   X(kForceReleased, "force_released", "holds ended by an operator")          \
-  X(kKickLost, "kick_lost", "KICKs the datapath could not send, run here")
+  X(kKickLost, "kick_lost", "KICKs the datapath could not send, run here")  \
+  X(kKeysSet, "keys_set", "client keys added or rotated")                    \
+  X(kClientsRemoved, "clients_removed", "clients removed with their keys")
 
 class DaemonCounters {
  public:

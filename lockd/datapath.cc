@@ -28,7 +28,7 @@ std::vector<bpf_map*> PinnedMaps(lockd_bpf* skel) {
           skel->maps.table_seg_live, skel->maps.table_seg_state,
           skel->maps.pool_segments,  skel->maps.pool_info,
           skel->maps.ended,          skel->maps.events,
-          skel->maps.stats};
+          skel->maps.stats,          skel->maps.clients};
 }
 
 void* MapShared(int fd, size_t bytes) {
@@ -89,6 +89,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
   skel->rodata->cfg_split_at = options.split_at;
   skel->rodata->cfg_merge_at = options.merge_at;
   skel->rodata->cfg_pool_low_water_pct = options.pool_low_water_pct;
+  skel->rodata->cfg_client_quota = static_cast<int32_t>(options.client_quota);
+  if (int err =
+          bpf_map__set_max_entries(skel->maps.clients, options.max_clients))
+    return fail(ErrnoStatus(err, "sizing the clients map"));
   if (int err =
           bpf_map__set_max_entries(skel->maps.ended, options.ended_capacity))
     return fail(ErrnoStatus(err, "sizing the ended map"));
@@ -156,6 +160,8 @@ Datapath::Datapath(lockd_bpf* skel, const DatapathOptions& options)
   maps_.ended = bpf_map__fd(skel->maps.ended);
   maps_.events = bpf_map__fd(skel->maps.events);
   maps_.stats = bpf_map__fd(skel->maps.stats);
+  maps_.clients = bpf_map__fd(skel->maps.clients);
+  maps_.open_subnets = bpf_map__fd(skel->maps.open_subnets);
 }
 
 absl::Status Datapath::MapShared() {

@@ -40,6 +40,10 @@ struct DatapathOptions {
   bool pool_prealloc = true;
   // Holds and waits ended for their owner, remembered for its late RELEASE.
   uint32_t ended_capacity = 4096;
+  // Holds + waits one client may have at once (REJECTED/QUOTA past it).
+  uint32_t client_quota = LOCKD_DEFAULT_CLIENT_QUOTA;
+  // Clients (keys) the server can know at once.
+  uint32_t max_clients = 4096;
   // Ring buffer for events to the daemon, bytes (a power of two).
   uint32_t events_bytes = 64 * 1024;
   // First fence floor of a fresh table; none: CLOCK_TAI in ns at creation.
@@ -73,6 +77,8 @@ struct MapFds {
   int ended = -1;
   int events = -1;
   int stats = -1;
+  int clients = -1;
+  int open_subnets = -1;
 };
 
 // How to create a segment map that its outer map accepts: the inner map's

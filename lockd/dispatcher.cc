@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,27 +15,19 @@ namespace {
 // chain has the same bound).
 constexpr int kMaxKicks = LOCKD_MAX_KICK_HOPS;
 
-// CLOCK_MONOTONIC in units of 2^16 ns (65.5 us): the seqs it gives wrap
-// after 78 hours, so the datapath's order (a signed 32-bit difference)
-// holds for holds shorter than 39 hours, and a restarted daemon, which
-// takes seconds, starts above what its predecessor used unless that one
-// sustained more than 15k requests a second for a long time.
-uint32_t MonotonicUnits() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint32_t>(
-      (static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec) >> 16);
-}
-
 }  // namespace
 
-uint32_t NextDaemonSeq() {
-  static std::atomic<uint32_t> last{0};
-  uint32_t prev = last.load(std::memory_order_relaxed);
+// CLOCK_MONOTONIC in ns: a restarted daemon, which takes far longer than a
+// request, starts above every seq its predecessor used.
+uint64_t NextDaemonSeq() {
+  static std::atomic<uint64_t> last{0};
+  uint64_t prev = last.load(std::memory_order_relaxed);
   for (;;) {
-    const uint32_t now = MonotonicUnits();
-    // Wrapping order, as the datapath compares seqs.
-    const uint32_t next = static_cast<int32_t>(now - prev) > 0 ? now : prev + 1;
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const uint64_t now =
+        static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+    const uint64_t next = now > prev ? now : prev + 1;
     if (last.compare_exchange_weak(prev, next, std::memory_order_relaxed))
       return next;
   }
@@ -64,6 +57,21 @@ absl::StatusOr<lockd_ctl> Dispatcher::Request(const lockd_request& request) {
   lockd_ctl command{};
   command.op = LOCKD_CTL_REQUEST;
   command.req = request;
+  return Run(command);
+}
+
+absl::StatusOr<lockd_ctl> Dispatcher::Wire(absl::Span<const uint8_t> bytes,
+                                           const lockd_endpoint& from,
+                                           uint8_t member_flags) {
+  lockd_ctl command{};
+  command.op = LOCKD_CTL_WIRE;
+  if (bytes.size() != sizeof(command.wire))
+    return absl::InvalidArgumentError(
+        absl::StrCat("a message is ", sizeof(command.wire), " bytes, not ",
+                     bytes.size()));
+  std::memcpy(&command.wire, bytes.data(), sizeof(command.wire));
+  command.req.from = from;
+  command.req.member_flags = member_flags;
   return Run(command);
 }
 

@@ -9,6 +9,7 @@
 
 #include "abi/lockd_abi.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "lockd/daemon_counters.h"
 #include "lockd/lock_table.h"
 #include "lockd/notifier.h"
@@ -27,6 +28,13 @@ class Dispatcher {
   // Runs `request` as a packet would be (LOCKD_CTL_REQUEST); the run's
   // reply is in reply unless result is NO_REPLY.
   absl::StatusOr<lockd_ctl> Request(const lockd_request& request);
+  // Runs a datagram from `from` (LOCKD_CTL_WIRE): parsed and authenticated
+  // by the control program as the packet path does; result FORGED or
+  // MALFORMED when the packet path would drop it. InvalidArgument if it is
+  // not one message long.
+  absl::StatusOr<lockd_ctl> Wire(absl::Span<const uint8_t> bytes,
+                                 const lockd_endpoint& from,
+                                 uint8_t member_flags);
   // Grants what lock_id's queue can grant now.
   absl::Status Kick(uint64_t lock_id);
 
@@ -44,7 +52,7 @@ class Dispatcher {
 // caller or for itself: above every earlier one, also across restarts of
 // the daemon (it counts with CLOCK_MONOTONIC), so that the
 // datapath never takes a later request for a stale one.
-uint32_t NextDaemonSeq();
+uint64_t NextDaemonSeq();
 
 }  // namespace lockd
 

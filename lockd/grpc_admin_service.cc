@@ -179,12 +179,11 @@ grpc::ServerUnaryReactor* GrpcAdminService::ForceRelease(
     grpc::CallbackServerContext* context,
     const v1::ForceReleaseRequest* request,
     v1::ForceReleaseResponse* response) {
-  if (!admin_token_.empty() && BearerToken(*context) != admin_token_)
-    return Done(context, absl::PermissionDeniedError(absl::StrCat(
-                             "force-releasing lock ", request->lock_id(),
-                             ": needs the admin token as \"",
-                             kAuthorizationMetadataKey, ": ", kBearerPrefix,
-                             "<token>\" metadata (lockctl --token)")));
+  if (absl::Status s = CheckToken(
+          *context, absl::StrCat("force-releasing lock ", request->lock_id()),
+          /*required=*/false);
+      !s.ok())
+    return Done(context, s);
   absl::StatusOr<uint64_t> fence = admin_->ForceRelease(
       request->lock_id(), request->txn_id(), request->fence());
   if (fence.ok()) {
@@ -192,6 +191,72 @@ grpc::ServerUnaryReactor* GrpcAdminService::ForceRelease(
     response->set_fence(*fence);
   }
   return Done(context, fence.status());
+}
+
+absl::Status GrpcAdminService::CheckToken(
+    const grpc::CallbackServerContext& context, absl::string_view what,
+    bool required) const {
+  if (admin_token_.empty()) {
+    if (!required) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the daemon has no --admin_token, so it changes no keys"));
+  }
+  if (BearerToken(context) == admin_token_) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      what, ": needs the admin token as \"", kAuthorizationMetadataKey, ": ",
+      kBearerPrefix, "<token>\" metadata (lockctl --token)"));
+}
+
+grpc::ServerUnaryReactor* GrpcAdminService::ListClients(
+    grpc::CallbackServerContext* context,
+    const v1::ListClientsRequest* /*request*/,
+    v1::ListClientsResponse* response) {
+  absl::StatusOr<std::vector<ClientInfo>> clients = clients_->List();
+  if (clients.ok()) {
+    for (const ClientInfo& c : *clients) {
+      v1::ClientSummary* out = response->add_clients();
+      out->set_client_id(c.client_id);
+      out->set_members(c.members);
+      out->set_rotating(c.rotating);
+      out->set_last_seq(c.last_seq);
+    }
+  }
+  return Done(context, clients.status());
+}
+
+grpc::ServerUnaryReactor* GrpcAdminService::SetClientKey(
+    grpc::CallbackServerContext* context,
+    const v1::SetClientKeyRequest* request,
+    v1::SetClientKeyResponse* response) {
+  const std::string what =
+      absl::StrCat("setting the key of client ", request->client_id());
+  if (absl::Status s = CheckToken(*context, what, /*required=*/true); !s.ok())
+    return Done(context, s);
+  std::string hex = request->key();
+  if (hex.empty()) {
+    absl::StatusOr<std::string> made = NewKeyHex();
+    if (!made.ok()) return Done(context, made.status());
+    hex = *made;
+    response->set_key(hex);
+  }
+  absl::StatusOr<ClientKey> key = ParseClientKey(hex);
+  if (!key.ok())
+    return Done(context, absl::InvalidArgumentError(
+                             absl::StrCat(what, ": ", key.status().message())));
+  absl::Status set = clients_->Set(request->client_id(), *key);
+  if (!set.ok()) response->clear_key();
+  return Done(context, Annotate(set, what));
+}
+
+grpc::ServerUnaryReactor* GrpcAdminService::RemoveClient(
+    grpc::CallbackServerContext* context,
+    const v1::RemoveClientRequest* request,
+    v1::RemoveClientResponse* /*response*/) {
+  const std::string what =
+      absl::StrCat("removing client ", request->client_id());
+  if (absl::Status s = CheckToken(*context, what, /*required=*/true); !s.ok())
+    return Done(context, s);
+  return Done(context, Annotate(clients_->Remove(request->client_id()), what));
 }
 
 grpc::ServerUnaryReactor* GrpcAdminService::Health(

@@ -1,11 +1,15 @@
 #include "lockd/grpc_lock_service.h"
 
+#include <arpa/inet.h>
+
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "abi/codec.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -50,6 +54,60 @@ absl::StatusOr<LockRef> ResolveLock(const Request& request) {
       ": the request names no lock: set lock_id or a non-empty lock_name"));
 }
 
+// The IPv4 address (network order) of a gRPC peer ("ipv4:a.b.c.d:port", or
+// an IPv4-mapped IPv6 one); 0 if it has none.
+uint32_t PeerAddress(const std::string& peer) {
+  std::string host;
+  if (absl::StartsWith(peer, "ipv4:")) {
+    host = peer.substr(5, peer.rfind(':') - 5);
+  } else if (absl::StartsWith(peer, "ipv6:[::ffff:")) {
+    host = peer.substr(13, peer.find(']') - 13);
+  }
+  in_addr addr{};
+  return inet_pton(AF_INET, host.c_str(), &addr) == 1 ? addr.s_addr : 0;
+}
+
+// Who calls (see LockService in proto/lockd.proto): the signed request,
+// decoded, whose opcode must be `opcode`; or nothing for an unsigned call
+// from an open subnet. UNAUTHENTICATED otherwise.
+absl::StatusOr<std::optional<Message>> Caller(
+    const grpc::CallbackServerContext& context, const Clients& clients,
+    const std::string& signed_request, lockd_opcode opcode) {
+  if (signed_request.empty()) {
+    if (clients.IsOpen(PeerAddress(context.peer()))) return std::nullopt;
+    return absl::UnauthenticatedError(absl::StrCat(
+        "an unsigned request from ", context.peer(),
+        ", which is not in the daemon's --open_subnets: sign requests with a "
+        "client key (signed_request)"));
+  }
+  absl::StatusOr<Message> m = DecodeMessage(absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(signed_request.data()),
+      signed_request.size()));
+  if (!m.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("signed_request: ", m.status().message()));
+  if (m->opcode != opcode)
+    return absl::InvalidArgumentError(
+        absl::StrCat("signed_request is a ", OpcodeName(m->opcode), ", not a ",
+                     OpcodeName(opcode)));
+  return std::optional<Message>(*m);
+}
+
+// The lock a call names: the signed request's, or the request's own.
+template <typename Request>
+absl::StatusOr<LockRef> CallerLock(
+    const absl::StatusOr<std::optional<Message>>& caller,
+    const Request& request) {
+  if (!caller.ok()) return caller.status();
+  if (caller->has_value()) return LockRef{(*caller)->lock_id, ""};
+  return ResolveLock(request);
+}
+
+absl::Span<const uint8_t> Bytes(const std::string& s) {
+  return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()),
+                             s.size());
+}
+
 // The reply when it is `expected`, else the error a caller sees.
 absl::StatusOr<lockd_reply> Expect(absl::StatusOr<lockd_reply> reply,
                                    lockd_opcode expected,
@@ -68,9 +126,11 @@ absl::StatusOr<lockd_reply> Expect(absl::StatusOr<lockd_reply> reply,
 // call, before LockService::Acquire returns.
 class AcquireCall final : public grpc::ServerUnaryReactor {
  public:
-  AcquireCall(LockService* service, grpc::CallbackServerContext* context,
+  AcquireCall(LockService* service, const Clients* clients,
+              grpc::CallbackServerContext* context,
               const v1::AcquireRequest* request, v1::AcquireResponse* response)
       : service_(service),
+        clients_(clients),
         context_(context),
         request_(request),
         response_(response) {}
@@ -109,6 +169,23 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
 
  private:
   absl::Status Prepare() {
+    absl::StatusOr<std::optional<Message>> caller = Caller(
+        *context_, *clients_, request_->signed_request(), LOCKD_OP_ACQUIRE);
+    if (!caller.ok()) return caller.status();
+    if (caller->has_value()) {
+      const Message& m = **caller;
+      what_ = absl::StrCat("client ", m.client_id, " txn ", m.txn_id,
+                           " acquiring ", Describe(LockRef{m.lock_id, ""}));
+      args_.lock_id = m.lock_id;
+      args_.txn_id = m.txn_id;
+      args_.mode = m.mode;
+      args_.policy = m.policy;
+      args_.lease_ms = m.lease_ms;
+      args_.wait_ms = m.wait_ms;
+      args_.signed_request.assign(request_->signed_request().begin(),
+                                  request_->signed_request().end());
+      return absl::OkStatus();
+    }
     absl::StatusOr<LockRef> lock = ResolveLock(*request_);
     if (!lock.ok()) return lock.status();
     what_ =
@@ -148,6 +225,7 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
   }
 
   LockService* const service_;
+  const Clients* const clients_;
   grpc::CallbackServerContext* const context_;
   const v1::AcquireRequest* const request_;
   v1::AcquireResponse* const response_;
@@ -164,7 +242,7 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* GrpcLockService::Acquire(
     grpc::CallbackServerContext* context, const v1::AcquireRequest* request,
     v1::AcquireResponse* response) {
-  auto* call = new AcquireCall(service_, context, request, response);
+  auto* call = new AcquireCall(service_, clients_, context, request, response);
   call->Start();
   return call;
 }
@@ -173,13 +251,18 @@ grpc::ServerUnaryReactor* GrpcLockService::Release(
     grpc::CallbackServerContext* context, const v1::ReleaseRequest* request,
     v1::ReleaseResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<LockRef> lock = ResolveLock(*request);
+  absl::StatusOr<std::optional<Message>> caller = Caller(
+      *context, *clients_, request->signed_request(), LOCKD_OP_RELEASE);
+  absl::StatusOr<LockRef> lock = CallerLock(caller, *request);
   absl::Status status = lock.status();
   if (lock.ok()) {
-    absl::StatusOr<lockd_reply> reply = Expect(
-        service_->Release(lock->id, request->txn_id()), LOCKD_OP_RELEASED,
-        absl::StrCat("txn ", request->txn_id(), " releasing ",
-                     Describe(*lock)));
+    const uint64_t txn_id =
+        caller->has_value() ? (*caller)->txn_id : request->txn_id();
+    absl::StatusOr<lockd_reply> reply =
+        Expect(service_->Release(lock->id, txn_id,
+                                 Bytes(request->signed_request())),
+               LOCKD_OP_RELEASED,
+               absl::StrCat("txn ", txn_id, " releasing ", Describe(*lock)));
     status = reply.status();
     if (reply.ok()) {
       response->set_status(v1::REPLY_STATUS_OK);
@@ -194,13 +277,20 @@ grpc::ServerUnaryReactor* GrpcLockService::Renew(
     grpc::CallbackServerContext* context, const v1::RenewRequest* request,
     v1::RenewResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<LockRef> lock = ResolveLock(*request);
+  absl::StatusOr<std::optional<Message>> caller = Caller(
+      *context, *clients_, request->signed_request(), LOCKD_OP_RENEW);
+  absl::StatusOr<LockRef> lock = CallerLock(caller, *request);
   absl::Status status = lock.status();
   if (lock.ok()) {
+    const bool signed_call = caller->has_value();
+    const uint64_t txn_id = signed_call ? (*caller)->txn_id : request->txn_id();
+    const uint32_t lease_ms =
+        signed_call ? (*caller)->lease_ms : request->lease_ms();
     absl::StatusOr<lockd_reply> reply = Expect(
-        service_->Renew(lock->id, request->txn_id(), request->lease_ms()),
+        service_->Renew(lock->id, txn_id, lease_ms,
+                        Bytes(request->signed_request())),
         LOCKD_OP_RENEWED,
-        absl::StrCat("txn ", request->txn_id(), " renewing ", Describe(*lock)));
+        absl::StrCat("txn ", txn_id, " renewing ", Describe(*lock)));
     status = reply.status();
     if (reply.ok()) {
       response->set_status(v1::REPLY_STATUS_OK);

@@ -1,12 +1,15 @@
 // lockd.v1.LockService over LockService (lock_service.h), on gRPC's callback
 // API: an Acquire that waits in a queue holds no thread, and a cancelled or
 // timed-out call cancels its wait. The adapter validates requests, resolves
-// lock names to ids and turns answers into responses or errors.
+// lock names to ids, lets in only signed requests and unsigned ones from
+// open subnets (docs/security.md), and turns answers into responses or
+// errors.
 #ifndef LOCKD_LOCKD_GRPC_LOCK_SERVICE_H_
 #define LOCKD_LOCKD_GRPC_LOCK_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include "lockd/clients.h"
 #include "lockd/lock_service.h"
 #include "proto/lockd.grpc.pb.h"
 
@@ -14,8 +17,9 @@ namespace lockd {
 
 class GrpcLockService final : public v1::LockService::CallbackService {
  public:
-  // `service` must outlive this object.
-  explicit GrpcLockService(LockService* service) : service_(service) {}
+  // Both must outlive this object.
+  GrpcLockService(LockService* service, const Clients* clients)
+      : service_(service), clients_(clients) {}
 
   grpc::ServerUnaryReactor* Acquire(grpc::CallbackServerContext* context,
                                     const v1::AcquireRequest* request,
@@ -29,6 +33,7 @@ class GrpcLockService final : public v1::LockService::CallbackService {
 
  private:
   LockService* const service_;
+  const Clients* const clients_;
 };
 
 }  // namespace lockd

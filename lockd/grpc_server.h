@@ -30,8 +30,8 @@ class GrpcServer {
 
  private:
   GrpcServer(Server* server, const std::string& admin_token)
-      : lock_service_(&server->lock_service()),
-        admin_service_(&server->admin(), admin_token) {}
+      : lock_service_(&server->lock_service(), &server->clients()),
+        admin_service_(&server->admin(), &server->clients(), admin_token) {}
 
   GrpcLockService lock_service_;
   GrpcAdminService admin_service_;

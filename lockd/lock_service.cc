@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "abi/codec.h"
 #include "absl/strings/str_cat.h"
 
 namespace lockd {
@@ -91,6 +92,28 @@ absl::StatusOr<lockd_reply> LockService::Answer(const lockd_request& request) {
                                              " attempts; try again"));
 }
 
+absl::StatusOr<lockd_reply> LockService::AnswerCaller(
+    lockd_request* request, absl::Span<const uint8_t> signed_request) {
+  if (signed_request.empty()) return Answer(*request);
+  absl::StatusOr<lockd_ctl> run =
+      dispatcher_->Wire(signed_request, lockd_endpoint{}, LOCKD_MEMBER_LOCAL);
+  if (!run.ok()) return run.status();
+  if (run->result == LOCKD_CTL_FORGED)
+    return absl::UnauthenticatedError(
+        absl::StrCat("lock ", request->lock_id, ", txn ", request->txn_id,
+                     ": the signed request failed authentication (unknown "
+                     "client, wrong key, or a seq already used)"));
+  if (run->result == LOCKD_CTL_MALFORMED)
+    return absl::InvalidArgumentError("malformed signed request");
+  *request = run->req;  // what the message said, its client included
+  request->member_flags = LOCKD_MEMBER_LOCAL;
+  if (run->result == LOCKD_CTL_OK) return run->reply;
+  // Served as far as the table allowed: go on for this client, as with
+  // any request that met a changing table.
+  request->flags |= LOCKD_FLAG_RETRANSMIT;
+  return Answer(*request);
+}
+
 bool LockService::Finish(const std::shared_ptr<PendingAcquire>& pending,
                          absl::StatusOr<lockd_reply> answer) {
   auto [done, registration] = pending->Take();
@@ -117,6 +140,13 @@ std::shared_ptr<PendingAcquire> LockService::Acquire(const AcquireArgs& args,
   // call made, as a UDP retransmission does.
   request.flags = LOCKD_FLAG_RETRANSMIT;
   request.member_flags = LOCKD_MEMBER_LOCAL;
+  // A signed request's owner and seq, known before it runs: a notice for
+  // the member it makes may come at once.
+  if (absl::StatusOr<Message> m = DecodeMessage(args.signed_request);
+      m.ok()) {
+    request.seq = m->seq;
+    request.client_id = m->client_id;
+  }
 
   auto pending = std::make_shared<PendingAcquire>(std::move(done));
   pending->set_request(request);
@@ -134,7 +164,9 @@ std::shared_ptr<PendingAcquire> LockService::Acquire(const AcquireArgs& args,
     absl::MutexLock lock(&mu_);
     waiting_.insert(pending);
   }
-  absl::StatusOr<lockd_reply> answer = Answer(request);
+  absl::StatusOr<lockd_reply> answer =
+      AnswerCaller(&request, args.signed_request);
+  pending->set_request(request);
   if (answer.ok() && answer->opcode == LOCKD_OP_QUEUED) {
     counters_->Add(DaemonCounters::kGrpcQueued);
     pending->set_ticket(answer->ticket);
@@ -186,6 +218,7 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
   lockd_request release =
       DaemonRequest(LOCKD_OP_RELEASE, acquired.lock_id, acquired.txn_id);
   release.ticket = acquired.ticket;
+  release.client_id = acquired.client_id;
   absl::StatusOr<lockd_reply> released = Answer(release);
   done(absl::CancelledError(absl::StrCat(
       "txn ", acquired.txn_id, " gave up waiting for lock ", acquired.lock_id,
@@ -194,23 +227,24 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
           : "; cancelling the wait failed: " + released.status().ToString())));
 }
 
-absl::StatusOr<lockd_reply> LockService::Release(uint64_t lock_id,
-                                                 uint64_t txn_id) {
+absl::StatusOr<lockd_reply> LockService::Release(
+    uint64_t lock_id, uint64_t txn_id,
+    absl::Span<const uint8_t> signed_request) {
   counters_->Add(DaemonCounters::kGrpcRelease);
-  absl::StatusOr<lockd_reply> answer =
-      Answer(DaemonRequest(LOCKD_OP_RELEASE, lock_id, txn_id));
+  lockd_request request = DaemonRequest(LOCKD_OP_RELEASE, lock_id, txn_id);
+  absl::StatusOr<lockd_reply> answer = AnswerCaller(&request, signed_request);
   if (answer.ok() && answer->opcode == LOCKD_OP_RELEASED && answer->fence == 0)
     calls_->Deliver(*answer);  // a wait cancelled: end the call waiting
   return answer;
 }
 
-absl::StatusOr<lockd_reply> LockService::Renew(uint64_t lock_id,
-                                               uint64_t txn_id,
-                                               uint32_t lease_ms) {
+absl::StatusOr<lockd_reply> LockService::Renew(
+    uint64_t lock_id, uint64_t txn_id, uint32_t lease_ms,
+    absl::Span<const uint8_t> signed_request) {
   counters_->Add(DaemonCounters::kGrpcRenew);
   lockd_request request = DaemonRequest(LOCKD_OP_RENEW, lock_id, txn_id);
   request.lease_ms = lease_ms;
-  return Answer(request);
+  return AnswerCaller(&request, signed_request);
 }
 
 void LockService::Recheck(absl::Duration age) {
@@ -234,9 +268,10 @@ void LockService::Recheck(absl::Duration age) {
       expired.lock_id = request.lock_id;
       expired.txn_id = request.txn_id;
       expired.seq = request.seq;
-      if (Finish(pending, expired))
-        (void)Answer(
-            DaemonRequest(LOCKD_OP_RELEASE, request.lock_id, request.txn_id));
+      lockd_request release =
+          DaemonRequest(LOCKD_OP_RELEASE, request.lock_id, request.txn_id);
+      release.client_id = request.client_id;
+      if (Finish(pending, expired)) (void)Answer(release);
       continue;
     }
     absl::StatusOr<lockd_reply> answer = Answer(request);

@@ -15,12 +15,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "abi/lockd_abi.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "lockd/daemon_counters.h"
 #include "lockd/dispatcher.h"
 #include "lockd/notifier.h"
@@ -34,6 +36,10 @@ struct AcquireArgs {
   lockd_policy policy = LOCKD_POLICY_WAIT;
   uint32_t lease_ms = 0;  // 0 = the server's default
   uint32_t wait_ms = 0;   // 0 = no limit
+  // The request as a signed wire message (docs/security.md), whose fields
+  // the ones above repeat; empty: an unauthenticated caller
+  // (LOCKD_CLIENT_NONE), whom the adapter let in from an open subnet.
+  std::vector<uint8_t> signed_request;
 };
 
 // The end of an Acquire: the reply (GRANTED, or REJECTED with its status),
@@ -60,10 +66,14 @@ class LockService {
   void Cancel(const std::shared_ptr<PendingAcquire>& pending);
 
   // RELEASED (fence 0 when it cancelled a wait), or REJECTED with why.
-  absl::StatusOr<lockd_reply> Release(uint64_t lock_id, uint64_t txn_id);
+  // `signed_request` as in AcquireArgs.
+  absl::StatusOr<lockd_reply> Release(
+      uint64_t lock_id, uint64_t txn_id,
+      absl::Span<const uint8_t> signed_request = {});
   // RENEWED with the lease granted, or REJECTED with why.
   absl::StatusOr<lockd_reply> Renew(uint64_t lock_id, uint64_t txn_id,
-                                    uint32_t lease_ms);
+                                    uint32_t lease_ms,
+                                    absl::Span<const uint8_t> signed_request = {});
 
   // Asks the table again for every call that has waited longer than `age`
   // (a retransmission: a notice lost with a full event ring must not leave
@@ -77,6 +87,12 @@ class LockService {
  private:
   // Runs `request`, again while the table says it kept changing.
   absl::StatusOr<lockd_reply> Answer(const lockd_request& request);
+  // Runs a caller's request: `request` as is when unsigned; else the
+  // signed message, authenticated by the control program, after which
+  // *request is what it parsed (its client id included). Unauthenticated
+  // when the message fails.
+  absl::StatusOr<lockd_reply> AnswerCaller(
+      lockd_request* request, absl::Span<const uint8_t> signed_request);
   void OnNotice(const std::shared_ptr<PendingAcquire>& pending,
                 const lockd_reply& reply);
   // Unregisters and finishes `pending` with `answer` (false if it had

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -70,6 +71,19 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
 ABSL_FLAG(std::string, admin_token, "",
           "If set, force-release requires this token.");
 ABSL_FLAG(std::string, log_level, "info", "info, or quiet.");
+ABSL_FLAG(std::string, key_file, "",
+          "Client keys, one \"<client id> <32 hex digits>\" per line "
+          "(docs/security.md). Every request must be signed with its "
+          "client's key. Reloaded on SIGHUP; AdminService key changes are "
+          "written back to it.");
+ABSL_FLAG(std::vector<std::string>, open_subnets, {},
+          "LABS ONLY: comma-separated IPv4 subnets (a.b.c.d/n) whose "
+          "unauthenticated requests are served. Anyone there can end anyone "
+          "else's unauthenticated hold.");
+ABSL_FLAG(uint32_t, client_quota, LOCKD_DEFAULT_CLIENT_QUOTA,
+          "Holds plus waits one client may have at once; past it, ACQUIRE "
+          "is REJECTED with QUOTA.");
+ABSL_FLAG(uint32_t, max_clients, 4096, "Clients (keys) the server can know.");
 
 namespace {
 
@@ -119,6 +133,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   lockd::ServerOptions options;
@@ -133,6 +148,34 @@ int main(int argc, char** argv) {
   options.segments.idle_grace =
       absl::Milliseconds(absl::GetFlag(FLAGS_shrink_after_ms));
   options.expiry.memo_ttl = absl::Seconds(absl::GetFlag(FLAGS_memo_ttl_s));
+  options.datapath.client_quota = absl::GetFlag(FLAGS_client_quota);
+  options.datapath.max_clients = absl::GetFlag(FLAGS_max_clients);
+  options.key_file = absl::GetFlag(FLAGS_key_file);
+  for (const std::string& text : absl::GetFlag(FLAGS_open_subnets)) {
+    absl::StatusOr<lockd::Subnet> subnet = lockd::ParseSubnet(text);
+    if (!subnet.ok()) {
+      fprintf(stderr, "lockd: --open_subnets: %s\n",
+              std::string(subnet.status().message()).c_str());
+      return 2;
+    }
+    options.open_subnets.push_back(*subnet);
+  }
+  if (!options.open_subnets.empty()) {
+    std::string list;
+    for (const lockd::Subnet& subnet : options.open_subnets)
+      absl::StrAppend(&list, list.empty() ? "" : ", ",
+                      lockd::SubnetText(subnet));
+    // Always said, whatever --log_level: this is not a production setting.
+    fprintf(stderr,
+            "lockd: WARNING: serving UNAUTHENTICATED requests from %s "
+            "(--open_subnets). Any host there can release, renew or take "
+            "over any unauthenticated hold. For labs only.\n",
+            list.c_str());
+  }
+  if (options.key_file.empty() && options.open_subnets.empty())
+    fprintf(stderr,
+            "lockd: no --key_file and no --open_subnets: every UDP request "
+            "will be refused\n");
 
   absl::StatusOr<std::unique_ptr<lockd::Server>> server =
       lockd::Server::Start(options);
@@ -185,7 +228,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "lockd: %s\n", std::string(ready.message()).c_str());
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  for (;;) {
+    sigwait(&stop_signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    absl::Status reloaded = (*server)->clients().Load();
+    fprintf(stderr, "lockd: SIGHUP: %s\n",
+            reloaded.ok() ? "client keys reloaded"
+                          : std::string(reloaded.message()).c_str());
+  }
   if (verbose) printf("lockd: signal %d, stopping\n", signal_number);
   notifier->Notify("STOPPING=1").IgnoreError();
   metrics.reset();

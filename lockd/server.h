@@ -12,6 +12,7 @@
 //   Expiry        expiry.h        leases, wait deadlines, remembered endings
 //   ControlLoop   control_loop.h  the thread for events and timers
 //   Admin         admin.h         what operators ask
+//   Clients       clients.h       client keys, lab subnets
 //
 // The gRPC services (grpc_*.h) and lockctl are adapters over LockService and
 // Admin.
@@ -20,9 +21,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "lockd/admin.h"
+#include "lockd/clients.h"
 #include "lockd/control_loop.h"
 #include "lockd/daemon_counters.h"
 #include "lockd/datapath.h"
@@ -49,6 +52,10 @@ struct ServerOptions {
   SegmentOptions segments;
   ExpiryOptions expiry;
   ControlLoopOptions loop;
+  // Client keys (abi/keys.h format); empty: no authenticated client.
+  std::string key_file;
+  // Subnets whose unauthenticated requests are served (labs only).
+  std::vector<Subnet> open_subnets;
 };
 
 class Server {
@@ -68,6 +75,7 @@ class Server {
 
   LockService& lock_service() { return *lock_service_; }
   Admin& admin() { return *admin_; }
+  Clients& clients() { return *clients_; }
   const ServerOptions& options() const { return options_; }
 
  private:
@@ -88,6 +96,7 @@ class Server {
   std::unique_ptr<ControlLoop> loop_;
   std::unique_ptr<UdpServer> udp_server_;
   std::unique_ptr<Admin> admin_;
+  std::unique_ptr<Clients> clients_;
 };
 
 }  // namespace lockd

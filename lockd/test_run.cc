@@ -18,6 +18,7 @@ absl::StatusOr<TestRunResult> TestRun(int prog_fd,
   result.packet.resize(packet.size() + 256);
   __sk_buff skb_ctx{};
   skb_ctx.ifindex = options.ifindex;
+  skb_ctx.mark = options.mark;
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(),
               .data_out = result.packet.data(),
               .data_size_in = static_cast<uint32_t>(packet.size()),

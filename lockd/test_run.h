@@ -22,6 +22,8 @@ struct TestRunOptions {
   // Interface the packet appears to arrive on (TC: skb->ifindex); 0 leaves
   // the kernel's default (loopback).
   uint32_t ifindex = 0;
+  // TC: skb->mark as the packet arrives (with ifindex only).
+  uint32_t mark = 0;
 };
 
 absl::StatusOr<TestRunResult> TestRun(int prog_fd,

@@ -2,7 +2,6 @@
 
 #include <cstdio>
 
-#include "abi/codec.h"
 
 namespace lockd {
 namespace {
@@ -36,21 +35,22 @@ void UdpServer::Loop() {
 }
 
 void UdpServer::Serve(const Datagram& datagram) {
-  // What the datapath calls malformed is dropped here too, and counted.
-  absl::StatusOr<Message> message = DecodeMessage(datagram.bytes);
-  if (!message.ok() || !IsRequest(message->opcode) ||
-      (message->opcode == LOCKD_OP_ACQUIRE &&
-       message->mode == LOCKD_MODE_NONE)) {
+  // The control program parses and authenticates it as the packet path
+  // does: what the datapath drops is dropped here too, and counted.
+  absl::StatusOr<lockd_ctl> run =
+      dispatcher_->Wire(datagram.bytes, datagram.from, LOCKD_MEMBER_LOCAL);
+  if (!run.ok() || run->result == LOCKD_CTL_MALFORMED) {
     counters_->Add(DaemonCounters::kSocketMalformed);
     return;
   }
+  if (run->result == LOCKD_CTL_FORGED) {
+    counters_->Add(DaemonCounters::kSocketForged);
+    return;
+  }
   counters_->Add(DaemonCounters::kSocketRequests);
-  lockd_request request = ToRequest(*message, datagram.from);
-  request.member_flags = LOCKD_MEMBER_LOCAL;
-  absl::StatusOr<lockd_ctl> run = dispatcher_->Request(request);
   // No reply when the table kept changing: the client retransmits, as it
   // would after a lost packet.
-  if (!run.ok() || run->result != LOCKD_CTL_OK) return;
+  if (run->result != LOCKD_CTL_OK) return;
   (void)socket_->Send(datagram.from, run->reply);
 }
 

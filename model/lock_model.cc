@@ -1,8 +1,11 @@
 #include "model/lock_model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
+#include "abi/codec.h"
+#include "abi/keys.h"
 #include "absl/strings/str_cat.h"
 
 namespace lockd {
@@ -52,8 +55,8 @@ LockModel::Waiter* FindLiveWaiter(LockModel::LockState& lock, uint64_t txn_id) {
 }
 
 // A RELEASE sent before the ACQUIRE that made the record it would act on.
-bool IsStale(uint32_t release_seq, uint32_t record_seq) {
-  return static_cast<int32_t>(release_seq - record_seq) < 0;
+bool IsStale(uint64_t release_seq, uint64_t record_seq) {
+  return release_seq < record_seq;
 }
 
 // The reply to `req`: its identifying fields echoed, the rest zero.
@@ -62,6 +65,7 @@ lockd_reply ReplyTo(const lockd_request& req, uint8_t opcode, uint8_t status) {
   r.lock_id = req.lock_id;
   r.txn_id = req.txn_id;
   r.seq = req.seq;
+  r.client_id = req.client_id;
   r.mode = req.mode;
   r.policy = req.policy;
   r.opcode = opcode;
@@ -140,7 +144,9 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
 
   if (auto held = lock.holders.find(txn_id); held != lock.holders.end()) {
     Hold& hold = held->second;
-    if (IsExpired(hold, now_ns)) {
+    if (hold.client_id != req.client_id) {
+      ReplyForeign(req, out);
+    } else if (IsExpired(hold, now_ns)) {
       Count(LOCKD_STAT_REJECT_EXPIRED, out);
       out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED);
     } else if (Covers(hold.mode, req.mode)) {
@@ -162,7 +168,11 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
     }
     return;
   }
-  if (FindLiveWaiter(lock, txn_id) != nullptr) {
+  if (const Waiter* w = FindLiveWaiter(lock, txn_id); w != nullptr) {
+    if (w->client_id != req.client_id) {
+      ReplyForeign(req, out);
+      return;
+    }
     Count(LOCKD_STAT_ACQUIRE_DUP, out);
     out->reply = ReplyTo(req, LOCKD_OP_QUEUED, LOCKD_STATUS_OK);
     return;
@@ -182,6 +192,7 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
   request.mode = req.mode;
   request.policy = req.policy;
   request.flags = req.member_flags;
+  request.client_id = req.client_id;
   request.seq = req.seq;
   request.lease_ms = EffectiveLeaseMs(req.lease_ms);
   request.enqueued_ns = now_ns;
@@ -189,7 +200,14 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
   request.endpoint = req.from;
 
   const bool conflict = !lock.queue.empty() || !CanJoinHolders(lock, req.mode);
+  const bool at_quota = ClientMembers(req.client_id) >= config_.client_quota;
+  auto reject_quota = [&] {
+    Count(LOCKD_STAT_REJECT_QUOTA, out);
+    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_QUOTA);
+  };
   if (!conflict) {
+    if (at_quota) return reject_quota();
+    AddMember(req.client_id, 1);
     const Hold& hold = AddHolder(lock, txn_id, req.mode, request, now_ns);
     Count(LOCKD_STAT_GRANT_IMMEDIATE, out);
     out->reply = Granted(req, hold);
@@ -206,6 +224,8 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
     out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_DIE);
     return;
   }
+  if (at_quota) return reject_quota();
+  AddMember(req.client_id, 1);
   lock.min_txn = std::min(lock.min_txn, txn_id);
   lockd_reply queued = ReplyTo(req, LOCKD_OP_QUEUED, LOCKD_STATUS_OK);
   queued.queue_pos = static_cast<uint32_t>(lock.queue.size());
@@ -220,6 +240,7 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
   if (auto it = locks_.find(req.lock_id); it != locks_.end()) {
     LockState& lock = it->second;
     if (auto held = lock.holders.find(req.txn_id); held != lock.holders.end()) {
+      if (held->second.client_id != req.client_id) return ReplyForeign(req, out);
       if (IsStale(req.seq, held->second.seq)) {
         Count(LOCKD_STAT_RELEASE_DUP, out);
         out->reply = ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
@@ -240,12 +261,14 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
       return;
     }
     if (Waiter* waiter = FindLiveWaiter(lock, req.txn_id)) {
+      if (waiter->client_id != req.client_id) return ReplyForeign(req, out);
       if (IsStale(req.seq, waiter->seq)) {
         Count(LOCKD_STAT_RELEASE_DUP, out);
         out->reply = ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
         return;
       }
       waiter->cancelled = true;
+      AddMember(waiter->client_id, -1);
       Count(LOCKD_STAT_CANCELLED, out);
       out->reply = ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
       GrantFromHead(req.lock_id, lock, now_ns, out);
@@ -257,9 +280,10 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
 
 void LockModel::ReplyNotMember(const lockd_request& req, Outcome* out) {
   auto memo = ended_.find({req.lock_id, req.txn_id});
-  const uint8_t status = memo != ended_.end()
-                             ? memo->second.status
-                             : uint8_t{LOCKD_STATUS_NOT_HOLDER};
+  const uint8_t status =
+      memo != ended_.end() && memo->second.client_id == req.client_id
+          ? memo->second.status
+          : uint8_t{LOCKD_STATUS_NOT_HOLDER};
   Count(status == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_REJECT_EXPIRED
                                              : LOCKD_STAT_REJECT_NOT_HOLDER,
         out);
@@ -276,6 +300,7 @@ void LockModel::Renew(const lockd_request& req, uint64_t now_ns, Outcome* out) {
     ReplyNotMember(req, out);
     return;
   }
+  if (hold->client_id != req.client_id) return ReplyForeign(req, out);
   if (IsExpired(*hold, now_ns)) {
     Count(LOCKD_STAT_REJECT_EXPIRED, out);
     out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_LEASE_EXPIRED);
@@ -293,12 +318,14 @@ void LockModel::Renew(const lockd_request& req, uint64_t now_ns, Outcome* out) {
 uint64_t LockModel::EndHold(uint64_t lock_id, LockState& lock, uint64_t txn_id,
                             uint8_t reason, Outcome* out) {
   const uint64_t fence = lock.holders.at(txn_id).fence;
+  const uint32_t client_id = lock.holders.at(txn_id).client_id;
+  AddMember(client_id, -1);
   lock.holders.erase(txn_id);
   if (lock.holders.empty()) lock.mode = LOCKD_MODE_NONE;
   if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
   Count(LOCKD_STAT_HOLD_ENDED, out);
   if (reason != LOCKD_STATUS_OK) {
-    ended_[{lock_id, txn_id}] = Memo{fence, reason, now_ns_};
+    ended_[{lock_id, txn_id}] = Memo{fence, reason, now_ns_, client_id};
     Count(reason == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_LEASE_EXPIRED
                                                : LOCKD_STAT_FORCE_RELEASED,
           out);
@@ -314,6 +341,7 @@ LockModel::Hold& LockModel::AddHolder(LockState& lock, uint64_t txn_id,
   hold.mode = mode;
   hold.policy = from.policy;
   hold.flags = from.flags;
+  hold.client_id = from.client_id;
   hold.fence = ++lock.fence;
   hold.seq = from.seq;
   hold.lease_ms = from.lease_ms;
@@ -347,6 +375,7 @@ void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
     n.reply.txn_id = head.txn_id;
     n.reply.fence = hold.fence;
     n.reply.seq = head.seq;
+    n.reply.client_id = head.client_id;
     n.reply.lease_ms = hold.lease_ms;
     n.reply.mode = head.mode;
     n.reply.policy = head.policy;
@@ -374,6 +403,53 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
                  : out.reply        ? LOCKD_CTL_OK
                                     : LOCKD_CTL_NO_REPLY;
     if (out.reply) ctl.reply = *out.reply;
+  } else if (command.op == LOCKD_CTL_WIRE) {
+    absl::StatusOr<Message> m = DecodeMessage(absl::MakeConstSpan(
+        reinterpret_cast<const uint8_t*>(&command.wire), sizeof(command.wire)));
+    lockd_request wire_req{};
+    if (m.ok()) {
+      wire_req = ToRequest(*m, req.from);
+      wire_req.member_flags = req.member_flags;
+    }
+    std::array<uint64_t, 2> key{};
+    if (!m.ok() || !IsRequest(m->opcode) || !IsWellFormed(wire_req)) {
+      Count(command.wire.version != LOCKD_VERSION ? LOCKD_STAT_BAD_VERSION
+                                                  : LOCKD_STAT_MALFORMED,
+            &out);
+      ctl.result = LOCKD_CTL_MALFORMED;
+    } else if (enum lockd_stat refused =
+                   Authenticate(command.wire, wire_req, &key);
+               refused != LOCKD_STAT_COUNT) {
+      Count(refused, &out);
+      ctl.result = LOCKD_CTL_FORGED;
+    } else {
+      ctl.req = wire_req;
+      out = Apply(wire_req, now_ns);
+      ctl.result = out.reply ? LOCKD_CTL_OK : LOCKD_CTL_NO_REPLY;
+      if (out.reply) {
+        ctl.reply = *out.reply;
+        if (ctl.reply.client_id != LOCKD_CLIENT_NONE)
+          ctl.reply.mac =
+              MessageMac(Encode(FromReply(ctl.reply)), {key[0], key[1]});
+      }
+      for (lockd_notice& n : out.notices) {
+        auto c = clients_.find(n.reply.client_id);
+        if (n.local || c == clients_.end()) continue;
+        n.reply.mac = MessageMac(Encode(FromReply(n.reply)),
+                                 {c->second.key[0], c->second.key[1]});
+      }
+    }
+  } else if (command.op == LOCKD_CTL_SET_KEY) {
+    Client& c = clients_[req.client_id];
+    const std::array<uint64_t, 2> key = {command.key[0], command.key[1]};
+    if (c.key != key) {
+      if (c.key[0] || c.key[1]) {
+        c.old_key = c.key;
+        c.has_old_key = true;
+      }
+      c.key = key;
+    }
+    ctl.result = LOCKD_CTL_OK;
   } else if (command.op == LOCKD_CTL_EXPIRE_HOLDER ||
              command.op == LOCKD_CTL_FORCE_RELEASE) {
     auto it = locks_.find(req.lock_id);
@@ -407,8 +483,9 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
       ctl.result = LOCKD_CTL_NOT_DUE;
     } else {
       waiter->cancelled = true;
+      AddMember(waiter->client_id, -1);
       ended_[{req.lock_id, req.txn_id}] =
-          Memo{0, LOCKD_STATUS_WAIT_EXPIRED, now_ns};
+          Memo{0, LOCKD_STATUS_WAIT_EXPIRED, now_ns, waiter->client_id};
       Count(LOCKD_STAT_WAIT_EXPIRED, &out);
       lockd_notice n{};
       n.reply.opcode = LOCKD_OP_REJECTED;
@@ -416,6 +493,7 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
       n.reply.lock_id = req.lock_id;
       n.reply.txn_id = waiter->txn_id;
       n.reply.seq = waiter->seq;
+      n.reply.client_id = waiter->client_id;
       n.reply.mode = waiter->mode;
       n.reply.policy = waiter->policy;
       n.to = waiter->endpoint;
@@ -431,6 +509,54 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
   for (const lockd_notice& n : out.notices) add_notice(n);
   if (counters != nullptr) *counters = out.counters;
   return ctl;
+}
+
+enum lockd_stat LockModel::Authenticate(const lockd_msg& wire,
+                                        const lockd_request& req,
+                                        std::array<uint64_t, 2>* key) {
+  if (req.opcode == LOCKD_OP_KICK) return LOCKD_STAT_FORGED_KICK;
+  if (req.client_id == LOCKD_CLIENT_NONE) return LOCKD_STAT_COUNT;
+  auto it = clients_.find(req.client_id);
+  if (it == clients_.end()) return LOCKD_STAT_AUTH_FAILED;
+  Client& c = it->second;
+  EncodedMessage bytes;
+  std::memcpy(bytes.data(), &wire, sizeof(wire));
+  const bool current = MessageMac(bytes, {c.key[0], c.key[1]}) == wire.mac;
+  if (!current && !(c.has_old_key && MessageMac(bytes, {c.old_key[0],
+                                                        c.old_key[1]}) ==
+                                         wire.mac))
+    return LOCKD_STAT_AUTH_FAILED;
+  *key = current ? c.key : c.old_key;
+  // The replay window (window_accept in bpf/lib/auth.h).
+  const uint64_t seq = req.seq;
+  if (seq == 0) return LOCKD_STAT_REPLAYED;
+  if (seq > c.seq_top) {
+    const uint64_t ahead = seq - c.seq_top;
+    c.seq_seen = ahead >= LOCKD_REPLAY_WINDOW ? 1 : (c.seq_seen << ahead) | 1;
+    c.seq_top = seq;
+  } else {
+    const uint64_t behind = c.seq_top - seq;
+    if (behind >= LOCKD_REPLAY_WINDOW || (c.seq_seen >> behind & 1))
+      return LOCKD_STAT_REPLAYED;
+    c.seq_seen |= uint64_t{1} << behind;
+  }
+  if (current) c.has_old_key = false;
+  return LOCKD_STAT_COUNT;
+}
+
+void LockModel::AddMember(uint32_t client_id, int delta) {
+  if (client_id == LOCKD_CLIENT_LOCAL) return;  // no record: not counted
+  if ((members_[client_id] += delta) == 0) members_.erase(client_id);
+}
+
+int64_t LockModel::ClientMembers(uint32_t client_id) const {
+  auto it = members_.find(client_id);
+  return it == members_.end() ? 0 : it->second;
+}
+
+void LockModel::ReplyForeign(const lockd_request& req, Outcome* out) {
+  Count(LOCKD_STAT_REJECT_NOT_OWNER, out);
+  out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_NOT_HOLDER);
 }
 
 uint32_t LockModel::EffectiveLeaseMs(uint32_t asked_ms) const {
@@ -540,6 +666,11 @@ bool LockModel::IsModeledCounter(enum lockd_stat stat) {
     case LOCKD_STAT_WAIT_EXPIRED:
     case LOCKD_STAT_LOCK_CREATED:
     case LOCKD_STAT_LOCK_FREED:
+    case LOCKD_STAT_AUTH_FAILED:
+    case LOCKD_STAT_REPLAYED:
+    case LOCKD_STAT_FORGED_KICK:
+    case LOCKD_STAT_REJECT_NOT_OWNER:
+    case LOCKD_STAT_REJECT_QUOTA:
       return true;
     default:
       return false;

@@ -51,14 +51,16 @@ class LockModel {
   struct Config {
     uint32_t default_lease_ms = LOCKD_DEFAULT_LEASE_MS;
     uint32_t max_lease_ms = LOCKD_MAX_LEASE_MS;
+    int32_t client_quota = LOCKD_DEFAULT_CLIENT_QUOTA;
   };
 
   struct Hold {
     uint8_t mode = LOCKD_MODE_NONE;
     uint8_t policy = LOCKD_POLICY_WAIT;
     uint8_t flags = 0;  // LOCKD_MEMBER_*
+    uint32_t client_id = LOCKD_CLIENT_NONE;  // the owner's client
     uint64_t fence = 0;
-    uint32_t seq = 0;       // of the ACQUIRE that made it a member
+    uint64_t seq = 0;       // of the ACQUIRE that made it a member
     uint32_t lease_ms = 0;  // last granted or renewed lease
     uint64_t since_ns = 0;
     uint64_t lease_expires_ns = 0;
@@ -70,7 +72,8 @@ class LockModel {
     uint8_t mode = LOCKD_MODE_NONE;
     uint8_t policy = LOCKD_POLICY_WAIT;
     uint8_t flags = 0;
-    uint32_t seq = 0;
+    uint32_t client_id = LOCKD_CLIENT_NONE;
+    uint64_t seq = 0;
     uint32_t lease_ms = 0;  // lease to grant, already defaulted and clamped
     uint64_t enqueued_ns = 0;
     uint64_t deadline_ns = 0;  // 0 = waits without limit
@@ -104,7 +107,10 @@ class LockModel {
   Outcome Apply(const lockd_request& request, uint64_t now_ns);
 
   // One control operation (enum lockd_ctl_op), as the control program
-  // would run it: results, reply and notices filled in.
+  // would run it: results, reply and notices filled in. WIRE checks the
+  // message's MAC and seq against the keys SET_KEY gave, as the datapath
+  // does (unauthenticated requests are accepted: the model has no subnets),
+  // and signs the reply and notices.
   lockd_ctl Execute(const lockd_ctl& command, uint64_t now_ns,
                     Counters* counters = nullptr);
 
@@ -126,6 +132,8 @@ class LockModel {
   size_t ForgetEnded(uint64_t before_ns);
 
   const Counters& stats() const { return stats_; }
+  // Holds + waits of a client now.
+  int64_t ClientMembers(uint32_t client_id) const;
   // Whether the model keeps this counter. The others (rx, kicks, TC sends,
   // retries, searches, splits, pool, events) describe how the datapath
   // works, not what it decides, and stay zero here.
@@ -137,9 +145,27 @@ class LockModel {
     uint64_t fence = 0;
     uint8_t status = LOCKD_STATUS_OK;
     uint64_t time_ns = 0;  // when the ending was decided
+    uint32_t client_id = LOCKD_CLIENT_NONE;
+  };
+  // A client as the datapath's struct lockd_client keeps it.
+  struct Client {
+    std::array<uint64_t, 2> key{};
+    std::array<uint64_t, 2> old_key{};
+    bool has_old_key = false;
+    uint64_t seq_top = 0;
+    uint64_t seq_seen = 0;
   };
 
+  // The request's verdict as auth_request (bpf/lib/auth.h) decides it:
+  // 0 accepted (key: the one it was signed with), else the counter.
+  enum lockd_stat Authenticate(const lockd_msg& wire,
+                               const lockd_request& req,
+                               std::array<uint64_t, 2>* key);
+  // The member count of a client changes (a member starts or ends).
+  void AddMember(uint32_t client_id, int delta);
   void Acquire(const lockd_request& req, uint64_t now_ns, Outcome* out);
+  // A request naming a txn whose record another client made.
+  void ReplyForeign(const lockd_request& req, Outcome* out);
   void Release(const lockd_request& req, uint64_t now_ns, Outcome* out);
   void Renew(const lockd_request& req, uint64_t now_ns, Outcome* out);
   // RELEASE or RENEW from an owner the lock does not know: if its hold or
@@ -163,6 +189,8 @@ class LockModel {
   std::map<uint64_t, LockState> locks_;
   std::map<uint64_t, uint64_t> last_fence_;  // of locks now idle
   std::map<OwnerKey, Memo> ended_;  // holds and waits ended for the owner
+  std::map<uint32_t, Client> clients_;
+  std::map<uint32_t, int64_t> members_;  // holds + waits per client
   Counters stats_{};
   uint64_t now_ns_ = 0;  // of the request or operation being decided
 };

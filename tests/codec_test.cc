@@ -102,7 +102,8 @@ TEST(CodecTest, EncodesRequestInNetworkOrderAtAbiOffsets) {
   message.opcode = LOCKD_OP_ACQUIRE;
   message.mode = LOCKD_MODE_SHARED;
   message.policy = LOCKD_POLICY_WAIT_DIE;
-  message.seq = 0x01020304;
+  message.client_id = 0x01020304;
+  message.seq = 0x5152535455565758ULL;
   message.lease_ms = 0x05060708;
   message.wait_ms = 0x090a0b0c;
   message.queue_pos = 0x0d0e0f10;
@@ -110,23 +111,26 @@ TEST(CodecTest, EncodesRequestInNetworkOrderAtAbiOffsets) {
   message.txn_id = 0x2122232425262728ULL;
   message.fence = 0x3132333435363738ULL;
   message.ticket = 0x4142434445464748ULL;
+  message.mac = 0x6867666564636261ULL;  // bytes as stored, not swapped
 
   const std::vector<uint8_t> expected = {
       0x4c, 0x4b,                                      // magic "LK"
-      0x02,                                            // version
+      0x03,                                            // version
       0x01,                                            // opcode ACQUIRE
       0x01,                                            // mode SHARED
       0x02,                                            // policy WAIT_DIE
       0x00,                                            // status
       0x00,                                            // flags
-      0x01, 0x02, 0x03, 0x04,                          // seq
+      0x01, 0x02, 0x03, 0x04,                          // client_id
       0x05, 0x06, 0x07, 0x08,                          // lease_ms
       0x09, 0x0a, 0x0b, 0x0c,                          // wait_ms
       0x0d, 0x0e, 0x0f, 0x10,                          // queue_pos
+      0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58,  // seq
       0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,  // lock_id
       0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,  // txn_id
       0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,  // fence
       0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,  // ticket
+      0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,  // mac
   };
   EXPECT_EQ(EncodedBytes(message), expected);
 }
@@ -148,20 +152,20 @@ TEST(CodecTest, EncodesReplyStatusAndRetransmitFlagBytes) {
 }
 
 TEST(CodecTest, RejectsTruncatedInput) {
-  for (const size_t length : {0, 1, 55}) {
+  for (const size_t length : {0, 1, 71}) {
     std::vector<uint8_t> bytes = EncodedBytes(SampleAcquire());
     bytes.resize(length);
     EXPECT_EQ(DecodeError(bytes),
-              "truncated: " + std::to_string(length) + " bytes, need 56");
+              "truncated: " + std::to_string(length) + " bytes, need 72");
   }
 }
 
 TEST(CodecTest, RejectsOversizedInputEvenWithValidPrefix) {
-  for (const size_t length : {57, 1500}) {
+  for (const size_t length : {73, 1500}) {
     std::vector<uint8_t> bytes = EncodedBytes(SampleAcquire());
     bytes.resize(length, 0);
     EXPECT_EQ(DecodeError(bytes),
-              "oversized: " + std::to_string(length) + " bytes, need 56");
+              "oversized: " + std::to_string(length) + " bytes, need 72");
   }
 }
 
@@ -178,9 +182,9 @@ TEST(CodecTest, RejectsWrongMagic) {
 
 TEST(CodecTest, RejectsWrongVersion) {
   EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, version), 0)),
-            "bad version: 0, need 2");
-  EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, version), 1)),
-            "bad version: 1, need 2");
+            "bad version: 0, need 3");
+  EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, version), 2)),
+            "bad version: 2, need 3");
 }
 
 TEST(CodecTest, RejectsUnknownOpcodes) {
@@ -229,7 +233,7 @@ TEST(CodecTest, RejectsUnknownReplyStatus) {
   message.opcode = LOCKD_OP_REJECTED;
   message.status = LOCKD_STATUS_COUNT;
   EXPECT_EQ(DecodeError(EncodedBytes(message)),
-            "unknown status on reply REJECTED: 10");
+            "unknown status on reply REJECTED: 11");
 }
 
 // Decodes arbitrary bytes, which must never crash the decoder. Whatever it
@@ -350,9 +354,10 @@ TEST(CodecTest, StatNamesFollowTheAbiList) {
 TEST(CodecTest, ToStringNamesEveryField) {
   const std::string text = SampleAcquire().ToString();
   EXPECT_EQ(text,
-            "ACQUIRE{seq=7 lock_id=0x0123456789abcdef txn_id=42 "
+            "ACQUIRE{client=0 seq=7 lock_id=0x0123456789abcdef txn_id=42 "
             "mode=EXCLUSIVE policy=WAIT_DIE status=OK flags=0x00 "
-            "lease_ms=5000 wait_ms=250 queue_pos=0 fence=0 ticket=0x0}");
+            "lease_ms=5000 wait_ms=250 queue_pos=0 fence=0 ticket=0x0 "
+            "mac=0x0000000000000000}");
 
   Message unknown;
   unknown.status = 200;

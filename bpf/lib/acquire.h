@@ -18,6 +18,8 @@ enum acquire_outcome {
   ACQ_UPGRADED,
   ACQ_UPGRADE_CONFLICT,
   ACQ_EXPIRED, /* a holder whose lease ran out asked again */
+  ACQ_FOREIGN, /* the txn's record belongs to another client */
+  ACQ_QUOTA,   /* a new member, but the client has its quota */
   ACQ_NEED_BLOCK,
   ACQ_NEED_SPLIT,
   ACQ_NEED_SEARCH,
@@ -47,7 +49,7 @@ static __always_inline void member_block_init(struct lockd_block *blk,
   blk->m.expires_ns = req->wait_ms ? now + req->wait_ms * NS_PER_MS : 0;
   blk->m.seq = req->seq;
   blk->m.lease_ms = lease_ms;
-  blk->m.client_id = 0;
+  blk->m.client_id = req->client_id;
   blk->m.addr = req->from.addr;
   blk->m.port = req->from.port;
   __builtin_memcpy(blk->m.mac, req->from.mac, ETH_ALEN);
@@ -62,7 +64,7 @@ static __always_inline void member_inline_init(
     struct lockd_member *m, const struct lockd_request *req) {
   m->txn_id = req->txn_id;
   m->seq = req->seq;
-  m->client_id = 0;
+  m->client_id = req->client_id;
   m->addr = req->from.addr;
   m->port = req->from.port;
   __builtin_memcpy(m->mac, req->from.mac, ETH_ALEN);
@@ -125,6 +127,7 @@ static __always_inline enum acquire_outcome acquire_join(
       st->expired_txn = m->txn_id;
       st->expired_fence = m->fence;
       st->expired_seq = m->seq;
+      st->expired_client = m->client_id;
       m->state = LOCKD_MEMBER_FREE;
       if (m != &lk->holder) {
         lk->chain = 0;
@@ -135,6 +138,7 @@ static __always_inline enum acquire_outcome acquire_join(
   }
   bool conflict = lk->queue_len > 0 || !modes_compatible(lk, req->mode);
   if (!conflict) {
+    if (st->over_quota) return ACQ_QUOTA;
     if (lk->holder.state == LOCKD_MEMBER_FREE) {
       member_inline_init(&lk->holder, req);
       st->fence =
@@ -153,6 +157,7 @@ static __always_inline enum acquire_outcome acquire_join(
   if (req->policy == LOCKD_POLICY_NO_WAIT) return ACQ_CONFLICT;
   if (req->policy == LOCKD_POLICY_WAIT_DIE && !(req->txn_id < lk->min_txn))
     return ACQ_DIE;
+  if (st->over_quota) return ACQ_QUOTA;
   if (!bl->block) return ACQ_NEED_BLOCK;
   if (lk->tail != bl->tail_idx ||
       (bl->tail_idx && (!bl->tail || bl->tail->idx != bl->tail_idx)))
@@ -225,7 +230,10 @@ static __always_inline enum acquire_outcome acquire_attempt(
     ref.scratch->free_slot = bucket_free_slot(b);
     int free = READ_ONCE(ref.scratch->free_slot);
     st->bucket_full = free < 0 || free >= LOCKD_BUCKET_SLOTS;
-    if (st->bucket_full || (b->count >= cfg_split_at && !st->skip_split)) {
+    if (st->over_quota) {
+      outcome = ACQ_QUOTA;
+    } else if (st->bucket_full ||
+               (b->count >= cfg_split_at && !st->skip_split)) {
       outcome = ACQ_NEED_SPLIT;
     } else {
       lk = bucket_claim(b, free, req->lock_id);
@@ -237,9 +245,10 @@ static __always_inline enum acquire_outcome acquire_attempt(
       outcome = ACQ_GRANTED;
     }
   } else {
-    enum member_where found =
-        member_match(lk, req->lock_id, req->txn_id, &mref);
-    if (found == MEMBER_INLINE) {
+    enum member_where found = member_match(lk, req, &mref, true);
+    if (found == MEMBER_FOREIGN) {
+      outcome = ACQ_FOREIGN;
+    } else if (found == MEMBER_INLINE) {
       st->ticket = LOCKD_TICKET_INLINE;
       outcome = acquire_again(lk, &lk->holder, st);
     } else if (found == MEMBER_BLOCK) {
@@ -324,6 +333,15 @@ static __always_inline bool acquire_reply(const struct acquire_state *st,
       stat_inc(LOCKD_STAT_REJECT_DIE);
       result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_DIE, 0, 0);
       return true;
+    case ACQ_FOREIGN:
+      /* Nothing about the other client's record: no fence, no ticket. */
+      stat_inc(LOCKD_STAT_REJECT_NOT_OWNER);
+      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_NOT_HOLDER, 0, 0);
+      return true;
+    case ACQ_QUOTA:
+      stat_inc(LOCKD_STAT_REJECT_QUOTA);
+      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_QUOTA, 0, 0);
+      return true;
     default:
       return false;
   }
@@ -341,6 +359,7 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
   st->lease_ms = clamp_lease_ms(req->lease_ms);
   st->hint.ticket = req->ticket;
   st->outcome = ACQ_RETRY;
+  st->over_quota = client_at_quota(req->client_id);
   /* Attempts, and what an attempt asks for before the next: a block, a
    * split of a full bucket, a search for a record without a ticket. */
   for (int attempt = 0; attempt < LT_MAX_ATTEMPTS + 4; attempt++) {
@@ -373,11 +392,15 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
                 (st->outcome == ACQ_GRANTED && st->ticket == st->block_idx);
   if (st->block_idx && !linked) pool_free(st->block_idx);
   if (st->expired_block) pool_free(st->expired_block);
+  if (st->outcome == ACQ_QUEUED || st->outcome == ACQ_GRANTED)
+    client_members_add(req->client_id, 1);
   if (st->expired_txn) {
+    client_members_add(st->expired_client, -1);
     struct lockd_owner_key key = {req->lock_id, st->expired_txn};
     struct lockd_ended memo = {.fence = st->expired_fence,
                                .time_ns = now,
                                .seq = st->expired_seq,
+                               .client_id = st->expired_client,
                                .status = LOCKD_STATUS_LEASE_EXPIRED};
     bpf_map_update_elem(&ended, &key, &memo, BPF_ANY);
     stat_inc(LOCKD_STAT_HOLD_ENDED);

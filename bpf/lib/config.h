@@ -18,6 +18,8 @@ const volatile __u32 cfg_split_at = LOCKD_BUCKET_SLOTS - 1;
 const volatile __u32 cfg_merge_at = LOCKD_BUCKET_SLOTS / 4;
 /* A pool segment this full (percent) asks the daemon for a successor. */
 const volatile __u32 cfg_pool_low_water_pct = 75;
+/* Holds + waits one client may have at once (LOCKD_STATUS_QUOTA past it). */
+const volatile __s32 cfg_client_quota = LOCKD_DEFAULT_CLIENT_QUOTA;
 
 /* 0 asks for the default; anything above the maximum is cut to it. */
 static __always_inline __u32 clamp_lease_ms(__u32 asked) {

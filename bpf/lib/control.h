@@ -24,12 +24,14 @@ static __always_inline void ctl_copy_notices(struct lockd_ctl *ctl,
     __u32 to = first + i;
     if (i >= res->notices || to > LOCKD_MAX_GRANTS) break;
     __builtin_memcpy(&ctl->notice[to], &batch->n[i], sizeof(ctl->notice[to]));
+    if (!ctl->notice[to].local) notice_sign(&ctl->notice[to]);
     ctl->notices = to + 1;
   }
 }
 
 static __always_inline void ctl_request(struct lockd_ctl *ctl,
-                                        struct lt_result *res, __u64 now) {
+                                        struct lt_result *res, __u64 now,
+                                        const __u64 key[2]) {
   const struct lockd_request *req = &ctl->req;
   if (!request_fields_valid(req->opcode, req->mode, req->policy, req->flags)) {
     stat_inc(LOCKD_STAT_MALFORMED);
@@ -53,6 +55,7 @@ static __always_inline void ctl_request(struct lockd_ctl *ctl,
       ctl->result = LOCKD_CTL_BAD_OP;
       return;
   }
+  reply_sign(&res->reply, key[0], key[1]);
   __builtin_memcpy(&ctl->reply, &res->reply, sizeof(ctl->reply));
   ctl->result = res->verdict == LT_REPLY ? LOCKD_CTL_OK : LOCKD_CTL_NO_REPLY;
   ctl_copy_notices(ctl, res, 0);
@@ -85,6 +88,7 @@ static __always_inline void ctl_end(struct lockd_ctl *ctl,
       st->waiter.reply.opcode = LOCKD_OP_REJECTED;
       st->waiter.reply.status = LOCKD_STATUS_WAIT_EXPIRED;
       st->waiter.reply.lock_id = ctl->req.lock_id;
+      if (!st->waiter.local) notice_sign(&st->waiter);
       __builtin_memcpy(&ctl->notice[0], &st->waiter, sizeof(ctl->notice[0]));
       first = 1;
       ctl->result = LOCKD_CTL_OK;
@@ -106,15 +110,78 @@ static __always_inline void ctl_end(struct lockd_ctl *ctl,
   ctl_copy_notices(ctl, res, first);
 }
 
-/* `res`: this CPU's cleared result (the entry scratch). */
+/* A datagram user space received: parsed and authenticated as the packet
+ * path does (the window too), then served as a request. The sender
+ * (req.from) and the member flags are the daemon's. */
+static __always_inline void ctl_wire(struct lockd_ctl *ctl,
+                                     struct entry_scratch *e, __u64 now) {
+  struct lockd_endpoint from = ctl->req.from;
+  __u8 member_flags = ctl->req.member_flags;
+  enum parse_result parsed = msg_parse(&ctl->wire, &ctl->req);
+  if (parsed != PARSE_OK) {
+    stat_inc(parsed == PARSE_BAD_VERSION ? LOCKD_STAT_BAD_VERSION
+                                         : LOCKD_STAT_MALFORMED);
+    ctl->result = LOCKD_CTL_MALFORMED;
+    return;
+  }
+  ctl->req.from = from;
+  ctl->req.member_flags = member_flags;
+  enum auth_result auth = auth_request(&ctl->wire, &ctl->req, true, e->key);
+  if (auth == AUTH_OK && ctl->req.opcode == LOCKD_OP_KICK) {
+    stat_inc(LOCKD_STAT_FORGED_KICK);
+    auth = AUTH_FAILED;
+  } else {
+    auth_count(auth);
+  }
+  if (auth != AUTH_OK) {
+    ctl->result = LOCKD_CTL_FORGED;
+    return;
+  }
+  ctl_request(ctl, &e->res, now, e->key);
+}
+
+/* Creates client req.client_id if new, and gives it key `key`; the key it
+ * had stays valid until the client signs with the new one. */
+static __always_inline void ctl_set_key(struct lockd_ctl *ctl) {
+  __u32 id = ctl->req.client_id;
+  struct lockd_client fresh = {};
+  bpf_map_update_elem(&clients, &id, &fresh, BPF_NOEXIST);
+  struct lockd_client *c = bpf_map_lookup_elem(&clients, &id);
+  if (!c) {
+    ctl->result = LOCKD_CTL_NOT_FOUND; /* the map is full */
+    return;
+  }
+  __u64 k0 = ctl->key[0], k1 = ctl->key[1];
+  bpf_spin_lock(&c->guard);
+  if (c->key[0] != k0 || c->key[1] != k1) {
+    if (c->key[0] || c->key[1]) {
+      c->old_key[0] = c->key[0];
+      c->old_key[1] = c->key[1];
+      c->has_old_key = 1;
+    }
+    c->key[0] = k0;
+    c->key[1] = k1;
+  }
+  bpf_spin_unlock(&c->guard);
+  ctl->result = LOCKD_CTL_OK;
+}
+
+/* `e`: this CPU's cleared entry scratch. */
 static __always_inline void ctl_run(struct lockd_ctl *ctl,
-                                    struct lt_result *res) {
+                                    struct entry_scratch *e) {
+  struct lt_result *res = &e->res;
   __u64 now = bpf_ktime_get_ns();
   ctl->notices = 0;
   ctl->kick = 0;
   switch (ctl->op) {
     case LOCKD_CTL_REQUEST:
-      ctl_request(ctl, res, now);
+      ctl_request(ctl, res, now, e->key);
+      break;
+    case LOCKD_CTL_WIRE:
+      ctl_wire(ctl, e, now);
+      break;
+    case LOCKD_CTL_SET_KEY:
+      ctl_set_key(ctl);
       break;
     case LOCKD_CTL_EXPIRE_HOLDER:
       ctl_end(ctl, res, END_EXPIRE_HOLDER, now);

@@ -25,6 +25,7 @@ static __always_inline void notice_granted(struct lockd_notice *n,
   n->reply.lock_id = lock_id;
   n->reply.txn_id = m->txn_id;
   n->reply.seq = m->seq;
+  n->reply.client_id = m->client_id;
   n->reply.lease_ms = m->lease_ms;
   n->reply.queue_pos = 0;
   n->reply.mode = m->mode;

@@ -101,6 +101,40 @@ struct {
   __type(value, struct lockd_ended);
 } ended SEC(".maps");
 
+/* Clients: keys, replay windows, holds + waits (struct lockd_client). The
+ * daemon creates, rekeys and deletes them; max_entries set by the loader
+ * (pinned). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, 1024);
+  __type(key, __u32);
+  __type(value, struct lockd_client);
+} clients SEC(".maps");
+
+/* Subnets whose unauthenticated requests are served (labs only; the daemon
+ * fills it from --open_subnets and says so loudly). */
+struct open_subnet_key {
+  __u32 prefixlen;
+  __be32 addr;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, 64);
+  __type(key, struct open_subnet_key);
+  __type(value, __u8);
+} open_subnets SEC(".maps");
+
+/* A reply encoded to be signed (bpf/lib/auth.h). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct lockd_msg);
+} msg_scratch SEC(".maps");
+
 /* Datapath -> daemon: growth requests, waiters to watch, notices for gRPC
  * callers (struct lockd_event). Size set by the loader (pinned). */
 struct {

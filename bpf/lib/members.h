@@ -11,6 +11,7 @@
 #ifndef LOCKD_BPF_LIB_MEMBERS_H_
 #define LOCKD_BPF_LIB_MEMBERS_H_
 
+#include "bpf/lib/auth.h"
 #include "bpf/lib/common.h"
 #include "bpf/lib/config.h"
 #include "bpf/lib/pool.h"
@@ -41,6 +42,7 @@ static __always_inline void result_reply(struct lt_result *res,
   res->reply.lock_id = req->lock_id;
   res->reply.txn_id = req->txn_id;
   res->reply.seq = req->seq;
+  res->reply.client_id = req->client_id;
   res->reply.mode = req->mode;
   res->reply.policy = req->policy;
 }
@@ -173,24 +175,40 @@ static __always_inline void member_ref_from_hint(
       hint->ticket > LOCKD_TICKET_INLINE ? pool_lookup(hint->ticket) : NULL;
 }
 
-enum member_where { MEMBER_NONE = 0, MEMBER_INLINE, MEMBER_BLOCK };
+enum member_where {
+  MEMBER_NONE = 0,
+  MEMBER_INLINE,
+  MEMBER_BLOCK,
+  MEMBER_FOREIGN, /* the txn's record belongs to another client */
+};
 
-/* Under the guard: where (lock_id, txn_id) holds or waits in lk (NULL: no
- * lock), if the inline holder or the looked-up block is it. Cancelled
+/* Under the guard: where the request's owner (lock_id, txn_id) holds or
+ * waits in lk (NULL: no lock), if the inline holder or the looked-up block
+ * is it; when `bound`, MEMBER_FOREIGN if that record was made by another
+ * client than the request's (the daemon's endings are not bound). Cancelled
  * waiters are not members. */
 static __always_inline enum member_where member_match(
-    const struct lockd_lock *lk, __u64 lock_id, __u64 txn_id,
-    const struct member_ref *mref) {
+    const struct lockd_lock *lk, const struct lockd_request *req,
+    const struct member_ref *mref, bool bound) {
   if (!lk) return MEMBER_NONE;
-  if (lk->holder.state == LOCKD_MEMBER_HELD && lk->holder.txn_id == txn_id)
-    return MEMBER_INLINE;
-  const struct lockd_block *blk = mref->blk;
-  if (blk && blk->idx == mref->ticket && blk->lock_id == lock_id &&
-      blk->m.txn_id == txn_id &&
-      (blk->m.state == LOCKD_MEMBER_HELD ||
-       blk->m.state == LOCKD_MEMBER_WAITING))
-    return MEMBER_BLOCK;
-  return MEMBER_NONE;
+  const struct lockd_member *m = NULL;
+  enum member_where where = MEMBER_NONE;
+  if (lk->holder.state == LOCKD_MEMBER_HELD &&
+      lk->holder.txn_id == req->txn_id) {
+    m = &lk->holder;
+    where = MEMBER_INLINE;
+  } else {
+    const struct lockd_block *blk = mref->blk;
+    if (blk && blk->idx == mref->ticket && blk->lock_id == req->lock_id &&
+        blk->m.txn_id == req->txn_id &&
+        (blk->m.state == LOCKD_MEMBER_HELD ||
+         blk->m.state == LOCKD_MEMBER_WAITING)) {
+      m = &blk->m;
+      where = MEMBER_BLOCK;
+    }
+  }
+  if (bound && m && m->client_id != req->client_id) return MEMBER_FOREIGN;
+  return where;
 }
 
 /* The member member_match found in lk, or NULL. */

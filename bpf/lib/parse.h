@@ -57,6 +57,30 @@ static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
          request_fields_valid(msg->opcode, msg->mode, msg->policy, msg->flags);
 }
 
+/* A wire message (in a packet, or handed to the control program), checked
+ * and decoded into *req; `from` is the caller's to fill. */
+static __always_inline enum parse_result msg_parse(
+    const struct lockd_msg *msg, struct lockd_request *req) {
+  if (msg->magic != bpf_htons(LOCKD_MAGIC)) return PARSE_MALFORMED;
+  if (msg->version != LOCKD_VERSION) return PARSE_BAD_VERSION;
+  if (!request_is_valid(msg)) return PARSE_MALFORMED;
+  req->lock_id = lockd_ntohll(msg->lock_id);
+  req->txn_id = lockd_ntohll(msg->txn_id);
+  req->ticket = lockd_ntohll(msg->ticket);
+  req->fence = lockd_ntohll(msg->fence);
+  req->seq = lockd_ntohll(msg->seq);
+  req->lease_ms = bpf_ntohl(msg->lease_ms);
+  req->wait_ms = bpf_ntohl(msg->wait_ms);
+  req->hops = bpf_ntohl(msg->queue_pos);
+  req->client_id = bpf_ntohl(msg->client_id);
+  req->opcode = msg->opcode;
+  req->mode = msg->mode;
+  req->policy = msg->policy;
+  req->flags = msg->flags;
+  req->member_flags = 0;
+  return PARSE_OK;
+}
+
 /* Classifies the packet in [data, data_end) and, when it is a well-formed
  * lockd request, fills *req. `port` is lockd's UDP port in host order. */
 static __always_inline enum parse_result parse_request(
@@ -84,23 +108,8 @@ static __always_inline enum parse_result parse_request(
                                          sizeof(struct lockd_msg))
     return PARSE_MALFORMED;
   const struct lockd_msg *msg = FRAME_PART(frame, msg);
-  if (msg->magic != bpf_htons(LOCKD_MAGIC)) return PARSE_MALFORMED;
-  if (msg->version != LOCKD_VERSION) return PARSE_BAD_VERSION;
-  if (!request_is_valid(msg)) return PARSE_MALFORMED;
-
-  req->lock_id = lockd_ntohll(msg->lock_id);
-  req->txn_id = lockd_ntohll(msg->txn_id);
-  req->ticket = lockd_ntohll(msg->ticket);
-  req->fence = lockd_ntohll(msg->fence);
-  req->seq = bpf_ntohl(msg->seq);
-  req->lease_ms = bpf_ntohl(msg->lease_ms);
-  req->wait_ms = bpf_ntohl(msg->wait_ms);
-  req->hops = bpf_ntohl(msg->queue_pos);
-  req->opcode = msg->opcode;
-  req->mode = msg->mode;
-  req->policy = msg->policy;
-  req->flags = msg->flags;
-  req->member_flags = 0;
+  enum parse_result r = msg_parse(msg, req);
+  if (r != PARSE_OK) return r;
   req->from.addr = frame->ip.saddr;
   req->from.port = frame->udp.source;
   __builtin_memcpy(req->from.mac, frame->eth.h_source, ETH_ALEN);

@@ -23,6 +23,7 @@ enum end_outcome {
   END_TO_TC,       /* XDP: ending it may wake waiters */
   END_NOT_DUE,
   END_FENCE_MISMATCH,
+  END_FOREIGN, /* RELEASE of a txn whose record another client made */
   END_NEED_SEARCH,
   END_RETRY,
 };
@@ -39,6 +40,7 @@ static __always_inline enum end_outcome end_hold(
   }
   st->fence = m->fence;
   st->seq = m->seq;
+  st->client_id = m->client_id;
   m->state = LOCKD_MEMBER_FREE;
   lock_drop_holder(lk);
   if (lock_idle(lk)) {
@@ -54,8 +56,10 @@ static __always_inline enum end_outcome end_wait(struct lockd_lock *lk,
                                                  struct lockd_member *m,
                                                  struct end_state *st) {
   st->seq = m->seq;
+  st->client_id = m->client_id;
   st->waiter.reply.txn_id = m->txn_id;
   st->waiter.reply.seq = m->seq;
+  st->waiter.reply.client_id = m->client_id;
   st->waiter.reply.mode = m->mode;
   st->waiter.reply.policy = m->policy;
   __builtin_memcpy(st->waiter.to.mac, m->mac, ETH_ALEN);
@@ -85,15 +89,18 @@ static __always_inline enum end_outcome end_attempt(
   bpf_spin_lock(&b->guard);
   bool serves;
   struct lockd_lock *lk = lock_locked(&ref, req->lock_id, &slot, &serves);
-  enum member_where where = member_match(lk, req->lock_id, req->txn_id, &mref);
+  enum member_where where =
+      member_match(lk, req, &mref, kind == END_RELEASE);
   struct lockd_member *m = member_at(lk, where, &mref);
   if (!serves) {
     outcome = END_RETRY;
   } else if (!lk) {
     outcome = END_UNKNOWN;
+  } else if (where == MEMBER_FOREIGN) {
+    outcome = END_FOREIGN;
   } else if (!m) {
     outcome = member_unknown(lk, &st->hint) ? END_NEED_SEARCH : END_UNKNOWN;
-  } else if (kind == END_RELEASE && (__s32)(req->seq - m->seq) < 0) {
+  } else if (kind == END_RELEASE && req->seq < m->seq) {
     outcome = END_STALE;
   } else if (m->state == LOCKD_MEMBER_HELD) {
     if (kind == END_EXPIRE_WAITER)
@@ -159,6 +166,8 @@ static __always_inline struct end_state *lt_end(const struct lockd_request *req,
   enum end_outcome outcome = st->outcome;
   if (st->free_idx) pool_free(st->free_idx);
   if (outcome == END_RELEASED) stat_inc(LOCKD_STAT_HOLD_ENDED);
+  if (outcome == END_RELEASED || outcome == END_CANCELLED)
+    client_members_add(st->client_id, -1);
   if (st->freed) {
     stat_inc(LOCKD_STAT_LOCK_FREED);
     struct lockd_config *cfg = config_get();
@@ -177,21 +186,34 @@ static __always_inline void end_remember(const struct lockd_request *req,
                                          const struct end_state *st,
                                          __u64 now) {
   struct lockd_owner_key key = {req->lock_id, req->txn_id};
-  struct lockd_ended memo = {
-      .fence = st->fence, .time_ns = now, .seq = st->seq, .status = status};
+  struct lockd_ended memo = {.fence = st->fence,
+                             .time_ns = now,
+                             .seq = st->seq,
+                             .client_id = st->client_id,
+                             .status = status};
   bpf_map_update_elem(&ended, &key, &memo, BPF_ANY);
 }
 
 /* RELEASE, or RENEW, from an owner the table does not know: if its hold or
- * wait was ended for it, it learns why. */
+ * wait was ended for it, it learns why (another client learns nothing). */
 static __always_inline void reply_not_member(const struct lockd_request *req,
                                              struct lt_result *res) {
   struct lockd_owner_key key = {req->lock_id, req->txn_id};
   struct lockd_ended *gone = bpf_map_lookup_elem(&ended, &key);
-  __u8 status = gone ? gone->status : LOCKD_STATUS_NOT_HOLDER;
+  __u8 status = gone && gone->client_id == req->client_id
+                    ? gone->status
+                    : LOCKD_STATUS_NOT_HOLDER;
   stat_inc(status == LOCKD_STATUS_LEASE_EXPIRED ? LOCKD_STAT_REJECT_EXPIRED
                                                 : LOCKD_STAT_REJECT_NOT_HOLDER);
   result_reply(res, req, LOCKD_OP_REJECTED, status, 0, 0);
+}
+
+/* A request naming a txn whose record another client made: changes
+ * nothing, learns nothing. */
+static __always_inline void reply_foreign(const struct lockd_request *req,
+                                          struct lt_result *res) {
+  stat_inc(LOCKD_STAT_REJECT_NOT_OWNER);
+  result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_NOT_HOLDER, 0, 0);
 }
 
 /* `may_grant`: the caller can send GRANTED packets to waiters (TC, control
@@ -208,6 +230,9 @@ static __always_inline void lt_release(const struct lockd_request *req,
   switch (outcome) {
     case END_UNKNOWN:
       reply_not_member(req, res);
+      return;
+    case END_FOREIGN:
+      reply_foreign(req, res);
       return;
     case END_RELEASED:
       stat_inc(LOCKD_STAT_RELEASED);
@@ -240,6 +265,7 @@ enum renew_outcome {
   RENEW_UNKNOWN = 0,
   RENEW_OK,
   RENEW_EXPIRED,
+  RENEW_FOREIGN,
   RENEW_NEED_SEARCH,
   RENEW_RETRY,
 };
@@ -257,12 +283,14 @@ static __always_inline enum renew_outcome renew_attempt(
   bpf_spin_lock(&b->guard);
   bool serves;
   struct lockd_lock *lk = lock_locked(&ref, req->lock_id, &slot, &serves);
-  enum member_where where = member_match(lk, req->lock_id, req->txn_id, &mref);
+  enum member_where where = member_match(lk, req, &mref, true);
   struct lockd_member *m = member_at(lk, where, &mref);
   if (!serves) {
     outcome = RENEW_RETRY;
   } else if (!lk) {
     outcome = RENEW_UNKNOWN;
+  } else if (where == MEMBER_FOREIGN) {
+    outcome = RENEW_FOREIGN;
   } else if (!m) {
     outcome = member_unknown(lk, &st->hint) ? RENEW_NEED_SEARCH : RENEW_UNKNOWN;
   } else if (m->state != LOCKD_MEMBER_HELD) {
@@ -324,6 +352,9 @@ static __always_inline void lt_renew(const struct lockd_request *req, __u64 now,
       return;
     case RENEW_UNKNOWN:
       reply_not_member(req, res);
+      return;
+    case RENEW_FOREIGN:
+      reply_foreign(req, res);
       return;
     default:
       result_silent(res);

@@ -48,7 +48,8 @@ static __always_inline void frame_fix_checksums(struct lockd_frame *f) {
   f->udp.check = check ? check : 0xffff; /* 0 means "no checksum" */
 }
 
-/* Fills the message of `f` with `r`; fields a reply does not define are 0. */
+/* Fills message `m` with `r` (signed by reply_sign, bpf/lib/auth.h); fields
+ * a reply does not define are 0. */
 static __always_inline void msg_write(struct lockd_msg *m,
                                       const struct lockd_reply *r) {
   m->magic = bpf_htons(LOCKD_MAGIC);
@@ -58,7 +59,8 @@ static __always_inline void msg_write(struct lockd_msg *m,
   m->policy = r->policy;
   m->status = r->status;
   m->flags = 0;
-  m->seq = bpf_htonl(r->seq);
+  m->client_id = bpf_htonl(r->client_id);
+  m->seq = lockd_htonll(r->seq);
   m->lease_ms = bpf_htonl(r->lease_ms);
   m->wait_ms = 0;
   m->queue_pos = bpf_htonl(r->queue_pos);
@@ -66,6 +68,7 @@ static __always_inline void msg_write(struct lockd_msg *m,
   m->txn_id = lockd_htonll(r->txn_id);
   m->fence = lockd_htonll(r->fence);
   m->ticket = lockd_htonll(r->ticket);
+  m->mac = r->mac;
 }
 
 static __always_inline void frame_write(struct lockd_frame *f,

@@ -55,8 +55,9 @@ struct acquire_state {
   __u64 expired_txn;
   __u64 expired_fence;
   __u64 expired_block; /* its chain block, to free */
-  __u32 expired_seq;
-  __u32 reserved;
+  __u64 expired_seq;
+  __u32 expired_client;
+  __u32 over_quota; /* the client had its quota of members at the start */
 };
 
 /* A RELEASE, or an ending the daemon decided, in progress. */
@@ -66,7 +67,8 @@ struct end_state {
   struct member_hint hint;
   __u64 fence;
   __u64 free_idx; /* a chain block the ending unlinked */
-  __u32 seq;
+  __u64 seq;
+  __u32 client_id; /* of the ended member */
   __u32 kind;      /* enum end_kind */
   __u32 may_grant; /* the caller can send grants (TC, control program) */
   __u32 freed;     /* the lock became idle and lost its slot */
@@ -106,6 +108,8 @@ struct lt_scratch {
 struct entry_scratch {
   struct lockd_request req;
   struct lt_result res;
+  __u64 key[2]; /* the key the request was signed with: its reply's */
+  struct lockd_endpoint us, them; /* TC: the frame's ends */
 };
 
 /* A merge's locks between their two buckets' critical sections. */

@@ -30,8 +30,9 @@ bool IsRequestFrame(const Bytes& packet) {
 
 }  // namespace
 
-absl::StatusOr<TestDatapath> TestDatapath::Create(DatapathOptions options,
-                                                  SegmentOptions segments) {
+absl::StatusOr<TestDatapath> TestDatapath::Create(
+    DatapathOptions options, SegmentOptions segments,
+    const std::string& open_subnet) {
   if (!options.fence_base) options.fence_base = 0;  // fences count from 1
   TestDatapath t;
   absl::StatusOr<std::unique_ptr<Datapath>> loaded = Datapath::Load(options);
@@ -40,6 +41,16 @@ absl::StatusOr<TestDatapath> TestDatapath::Create(DatapathOptions options,
   t.segments = std::make_unique<Segments>(t.datapath.get(), segments);
   if (absl::Status s = t.segments->Start(); !s.ok()) return s;
   t.table = std::make_unique<KernelTable>(t.datapath.get());
+  t.counters = std::make_unique<DaemonCounters>();
+  t.clients = std::make_unique<Clients>(
+      t.table.get(), t.datapath->maps().clients,
+      t.datapath->maps().open_subnets, "", t.counters.get());
+  if (absl::Status s = t.clients->Load(); !s.ok()) return s;
+  if (!open_subnet.empty()) {
+    absl::StatusOr<Subnet> subnet = ParseSubnet(open_subnet);
+    if (!subnet.ok()) return subnet.status();
+    if (absl::Status s = t.clients->OpenSubnets({*subnet}); !s.ok()) return s;
+  }
   return t;
 }
 
@@ -125,10 +136,11 @@ std::vector<Bytes> Deliverer::DrainCaptured() {
   return frames;
 }
 
-absl::StatusOr<Delivery> Deliverer::RunTc(const Bytes& packet) {
+absl::StatusOr<Delivery> Deliverer::RunTc(const Bytes& packet, bool marked) {
   DrainCaptured();
   TestRunOptions options;
   options.ifindex = kLoopbackIfindex;
+  if (marked) options.mark = LOCKD_KICK_MARK;
   absl::StatusOr<TestRunResult> run =
       TestRun(datapath_->tc_prog_fd(), packet, options);
   if (!run.ok()) return run.status();
@@ -164,7 +176,8 @@ absl::StatusOr<Delivery> Deliverer::DeliverAll(const Bytes& packet,
         continue;
       }
       if (++kicks > max_kicks) return absl::InternalError("KICKs never stop");
-      absl::StatusOr<Delivery> kick = RunTc(frame);
+      // The kernel re-injects the clone with the mark TC gave it.
+      absl::StatusOr<Delivery> kick = RunTc(frame, /*marked=*/true);
       if (!kick.ok()) return kick.status();
       for (Bytes& f : kick->sent) next.push_back(std::move(f));
     }

@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "lockd/clients.h"
 #include "lockd/datapath.h"
 #include "lockd/events.h"
 #include "lockd/kernel_table.h"
@@ -17,11 +19,17 @@
 
 namespace lockd::testing {
 
+// The test segment (ServerEndpoint, ClientEndpoint): unauthenticated
+// requests from it are served unless a test closes it.
+inline constexpr char kLabSubnet[] = "198.18.0.0/24";
+
 struct TestDatapath {
-  // Loads with `options` (fence_base 0 unless set: fences count from 1) and
-  // starts its segments with `segments`.
-  static absl::StatusOr<TestDatapath> Create(DatapathOptions options = {},
-                                             SegmentOptions segments = {});
+  // Loads with `options` (fence_base 0 unless set: fences count from 1),
+  // starts its segments with `segments`, and serves unauthenticated
+  // requests from `open_subnet` ("" = none).
+  static absl::StatusOr<TestDatapath> Create(
+      DatapathOptions options = {}, SegmentOptions segments = {},
+      const std::string& open_subnet = kLabSubnet);
 
   // Blocks in use in every pool segment.
   uint64_t PoolBlocks() const;
@@ -33,6 +41,8 @@ struct TestDatapath {
   std::unique_ptr<Datapath> datapath;
   std::unique_ptr<Segments> segments;
   std::unique_ptr<KernelTable> table;
+  std::unique_ptr<DaemonCounters> counters;
+  std::unique_ptr<Clients> clients;  // no key file: tests Set() keys
   std::unique_ptr<EventReader> events;
   uint64_t growth_requests = 0;
   std::vector<lockd_notice> local_notices;
@@ -65,7 +75,8 @@ class Deliverer {
   // XDP, then TC when XDP passed a lockd request on.
   absl::StatusOr<Delivery> Deliver(const Bytes& packet);
   absl::StatusOr<Delivery> RunXdp(const Bytes& packet);
-  absl::StatusOr<Delivery> RunTc(const Bytes& packet);
+  // `marked`: as the datapath's own KICKs arrive (LOCKD_KICK_MARK).
+  absl::StatusOr<Delivery> RunTc(const Bytes& packet, bool marked = false);
   // Delivers a packet, then every KICK it caused (through TC, as the kernel
   // re-injects them), until none is left; `grants` gets every other clone
   // in order. At most `max_kicks` KICKs.
