@@ -113,12 +113,14 @@ static __always_inline void tc_send_notices(struct __sk_buff *skb,
   for (__u32 i = 0; i < LOCKD_MAX_GRANTS; i++) {
     if (i >= count) break;
     const struct lockd_notice *n = &batch->n[i];
+    /* Signed whoever sends it: the daemon sends LOCAL members' notices by
+     * its socket when they are UDP clients of the socket path. */
+    notice_sign(&batch->n[i]);
     if (n->local) {
       event_local_notice(n);
       stat_inc(LOCKD_STAT_GRANT_LOCAL);
       continue;
     }
-    notice_sign(&batch->n[i]);
     struct lockd_frame *frame = tc_frame(skb);
     if (!frame) {
       stat_inc(LOCKD_STAT_GRANT_SEND_FAILED);

@@ -216,6 +216,15 @@ Client::Impl::MakeServers(const std::vector<ServerConfig>& configs) {
   return servers;
 }
 
+absl::Status ClientOptions::UseKey(uint32_t id, const std::string& key_file) {
+  client_id = id;
+  if (id == LOCKD_CLIENT_NONE) return absl::OkStatus();
+  absl::StatusOr<ClientKey> read = ReadClientKey(key_file, id);
+  if (!read.ok()) return read.status();
+  key = *read;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
     ClientOptions options) {
   if (options.udp_max_transmissions < 1)

@@ -102,6 +102,9 @@ struct ClientOptions {
   // sequence numbers must only grow; they start from the wall clock).
   uint32_t client_id = LOCKD_CLIENT_NONE;
   ClientKey key;
+  // Sets client_id, and its key from a key file (abi/keys.h); client id
+  // LOCKD_CLIENT_NONE leaves the client unauthenticated (no file read).
+  absl::Status UseKey(uint32_t id, const std::string& key_file);
 
   // UDP retransmission of one request: the first retransmission after
   // `udp_initial_timeout`, then at doubling intervals of at most

@@ -50,6 +50,10 @@ ABSL_FLAG(std::string, lock_servers, lockd::lockctl::DefaultServerList(),
 ABSL_FLAG(std::string, store, "",
           "directory of the account files (created; existing accounts are "
           "reset)");
+ABSL_FLAG(uint32_t, client_id, LOCKD_CLIENT_NONE,
+          "client id to sign requests as (docs/security.md); 0: unsigned "
+          "(served only from a lock server's lab subnets)");
+ABSL_FLAG(std::string, key_file, "", "key file holding --client_id's key");
 ABSL_FLAG(int, accounts, 16, "number of accounts");
 ABSL_FLAG(int64_t, initial_balance, 1000, "balance of every account at start");
 ABSL_FLAG(int64_t, max_amount, 100, "largest amount of one transfer");
@@ -225,6 +229,12 @@ int Run() {
   }
   client::ClientOptions options;
   options.servers = *servers;
+  if (absl::Status keyed = options.UseKey(absl::GetFlag(FLAGS_client_id),
+                                          absl::GetFlag(FLAGS_key_file));
+      !keyed.ok()) {
+    fprintf(stderr, "bank: %s\n", keyed.ToString().c_str());
+    return 2;
+  }
   absl::StatusOr<std::unique_ptr<client::Client>> client =
       client::Client::Create(options);
   if (!client.ok()) {

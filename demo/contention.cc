@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,11 @@ ABSL_FLAG(uint32_t, port, LOCKD_DEFAULT_PORT, "lockd UDP port.");
 ABSL_FLAG(std::string, lock, "inventory/widget-42", "Lock name.");
 ABSL_FLAG(int, readers, 8, "Shared waiters.");
 ABSL_FLAG(int, writers, 2, "Exclusive waiters.");
+ABSL_FLAG(std::string, key_file, "",
+          "Client keys (docs/security.md): each demo client signs as its own "
+          "client, ids --first_client_id on; empty: unsigned (lab subnets).");
+ABSL_FLAG(uint32_t, first_client_id, 1, "Client id of the holder; the "
+          "readers and writers take the next ones.");
 ABSL_FLAG(std::string, resume_file, "",
           "Wait until this file exists before releasing (at most 60 s).");
 
@@ -34,10 +41,18 @@ namespace {
 
 constexpr absl::Duration kReplyTimeout = absl::Seconds(3);
 
-// One client: a UDP socket and a transaction id. Retransmits until answered.
+// One client: a UDP socket, a client id and key, and a transaction id.
+// Retransmits (each copy with a new seq) until answered; ignores replies not
+// signed with its key.
 class Client {
  public:
-  Client(std::string name, uint64_t txn) : name_(std::move(name)), txn_(txn) {
+  Client(std::string name, uint64_t txn, uint32_t client_id,
+         const lockd::ClientKey& key)
+      : name_(std::move(name)),
+        txn_(txn),
+        client_id_(client_id),
+        key_(key),
+        seq_(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))) {
     fd_ = socket(AF_INET, SOCK_DGRAM, 0);
     server_.sin_family = AF_INET;
     server_.sin_port = htons(absl::GetFlag(FLAGS_port));
@@ -52,9 +67,12 @@ class Client {
     m.mode = mode;
     m.lock_id = lock_id;
     m.txn_id = txn_;
-    m.seq = ++seq_;
+    m.client_id = client_id_;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      lockd::EncodedMessage bytes = lockd::Encode(m);
+      m.seq = ++seq_;
+      lockd::EncodedMessage bytes = client_id_ == LOCKD_CLIENT_NONE
+                                        ? lockd::Encode(m)
+                                        : lockd::EncodeSigned(m, key_);
       sendto(fd_, bytes.data(), bytes.size(), 0,
              reinterpret_cast<sockaddr*>(&server_), sizeof(server_));
       if (auto reply = Receive(kReplyTimeout)) return *reply;
@@ -70,9 +88,11 @@ class Client {
       return std::nullopt;
     uint8_t buffer[256];
     ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
-    absl::StatusOr<lockd::Message> m =
-        lockd::DecodeMessage(absl::MakeConstSpan(buffer, n > 0 ? n : 0));
+    const auto bytes = absl::MakeConstSpan(buffer, n > 0 ? n : 0);
+    absl::StatusOr<lockd::Message> m = lockd::DecodeMessage(bytes);
     if (!m.ok()) return std::nullopt;
+    if (client_id_ != LOCKD_CLIENT_NONE && !lockd::MacValid(bytes, key_))
+      return std::nullopt;  // not from our server
     return *m;
   }
 
@@ -91,7 +111,9 @@ class Client {
  private:
   std::string name_;
   uint64_t txn_;
-  uint32_t seq_ = 0;
+  uint32_t client_id_;
+  lockd::ClientKey key_;
+  uint64_t seq_;
   int fd_;
   sockaddr_in server_{};
 };
@@ -114,14 +136,36 @@ int main(int argc, char** argv) {
   printf("lock \"%s\" is id 0x%016lx\n", absl::GetFlag(FLAGS_lock).c_str(),
          static_cast<unsigned long>(lock));
 
-  Client holder("holder", 1);
+  std::map<uint32_t, lockd::ClientKey> keys;
+  if (!absl::GetFlag(FLAGS_key_file).empty()) {
+    absl::StatusOr<std::map<uint32_t, lockd::ClientKey>> read =
+        lockd::ReadKeyFile(absl::GetFlag(FLAGS_key_file));
+    if (!read.ok()) {
+      fprintf(stderr, "contention: %s\n", read.status().ToString().c_str());
+      return 2;
+    }
+    keys = *read;
+  }
+  uint32_t next_id = absl::GetFlag(FLAGS_first_client_id);
+  // The next client; unsigned without a key file.
+  auto make = [&](std::string name, uint64_t txn) {
+    const uint32_t id = keys.empty() ? LOCKD_CLIENT_NONE : next_id++;
+    if (id != LOCKD_CLIENT_NONE && keys.count(id) == 0) {
+      fprintf(stderr, "contention: the key file has no client %u\n", id);
+      exit(2);
+    }
+    return std::make_unique<Client>(std::move(name), txn, id,
+                                    id == LOCKD_CLIENT_NONE
+                                        ? lockd::ClientKey{}
+                                        : keys.at(id));
+  };
+  std::unique_ptr<Client> holder_client = make("holder", 1);
+  Client& holder = *holder_client;
   std::vector<std::unique_ptr<Client>> readers, writers;
   for (int i = 0; i < absl::GetFlag(FLAGS_readers); ++i)
-    readers.push_back(
-        std::make_unique<Client>(absl::StrCat("reader-", i + 1), 10 + i));
+    readers.push_back(make(absl::StrCat("reader-", i + 1), 10 + i));
   for (int i = 0; i < absl::GetFlag(FLAGS_writers); ++i)
-    writers.push_back(
-        std::make_unique<Client>(absl::StrCat("writer-", i + 1), 100 + i));
+    writers.push_back(make(absl::StrCat("writer-", i + 1), 100 + i));
 
   printf("acquire:\n");
   holder.Print(holder.Request(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE, lock));

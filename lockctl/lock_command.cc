@@ -384,7 +384,7 @@ int RunLockCommand(const LockCommandOptions& options) {
     return kExitLockFailed;
   }
 
-  client::ClientOptions client_options;
+  client::ClientOptions client_options = options.identity;
   client_options.servers = options.servers;
   absl::StatusOr<std::unique_ptr<client::Client>> client =
       client::Client::Create(client_options);

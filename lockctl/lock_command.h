@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "abi/keys.h"
 #include "client/client.h"
 
 namespace lockd::lockctl {
@@ -52,6 +53,8 @@ inline constexpr int kExitNotFound = 127;    // as shells: no such command
 
 struct LockCommandOptions {
   std::vector<client::ServerConfig> servers;
+  // Who lockctl is to the servers: client_id and key (servers unused).
+  client::ClientOptions identity;
   std::string lock_name;
   client::Mode mode = client::Mode::kExclusive;
   // How long to wait for the lock: infinite waits as long as it takes, zero

@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "abi/keys.h"
 #include "client/client.h"
 #include "lockctl/lock_command.h"
 #include "lockctl/render.h"
@@ -53,6 +54,11 @@ ABSL_FLAG(bool, shared, false, "`lock` takes the lock shared");
 ABSL_FLAG(absl::Duration, lease, absl::ZeroDuration(),
           "`lock`: lease to ask for, renewed while the command runs (at "
           "least 1s; 0: the server's default)");
+ABSL_FLAG(uint32_t, client_id, LOCKD_CLIENT_NONE,
+          "`lock`: the client id to sign requests as (its key from "
+          "--key_file); 0: unsigned (served only from a lab subnet)");
+ABSL_FLAG(std::string, key_file, "",
+          "`lock`: key file holding --client_id's key");
 ABSL_FLAG(absl::Duration, kill_after, absl::Seconds(10),
           "`lock`: when the hold is lost, the command gets SIGTERM, and "
           "SIGKILL this much later");
@@ -75,6 +81,11 @@ Commands:
                                lockd has an admin token); with FENCE only
                                the hold that has that fence
   lock NAME -- COMMAND...      run COMMAND while holding lock NAME (below)
+  clients                      the clients lockd knows (ids, never keys)
+  client-key ID [KEY]          add client ID or rotate its key (32 hex
+                               digits; none: lockd makes one and prints it
+                               once); needs --token
+  client-remove ID             forget client ID and its key; needs --token
 LOCK is a decimal id, a 0x-hex id or a lock name.)";
 
 using Stub = v1::AdminService::Stub;
@@ -212,6 +223,47 @@ absl::StatusOr<std::string> ForceRelease(Daemon& daemon,
               });
 }
 
+absl::StatusOr<uint32_t> ParseClientId(absl::string_view text) {
+  uint32_t id = 0;
+  if (!absl::SimpleAtoi(text, &id) || id == LOCKD_CLIENT_NONE)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a client id is a number from 1 to 4294967294, not \"", text, "\""));
+  return id;
+}
+
+absl::StatusOr<std::string> SetClientKey(Daemon& daemon,
+                                         const std::vector<char*>& operands) {
+  if (operands.size() != 1 && operands.size() != 2)
+    return absl::InvalidArgumentError("usage: client-key ID [KEY]");
+  absl::StatusOr<uint32_t> id = ParseClientId(operands[0]);
+  if (!id.ok()) return id.status();
+  v1::SetClientKeyRequest request;
+  request.set_client_id(*id);
+  if (operands.size() == 2) request.set_key(operands[1]);
+  return Show(daemon.Call(&Stub::SetClientKey, request),
+              [&](const v1::SetClientKeyResponse& response) {
+                // The key only when lockd made it: the operator gives it to
+                // the client, and nobody can show it again.
+                return response.key().empty()
+                           ? absl::StrCat("client ", *id, ": key set\n")
+                           : absl::StrCat(*id, " ", response.key(), "\n");
+              });
+}
+
+absl::StatusOr<std::string> RemoveClient(Daemon& daemon,
+                                         const std::vector<char*>& operands) {
+  if (operands.size() != 1)
+    return absl::InvalidArgumentError("usage: client-remove ID");
+  absl::StatusOr<uint32_t> id = ParseClientId(operands[0]);
+  if (!id.ok()) return id.status();
+  v1::RemoveClientRequest request;
+  request.set_client_id(*id);
+  return Show(daemon.Call(&Stub::RemoveClient, request),
+              [&](const v1::RemoveClientResponse&) {
+                return absl::StrCat("client ", *id, " removed\n");
+              });
+}
+
 absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
   if (arguments.empty()) return absl::InvalidArgumentError(kUsage);
   const absl::string_view command = arguments[0];
@@ -225,6 +277,8 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
 
   Daemon daemon;
   if (command == "release") return ForceRelease(daemon, operands);
+  if (command == "client-key") return SetClientKey(daemon, operands);
+  if (command == "client-remove") return RemoveClient(daemon, operands);
   if (command == "show") {
     if (absl::Status usage = expect_operands(1); !usage.ok()) return usage;
     return ShowLock(daemon, operands[0]);
@@ -250,6 +304,10 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
   if (command == "health") {
     return Show(daemon.Call(&Stub::Health, v1::HealthRequest()), RenderHealth);
   }
+  if (command == "clients") {
+    return Show(daemon.Call(&Stub::ListClients, v1::ListClientsRequest()),
+                RenderClients);
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command \"", command, "\"\n", kUsage));
 }
@@ -266,6 +324,12 @@ int Lock(const std::vector<char*>& arguments) {
   }
   LockCommandOptions options;
   options.servers = *std::move(servers);
+  if (absl::Status keyed = options.identity.UseKey(
+          absl::GetFlag(FLAGS_client_id), absl::GetFlag(FLAGS_key_file));
+      !keyed.ok()) {
+    fprintf(stderr, "lockctl: %s\n", std::string(keyed.message()).c_str());
+    return kExitUsage;
+  }
   if (arguments.size() > 1) options.lock_name = arguments[1];
   if (arguments.size() > 2)
     options.command.assign(arguments.begin() + 2, arguments.end());

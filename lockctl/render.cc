@@ -201,6 +201,21 @@ std::string RenderHealth(const v1::HealthResponse& health) {
   return table.Render();
 }
 
+std::string RenderClients(const v1::ListClientsResponse& response) {
+  Table table({"CLIENT", "HOLDS+WAITS", "KEY", "LAST SEQ"});
+  for (const v1::ClientSummary& c : response.clients()) {
+    table.AddRow({c.client_id() == LOCKD_CLIENT_NONE
+                      ? "0 (unauthenticated)"
+                      : absl::StrCat(c.client_id()),
+                  absl::StrCat(c.members()),
+                  c.client_id() == LOCKD_CLIENT_NONE ? "-"
+                  : c.rotating()                     ? "rotating"
+                                                     : "set",
+                  absl::StrCat(c.last_seq())});
+  }
+  return table.Render();
+}
+
 absl::StatusOr<std::string> RenderJson(
     const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;

@@ -42,6 +42,8 @@ std::string RenderStats(const v1::GetStatsResponse& stats);
 // The datapath's maps against the memory budget.
 std::string RenderMemory(const v1::MemoryUsage& memory);
 
+// Client ids, holds + waits, whether a key rotation is under way.
+std::string RenderClients(const v1::ListClientsResponse& response);
 std::string RenderHealth(const v1::HealthResponse& health);
 
 // The message as indented JSON with proto field names and every field, also

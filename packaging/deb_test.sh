@@ -126,6 +126,9 @@ check_file /usr/sbin/lockd 755
 check_file /usr/bin/lockctl 755
 check_file /lib/systemd/system/lockd.service 644
 check_file /etc/lockd/lockd.conf 640
+# Empty until the operator adds clients, and private.
+[[ "$(stat -c '%a %U:%G %s' /etc/lockd/clients.keys 2>/dev/null)" == "600 root:root 0" ]] ||
+  fail "/etc/lockd/clients.keys: $(stat -c '%a %U:%G %s' /etc/lockd/clients.keys 2>&1), expected an empty file, 600 root:root"
 check_file /usr/share/man/man8/lockd.8.gz 644
 check_file /usr/share/man/man1/lockctl.1.gz 644
 check_file /usr/share/doc/lockd/copyright 644
@@ -202,6 +205,8 @@ in_ns() {
 }
 
 # --- Serve, lock, stop cleanly ------------------------------------------------
+# A client, as an operator adds one.
+echo "1 $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >>/etc/lockd/clients.keys
 start_lockd --instance="${instance}" --netns="${ns}" --interface="${veth}"
 grep -q "ready: .*fast path on ${veth}" "${work}/lockd.log" ||
   fail "no ready line with the fast path: $(cat "${work}/lockd.log")"
@@ -213,6 +218,7 @@ in_ns /usr/bin/lockctl health >"${work}/health" ||
   fail "lockctl health: $(cat "${work}/health")"
 # shellcheck disable=SC2016  # expanded by the command lockctl runs
 if ! in_ns /usr/bin/lockctl --lock_servers=pkg=198.18.0.1:20231/127.0.0.1:7451 \
+  --client_id=1 --key_file=/etc/lockd/clients.keys \
   lock pkgtest/lock --timeout=10s -- \
   sh -c 'echo "$LOCKD_FENCE" >"$0"' "${work}/fence"; then
   fail "lockctl lock failed"

@@ -81,6 +81,10 @@ ip -n "${client_ns}" link set dev "${client_if}" xdpdrv obj "${xdp_obj}" sec xdp
 ip -n "${server_ns}" link set "${server_if}" up
 ip -n "${client_ns}" link set "${client_if}" up
 
+# One client key, for lockctl lock.
+readonly keys="${work}/clients.keys"
+echo "1 $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >"${keys}"
+
 # Runs lockd with capability set $1 (comma-separated, "" for none), joining
 # the namespace itself when $2 is "netns"; prints the first failing check or
 # "ok".
@@ -90,7 +94,7 @@ probe() {
   local -a run=(setpriv --bounding-set="${bounding}" --inh-caps=-all
     --ambient-caps=-all --no-new-privs -- "${lockd}"
     --interface="${server_if}" --instance="${instance}"
-    --pin_root="${pin_root}" --keep_state=false)
+    --pin_root="${pin_root}" --keep_state=false --key_file="${keys}")
   if [[ "${how}" == netns ]]; then
     run+=(--netns="${server_ns}")
   else
@@ -111,7 +115,8 @@ probe() {
     >/dev/null 2>&1; then
     result="health"
   elif ! timeout 20 ip netns exec "${client_ns}" "${lockctl}" \
-    --lock_servers="probe=${server_ip}:20231" lock capprobe/x --timeout=5s \
+    --lock_servers="probe=${server_ip}:20231" --client_id=1 \
+    --key_file="${keys}" lock capprobe/x --timeout=5s \
     -- true >/dev/null 2>&1; then
     result="lock"
   fi

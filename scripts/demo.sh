@@ -45,12 +45,23 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 work=$(mktemp -d /tmp/lockd-demo.XXXXXX)
 
+# Client keys (docs/security.md): every client signs its requests. Clients
+# 1-11 are the contention demo's, 12 and 13 the lockctl jobs, 14 the bank.
+keys="$work/clients.keys"
+(
+  umask 077
+  for id in $(seq 14); do
+    echo "$id $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+  done >"$keys"
+)
+admin_token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+
 # lockctl for server $1 (1, 2, ...), from inside its namespace.
 lockctl_on() {
   local i=$(($1 - 1))
   shift
   ip netns exec "${NETNS_SERVERS[i]}" bazel-bin/lockctl/lockctl \
-    --server="${NETNS_SERVER_IPS[i]}:$grpc_port" "$@"
+    --server="${NETNS_SERVER_IPS[i]}:$grpc_port" --token="$admin_token" "$@"
 }
 
 # Waits (at most 10 s) until file $1 has a line matching $2, while process
@@ -76,7 +87,8 @@ for ((i = 0; i < servers; i++)); do
   bazel-bin/lockd/lockd --netns="${NETNS_SERVERS[i]}" \
     --interface="${NETNS_SERVER_IFS[i]}" --instance="$instance-$n" \
     --pin_root="$pin_root" --keep_state=false \
-    --grpc_listen="$ip:$grpc_port" >"$work/lockd$n.log" 2>&1 &
+    --grpc_listen="$ip:$grpc_port" --key_file="$keys" \
+    --admin_token="$admin_token" >"$work/lockd$n.log" 2>&1 &
   lockd_pids+=($!)
   wait_for_line "$work/lockd$n.log" ready "$!"
   cat "$work/lockd$n.log"
@@ -87,7 +99,7 @@ echo "== contended lock on lock1, from namespace $NETNS_CLIENT" \
   "(${NETNS_CLIENT_IPS[0]})"
 ip netns exec "$NETNS_CLIENT" bazel-bin/demo/contention \
   --server="${NETNS_SERVER_IPS[0]}" --resume_file="$work/resume" \
-  >"$work/workload.log" 2>&1 &
+  --key_file="$keys" --first_client_id=1 >"$work/workload.log" 2>&1 &
 workload_pid=$!
 wait_for_line "$work/workload.log" "queue formed" "$workload_pid"
 cat "$work/workload.log"
@@ -99,11 +111,13 @@ echo "== lockctl lock: a job holds \"$job_lock\" until resumed; a second" \
 job='echo "$0 holds $LOCKD_LOCK on $LOCKD_SERVER: fence $LOCKD_FENCE, txn $LOCKD_TXN"
   for _ in $(seq 600); do [ -e "$1" ] && break; sleep 0.1; done'
 lockctl_lock=(ip netns exec "$NETNS_CLIENT" bazel-bin/lockctl/lockctl
-  --lock_servers="$lock_servers" lock "$job_lock" --)
-"${lockctl_lock[@]}" sh -c "$job" job-1 "$work/resume" >"$work/job1.log" 2>&1 &
+  --lock_servers="$lock_servers" --key_file="$keys")
+"${lockctl_lock[@]}" --client_id=12 lock "$job_lock" -- \
+  sh -c "$job" job-1 "$work/resume" >"$work/job1.log" 2>&1 &
 job1_pid=$!
 wait_for_line "$work/job1.log" holds "$job1_pid"
-"${lockctl_lock[@]}" sh -c "$job" job-2 "$work/resume" >"$work/job2.log" 2>&1 &
+"${lockctl_lock[@]}" --client_id=13 lock "$job_lock" -- \
+  sh -c "$job" job-2 "$work/resume" >"$work/job2.log" 2>&1 &
 job2_pid=$!
 cat "$work/job1.log"
 # Until lock2 lists the waiter at queue position 1.
@@ -123,6 +137,9 @@ for ((n = 1; n <= servers; n++)); do
   echo "== lockctl locks on lock$n"
   lockctl_on "$n" locks
 done
+echo
+echo "== lockctl clients on lock1 (ids and holds + waits; keys are never shown)"
+lockctl_on 1 clients
 
 touch "$work/resume"
 wait "$workload_pid"
@@ -137,11 +154,11 @@ echo
 echo "== bank over both servers, from namespace $NETNS_CLIENT"
 ip netns exec "$NETNS_CLIENT" bazel-bin/demo/bank \
   --lock_servers="$lock_servers" --store="$work/bank" --threads=4 \
-  --accounts=16 --duration=5s
+  --accounts=16 --duration=5s --client_id=14 --key_file="$keys"
 
 for ((n = 1; n <= servers; n++)); do
   echo
   echo "== lockctl stats on lock$n after the workloads"
   lockctl_on "$n" stats |
-    grep -E '^ *(rx|grant_immediate|queued|grant_from_queue|grant_sent|reject_die|released|pool_alloc|pool_free) '
+    grep -E '^ *(rx|grant_immediate|queued|grant_from_queue|grant_sent|reject_die|released|pool_alloc|pool_free|auth_failed|replayed) '
 done

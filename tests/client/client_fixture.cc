@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/scoped_lock.h"
+#include "tests/test_keys.h"
 
 namespace lockd::client::testing {
 
@@ -57,6 +58,9 @@ absl::Status ClientTest::StartServers(
 
   lockd::testing::RemoveStalePinRoots("lockd-clienttest-");
   pin_root_ = absl::StrCat("/sys/fs/bpf/lockd-clienttest-", getpid());
+  absl::StatusOr<std::string> keys =
+      lockd::testing::WriteTestKeyFile(::testing::TempDir());
+  if (!keys.ok()) return keys.status();
   for (int i = 0; i < count; ++i) {
     const netns::Interface& server = net_->links()[i].server;
     std::vector<std::string> argv = {
@@ -67,6 +71,7 @@ absl::Status ClientTest::StartServers(
         // On the veth, not loopback: the client reaches it from its
         // namespace when UDP fails.
         absl::StrCat("--grpc_listen=", server.ipv4, ":", kGrpcPort),
+        absl::StrCat("--key_file=", *keys),
     };
     argv.insert(argv.end(), lockd_flags.begin(), lockd_flags.end());
     absl::StatusOr<std::unique_ptr<NetnsProcess>> daemon =
@@ -104,6 +109,9 @@ absl::Status ClientTest::StopDaemon(size_t server) {
 
 ClientOptions ClientTest::Options() const {
   ClientOptions options;
+  // A client of its own: its sequence numbers are its own.
+  options.client_id = lockd::testing::NextTestClientId();
+  options.key = lockd::testing::TestKey(options.client_id);
   for (size_t i = 0; i < server_roles_.size(); ++i) {
     const std::string& ip = net_->links()[i].server.ipv4;
     options.servers.push_back({server_roles_[i], absl::StrCat(ip, ":20231"),

@@ -65,7 +65,8 @@ TEST_F(ClientE2eTest, ExclusiveLockKeepsAFileCounterExact) {
         ClientNetns(),
         {"/proc/self/exe", "--counter_worker", server.udp_address,
          server.grpc_address, path, lock_name, absl::StrCat(kThreadsPerProcess),
-         absl::StrCat(kIncrementsPerThread)});
+         absl::StrCat(kIncrementsPerThread),
+         absl::StrCat(lockd::testing::NextTestClientId())});
     ASSERT_TRUE(worker.ok()) << worker.status();
     workers.push_back(std::move(*worker));
   }

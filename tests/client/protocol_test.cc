@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -58,6 +59,10 @@ class ScriptedUdpServer {
   ~ScriptedUdpServer() { close(fd_); }
 
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  // Replies to requests of a client are signed with this key.
+  void set_key(const ClientKey& key) { key_ = key; }
+  // The bytes of the last request received.
+  const std::vector<uint8_t>& last_bytes() const { return last_bytes_; }
 
   // The next request the client sent.
   absl::StatusOr<Message> Receive() {
@@ -70,13 +75,15 @@ class ScriptedUdpServer {
         recvfrom(fd_, buffer.data(), buffer.size(), 0,
                  reinterpret_cast<sockaddr*>(&client_), &length);
     if (got < 0) return absl::ErrnoToStatus(errno, "recvfrom");
+    last_bytes_.assign(buffer.begin(), buffer.begin() + got);
     return DecodeMessage(absl::MakeConstSpan(buffer.data(), got));
   }
 
   // Answers `request` (lock, txn and seq copied from it).
+  // `forged`: with a MAC under another key.
   void Reply(const Message& request, lockd_opcode opcode, uint64_t fence = 0,
              uint8_t status = LOCKD_STATUS_OK,
-             uint32_t lease_ms = kLongLeaseMs) {
+             uint32_t lease_ms = kLongLeaseMs, bool forged = false) {
     Message reply = request;
     reply.opcode = opcode;
     reply.fence = fence;
@@ -84,7 +91,12 @@ class ScriptedUdpServer {
     reply.lease_ms = lease_ms;
     reply.wait_ms = 0;
     reply.flags = 0;  // replies carry none
-    const EncodedMessage bytes = Encode(reply);
+    reply.mac = 0;
+    const ClientKey key =
+        forged ? ClientKey{key_.k0 ^ 1, key_.k1} : key_;
+    const EncodedMessage bytes = reply.client_id == LOCKD_CLIENT_NONE
+                                     ? Encode(reply)
+                                     : EncodeSigned(reply, key);
     EXPECT_EQ(
         sendto(fd_, bytes.data(), bytes.size(), 0,
                reinterpret_cast<const sockaddr*>(&client_), sizeof(client_)),
@@ -95,6 +107,8 @@ class ScriptedUdpServer {
   const int fd_;
   uint16_t port_ = 0;
   sockaddr_in client_{};  // where the last request came from
+  ClientKey key_;
+  std::vector<uint8_t> last_bytes_;
 };
 
 // A LockService that grants everything with increasing fences, or rejects
@@ -215,7 +229,7 @@ void CommitAnswering(ScriptedUdpServer& udp, Transaction& txn, uint64_t fence) {
   EXPECT_TRUE(committed.get().ok());
 }
 
-TEST_F(ProtocolTest, RetransmissionsReuseTheSeqAndLaterRequestsTakeNewOnes) {
+TEST_F(ProtocolTest, RetransmissionsTakeNewSeqsAndAnyCopysAnswerCounts) {
   std::unique_ptr<Client> client = NewClient(ClientOptions(), false);
   Transaction txn = client->Begin();
   auto locked = InBackground([&] { return txn.Lock("k", Mode::kExclusive); });
@@ -225,18 +239,24 @@ TEST_F(ProtocolTest, RetransmissionsReuseTheSeqAndLaterRequestsTakeNewOnes) {
     ASSERT_TRUE(request.ok()) << request.status();
     copies.push_back(*request);
   }
-  udp_.Reply(copies.back(), LOCKD_OP_GRANTED, 5);
+  // The answer to the first copy arrives late: it still counts.
+  udp_.Reply(copies.front(), LOCKD_OP_GRANTED, 5);
   absl::StatusOr<uint64_t> fence = locked.get();
   ASSERT_TRUE(fence.ok()) << fence.status();
   EXPECT_EQ(*fence, 5u);
-  // Copies after the first say they are retransmissions.
+  // Copies after the first say they are retransmissions, and each has a
+  // seq of its own, increasing (the server's replay window drops a seq it
+  // has seen).
   EXPECT_EQ(copies.front().flags, 0);
-  for (const Message& copy : copies) {
+  for (size_t i = 0; i < copies.size(); ++i) {
+    const Message& copy = copies[i];
     Message same = copy;
     same.flags = copies.front().flags;
+    same.seq = copies.front().seq;
     EXPECT_EQ(same, copies.front());
-    if (&copy != &copies.front()) {
+    if (i > 0) {
       EXPECT_EQ(copy.flags, LOCKD_FLAG_RETRANSMIT);
+      EXPECT_GT(copy.seq, copies[i - 1].seq);
     }
     EXPECT_EQ(copy.opcode, LOCKD_OP_ACQUIRE);
     EXPECT_EQ(copy.txn_id, txn.txn_id());
@@ -253,7 +273,7 @@ TEST_F(ProtocolTest, RetransmissionsReuseTheSeqAndLaterRequestsTakeNewOnes) {
   while (later.ok() && later->lock_id != LockIdForName("k2"))
     later = udp_.Receive();  // retransmissions that crossed the answer
   ASSERT_TRUE(later.ok()) << later.status();
-  EXPECT_GT(static_cast<int32_t>(later->seq - copies.front().seq), 0);
+  EXPECT_GT(later->seq, copies.back().seq);
   udp_.Reply(*later, LOCKD_OP_GRANTED, 1);
   ASSERT_TRUE(next_locked.get().ok());
   CommitAnswering(udp_, next, 1);
@@ -262,6 +282,35 @@ TEST_F(ProtocolTest, RetransmissionsReuseTheSeqAndLaterRequestsTakeNewOnes) {
 
 // A GRANTED packet that never arrives: the queued client asks again (same
 // seq) and the server's answer to that carries the grant.
+TEST_F(ProtocolTest, SignsRequestsAndIgnoresForgedReplies) {
+  const ClientKey key{0x1111222233334444ULL, 0x5555666677778888ULL};
+  udp_.set_key(key);
+  ClientOptions options;
+  options.client_id = 7;
+  options.key = key;
+  std::unique_ptr<Client> client = NewClient(options, false);
+  Transaction txn = client->Begin();
+  auto locked = InBackground([&] { return txn.Lock("k", Mode::kExclusive); });
+  absl::StatusOr<Message> request = udp_.Receive();
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->client_id, 7u);
+  EXPECT_TRUE(MacValid(udp_.last_bytes(), key));
+  EXPECT_FALSE(MacValid(udp_.last_bytes(), ClientKey{key.k0, key.k1 + 1}));
+  // A GRANTED under another key (a forger's) is dropped, and counted; the
+  // real one is taken.
+  udp_.Reply(*request, LOCKD_OP_GRANTED, 666, LOCKD_STATUS_OK, kLongLeaseMs,
+             /*forged=*/true);
+  Message other_client = *request;
+  other_client.client_id = 8;  // signed right, but for another client
+  udp_.Reply(other_client, LOCKD_OP_GRANTED, 667);
+  udp_.Reply(*request, LOCKD_OP_GRANTED, 5);
+  absl::StatusOr<uint64_t> fence = locked.get();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  EXPECT_EQ(*fence, 5u);
+  EXPECT_EQ(client->Stats().total.udp_forged, 2u);
+  CommitAnswering(udp_, txn, 5);
+}
+
 TEST_F(ProtocolTest, LostGrantedIsRecoveredByTheQueuedProbe) {
   ClientOptions options;
   options.queued_probe_interval = absl::Milliseconds(20);
@@ -275,8 +324,10 @@ TEST_F(ProtocolTest, LostGrantedIsRecoveredByTheQueuedProbe) {
   absl::StatusOr<Message> probe = udp_.Receive();
   ASSERT_TRUE(probe.ok()) << probe.status();
   EXPECT_EQ(probe->flags, LOCKD_FLAG_RETRANSMIT);
+  EXPECT_GT(probe->seq, first->seq);  // a transmission of its own
   Message same = *probe;
   same.flags = first->flags;
+  same.seq = first->seq;
   EXPECT_EQ(same, *first);
   udp_.Reply(*probe, LOCKD_OP_GRANTED, 8);
   absl::StatusOr<uint64_t> fence = locked.get();

@@ -2,7 +2,7 @@
 // with the reason, when the kernel does not let this process load BPF, and
 // runs the tests. Run as
 //   <test binary> --counter_worker <udp address> <grpc address> <file>
-//                 <lock name> <threads> <increments per thread>
+//                 <lock name> <threads> <increments per thread> <client id>
 // it is one of the worker processes of the mutual exclusion test: started
 // in the client namespace, it increments the shared counter file under the
 // lock and prints "counter worker done" (or why not, exiting 1).
@@ -19,19 +19,24 @@
 #include "gtest/gtest.h"
 #include "tests/client/client_fixture.h"
 #include "tests/datapath/bpf_allowed.h"
+#include "tests/test_keys.h"
 
 namespace lockd::client::testing {
 namespace {
 
 int RunCounterWorker(int argc, char** argv) {
   int threads = 0, increments = 0;
-  if (argc != 8 || !absl::SimpleAtoi(argv[6], &threads) ||
-      !absl::SimpleAtoi(argv[7], &increments)) {
+  uint32_t client_id = 0;
+  if (argc != 9 || !absl::SimpleAtoi(argv[6], &threads) ||
+      !absl::SimpleAtoi(argv[7], &increments) ||
+      !absl::SimpleAtoi(argv[8], &client_id)) {
     fprintf(stderr, "counter worker: bad arguments\n");
     return 2;
   }
   ClientOptions options;
   options.servers = {{"server", argv[2], argv[3]}};
+  options.client_id = client_id;
+  options.key = lockd::testing::TestKey(client_id);
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(options);
   if (!client.ok()) {
     fprintf(stderr, "counter worker: %s\n", client.status().ToString().c_str());

@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "lockd/grpc_conventions.h"
+#include "tests/test_keys.h"
 
 namespace lockd::testing {
 namespace {
@@ -344,12 +345,18 @@ void DaemonTest::TearDown() {
 
 absl::StatusOr<std::unique_ptr<NetnsProcess>> DaemonTest::StartLockd(
     const std::vector<std::string>& flags) {
+  absl::StatusOr<std::string> keys = WriteTestKeyFile(::testing::TempDir());
+  if (!keys.ok()) return keys.status();
   std::vector<std::string> argv = {
       Runfile("lockd/lockd"),
       absl::StrCat("--interface=", net_->link().server.name),
       absl::StrCat("--instance=", instance_),
       absl::StrCat("--pin_root=", pin_root_),
       absl::StrCat("--grpc_listen=", DefaultGrpcAddress()),
+      // UDP clients sign (UdpLockClient); lockctl and the gRPC test client
+      // call unsigned over loopback, in the server's namespace.
+      absl::StrCat("--key_file=", *keys),
+      "--open_subnets=127.0.0.0/8",
   };
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd =

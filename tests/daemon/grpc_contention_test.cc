@@ -138,7 +138,9 @@ TEST_F(GrpcContentionTest, HoldTakenOverUdpIsReleasedOverGrpc) {
 
   absl::StatusOr<std::unique_ptr<NetnsProcess>> grpc = StartGrpcLockClient(
       {absl::StrCat("--lock_id=", lock), absl::StrCat("--txn_id=", kHolderTxn),
-       "--release_only"});
+       "--release_only",
+       // The same client as over UDP: only it may end its hold.
+       absl::StrCat("--client_id=", (*holder)->client_id())});
   ASSERT_TRUE(grpc.ok()) << grpc.status();
   absl::StatusOr<uint64_t> released = FenceOf(**grpc, "released");
   ASSERT_TRUE(released.ok()) << released.status();

@@ -15,13 +15,17 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "abi/keys.h"
 #include "lockd/grpc_conventions.h"
 #include "proto/lockd.grpc.pb.h"
+#include "tests/test_keys.h"
 
 ABSL_FLAG(std::string, server, lockd::DefaultGrpcAddress(),
           "lockd's gRPC address.");
 ABSL_FLAG(uint64_t, lock_id, 0, "Lock to acquire.");
 ABSL_FLAG(uint64_t, txn_id, 0, "Transaction (owner) id.");
+ABSL_FLAG(uint32_t, client_id, LOCKD_CLIENT_NONE,
+          "Test client (tests/test_keys.h) to sign requests as; 0: unsigned.");
 ABSL_FLAG(bool, release_only, false,
           "Only release (a hold made some other way, e.g. over UDP).");
 
@@ -37,12 +41,27 @@ int Fail(const char* what, const grpc::Status& status) {
   return 1;
 }
 
+// `request` signed as --client_id with a new seq; empty when unsigned.
+std::string Signed(lockd::Message request) {
+  const uint32_t client_id = absl::GetFlag(FLAGS_client_id);
+  if (client_id == LOCKD_CLIENT_NONE) return "";
+  request.client_id = client_id;
+  request.lock_id = absl::GetFlag(FLAGS_lock_id);
+  request.txn_id = absl::GetFlag(FLAGS_txn_id);
+  request.seq = lockd::testing::NextTestSeq();
+  const lockd::EncodedMessage bytes =
+      lockd::EncodeSigned(request, lockd::testing::TestKey(client_id));
+  return std::string(bytes.begin(), bytes.end());
+}
+
 }  // namespace
 
 int Release(lockd::v1::LockService::Stub& stub) {
   lockd::v1::ReleaseRequest release;
   release.set_lock_id(absl::GetFlag(FLAGS_lock_id));
   release.set_txn_id(absl::GetFlag(FLAGS_txn_id));
+  lockd::Message signed_release;
+  signed_release.opcode = LOCKD_OP_RELEASE;
   lockd::v1::ReleaseResponse released;
   // Through a restart of the server the connection breaks: the release is
   // tried again (UNAVAILABLE means it did not reach a server) until it is
@@ -50,6 +69,7 @@ int Release(lockd::v1::LockService::Stub& stub) {
   grpc::Status done;
   for (int attempt = 0; attempt < 100; ++attempt) {
     grpc::ClientContext release_context;
+    release.set_signed_request(Signed(signed_release));  // a new seq each
     release_context.set_wait_for_ready(true);
     release_context.set_deadline(std::chrono::system_clock::now() +
                                  std::chrono::seconds(20));
@@ -81,6 +101,10 @@ int main(int argc, char** argv) {
   acquire.set_txn_id(absl::GetFlag(FLAGS_txn_id));
   acquire.set_mode(lockd::v1::MODE_EXCLUSIVE);
   acquire.set_policy(lockd::v1::POLICY_WAIT);
+  lockd::Message signed_acquire;
+  signed_acquire.opcode = LOCKD_OP_ACQUIRE;
+  signed_acquire.mode = LOCKD_MODE_EXCLUSIVE;
+  acquire.set_signed_request(Signed(signed_acquire));
   lockd::v1::AcquireResponse granted;
   grpc::ClientContext acquire_context;
   // No deadline: the test decides how long a grant may take.

@@ -8,12 +8,25 @@
 namespace lockd::testing {
 
 absl::StatusOr<std::unique_ptr<UdpLockClient>> UdpLockClient::Open(
-    const netns::TestNetwork& net, uint64_t lock_id, uint64_t txn_id) {
-  absl::StatusOr<netns::UdpSocket> socket =
-      netns::UdpSocket::Open(net.client_netns(), net.link().client.ipv4, 0);
+    const netns::TestNetwork& net, uint64_t lock_id, uint64_t txn_id,
+    uint32_t client_id, const std::string& local_ipv4) {
+  absl::StatusOr<netns::UdpSocket> socket = netns::UdpSocket::Open(
+      net.client_netns(),
+      local_ipv4.empty() ? net.link().client.ipv4 : local_ipv4, 0);
   if (!socket.ok()) return socket.status();
   return std::unique_ptr<UdpLockClient>(new UdpLockClient(
-      std::move(*socket), net.link().server.ipv4, lock_id, txn_id));
+      std::move(*socket), net.link().server.ipv4, lock_id, txn_id, client_id));
+}
+
+EncodedMessage UdpLockClient::Signed(Message request) const {
+  request.client_id = client_id_;
+  request.seq = NextTestSeq();
+  if (client_id_ == LOCKD_CLIENT_NONE) return Encode(request);
+  return EncodeSigned(request, TestKey(client_id_));
+}
+
+absl::Status UdpLockClient::SendBytes(const EncodedMessage& bytes) {
+  return socket_.SendTo(server_, LOCKD_DEFAULT_PORT, bytes);
 }
 
 Message UdpLockClient::Request(lockd_opcode opcode, lockd_mode mode,
@@ -27,16 +40,13 @@ Message UdpLockClient::Request(lockd_opcode opcode, lockd_mode mode,
   request.wait_ms = wait_ms;
   request.lock_id = lock_id_;
   request.txn_id = txn_id_;
-  request.seq = ++seq_;
   return request;
 }
 
 absl::Status UdpLockClient::Send(lockd_opcode opcode, lockd_mode mode,
                                  lockd_policy policy, uint32_t lease_ms,
                                  uint32_t wait_ms) {
-  return socket_.SendTo(
-      server_, LOCKD_DEFAULT_PORT,
-      Encode(Request(opcode, mode, policy, lease_ms, wait_ms)));
+  return SendBytes(Signed(Request(opcode, mode, policy, lease_ms, wait_ms)));
 }
 
 absl::StatusOr<Message> UdpLockClient::Receive(absl::Duration timeout) {
@@ -58,6 +68,13 @@ absl::StatusOr<Message> UdpLockClient::Receive(absl::Duration timeout) {
     return absl::InternalError(
         absl::StrCat(who, ": undecodable reply: ", reply.status().message()));
   }
+  if (client_id_ != LOCKD_CLIENT_NONE &&
+      (reply->client_id != client_id_ ||
+       !MacValid(datagram->payload, TestKey(client_id_)))) {
+    return absl::InternalError(
+        absl::StrCat(who, ": reply not signed for client ", client_id_, ": ",
+                     reply->ToString()));
+  }
   if (IsRequest(reply->opcode) || reply->lock_id != lock_id_ ||
       reply->txn_id != txn_id_) {
     return absl::InternalError(
@@ -74,9 +91,7 @@ absl::StatusOr<Message> UdpLockClient::Call(lockd_opcode opcode,
   Message request = Request(opcode, mode, policy, lease_ms, wait_ms);
   const absl::Time give_up = absl::Now() + kReplyTimeout;
   for (;;) {
-    if (absl::Status sent =
-            socket_.SendTo(server_, LOCKD_DEFAULT_PORT, Encode(request));
-        !sent.ok())
+    if (absl::Status sent = SendBytes(Signed(request)); !sent.ok())
       return sent;
     absl::StatusOr<Message> reply =
         Receive(std::min(kRetransmitAfter, std::max(give_up - absl::Now(),
@@ -84,7 +99,7 @@ absl::StatusOr<Message> UdpLockClient::Call(lockd_opcode opcode,
     if (!absl::IsDeadlineExceeded(reply.status()) || absl::Now() >= give_up)
       return reply;
     // Unanswered (the server was adding memory, or the lock kept changing):
-    // the same request again, as a client retransmits.
+    // the request again, as a client retransmits (with a new seq).
     request.flags |= LOCKD_FLAG_RETRANSMIT;
   }
 }

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/daemon/daemon_harness.h"
+#include "tests/test_keys.h"
 
 namespace lockd::testing {
 namespace {
@@ -30,7 +31,8 @@ TEST_F(BankTest, KeepsTheTotalAndReportsItsWork) {
                     ":20231"),
        absl::StrCat("--store=", getenv("TEST_TMPDIR"), "/bank"), "--accounts=8",
        "--initial_balance=500", "--threads=3", "--duration=2s",
-       "--audit_percent=20"});
+       "--audit_percent=20", absl::StrCat("--client_id=", kTestClient),
+       absl::StrCat("--key_file=", ::testing::TempDir(), "/clients.keys")});
   ASSERT_TRUE(bank.ok()) << bank.status();
   absl::StatusOr<int> exit_code = (*bank)->Wait(absl::Seconds(60));
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();

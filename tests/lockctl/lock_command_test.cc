@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/daemon/daemon_harness.h"
+#include "tests/test_keys.h"
 
 namespace lockd::testing {
 namespace {
@@ -52,7 +53,10 @@ class LockCommandTest : public DaemonTest {
         absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"),
                      "/lockctl/lockctl"),
         absl::StrCat("--lock_servers=server=", net_->link().server.ipv4,
-                     ":20231")};
+                     ":20231"),
+        // A client of its own, with the key StartLockd's key file has.
+        absl::StrCat("--client_id=", NextTestClientId()),
+        absl::StrCat("--key_file=", ::testing::TempDir(), "/clients.keys")};
     argv.insert(argv.end(), args.begin(), args.end());
     return NetnsProcess::Start(net_->client_netns(), argv);
   }
