@@ -1,5 +1,6 @@
 #include "lockd/lock_service.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -219,6 +220,10 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
       DaemonRequest(LOCKD_OP_RELEASE, acquired.lock_id, acquired.txn_id);
   release.ticket = acquired.ticket;
   release.client_id = acquired.client_id;
+  // Not older than the ACQUIRE, or the datapath takes it for a stale copy
+  // (RELEASE_DUP) and the wait stays: a signed ACQUIRE carries the client's
+  // seq (wall-clock ns), far above the daemon's own (monotonic ns).
+  release.seq = std::max(release.seq, acquired.seq);
   absl::StatusOr<lockd_reply> released = Answer(release);
   done(absl::CancelledError(absl::StrCat(
       "txn ", acquired.txn_id, " gave up waiting for lock ", acquired.lock_id,

@@ -2,7 +2,9 @@
 
     import lockd_client
 
-    client = lockd_client.Client("198.18.0.1:7451")
+    client_id, key = lockd_client.read_client_key("/etc/lockd/client.key")
+    client = lockd_client.Client("198.18.0.1:7451", client_id=client_id,
+                                 key=key)
     with client.lock("orders/42") as fence:                # exclusive
         ...
     with client.lock("orders/42", shared=True, timeout=2.0):
@@ -26,8 +28,11 @@ from lockd_client.errors import LockTimeout
 from lockd_client.errors import LossReason
 from lockd_client.errors import NoCapacity
 from lockd_client.errors import NotHolder
+from lockd_client.errors import Unauthenticated
 from lockd_client.errors import Unavailable
 from lockd_client.ids import lock_id_for_name
+from lockd_client.keys import read_client_key
+from lockd_client.keys import read_key_file
 
 __all__ = [
     "Client",
@@ -41,6 +46,9 @@ __all__ = [
     "NotHolder",
     "OnLost",
     "Policy",
+    "Unauthenticated",
     "Unavailable",
     "lock_id_for_name",
+    "read_client_key",
+    "read_key_file",
 ]

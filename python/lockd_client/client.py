@@ -9,6 +9,12 @@ strict FIFO queues, fencing tokens that only grow, and leases. This client
 talks to one lockd over gRPC; the C++ client library (client/client.h) also
 speaks the UDP fast path and spreads locks over many servers.
 
+Authentication: a Client made with a client id and key signs every request
+(keys.Signer: the request as a lockd wire message with a fresh sequence
+number and its SipHash-2-4 MAC, sent as `signed_request`); the daemon acts
+for that client only. Without them, calls are unsigned, which the daemon
+serves only from its --open_subnets (labs).
+
 Leases: while a lock is held, a background thread of the Client renews it
 every third of the lease the server granted. The client counts a lease
 conservatively from the moment its request was sent (the server started it
@@ -38,8 +44,10 @@ import grpc
 
 from lockd_client import errors
 from lockd_client import ids
+from lockd_client import keys
 from lockd_client import lockd_pb2
 from lockd_client import lockd_pb2_grpc
+from lockd_client import wire
 
 _LOG = logging.getLogger("lockd_client")
 
@@ -309,6 +317,8 @@ class Client:
     def __init__(self,
                  target: str,
                  *,
+                 client_id: int | None = None,
+                 key: bytes | str | None = None,
                  credentials: grpc.ChannelCredentials | None = None,
                  channel_options: list[tuple[str, object]] | None = None,
                  lease_ms: int = 0,
@@ -320,6 +330,13 @@ class Client:
         Args:
             target: The gRPC target of the LockService, e.g.
                 "198.18.0.1:7451" (any gRPC target string).
+            client_id: The client id this client signs its requests as, as
+                the daemon's key file lists it (read_client_key reads both
+                from a key file). None, with key None: unsigned requests,
+                served only from the daemon's --open_subnets. One client id
+                serves one Client at a time: the daemon's replay window
+                refuses the requests of a second one.
+            key: The client's key: its 16 bytes, or 32 hex digits.
             credentials: For a TLS channel; None = insecure (plaintext).
             channel_options: gRPC channel arguments.
             lease_ms: The lease that acquires ask for by default; 0 = the
@@ -328,6 +345,13 @@ class Client:
                 for a lock: Release, Renew, NO_WAIT acquires.
         """
         _check_uint32("lease_ms", lease_ms)
+        if (client_id is None) != (key is None):
+            raise ValueError(
+                "give both client_id and key (signed requests), or neither "
+                "(unsigned, for a daemon's --open_subnets)")
+        self._signer: keys.Signer | None = None
+        if client_id is not None and key is not None:
+            self._signer = keys.Signer(client_id, key)
         if not rpc_timeout > 0:
             raise ValueError(f"rpc_timeout must be positive, not "
                              f"{rpc_timeout}")
@@ -364,6 +388,11 @@ class Client:
     def target(self) -> str:
         """The gRPC target this client talks to."""
         return self._target
+
+    @property
+    def client_id(self) -> int | None:
+        """The client id requests are signed as; None when unsigned."""
+        return None if self._signer is None else self._signer.client_id
 
     def new_txn_id(self) -> int:
         """Returns a new transaction id (see ids.TxnIdGenerator).
@@ -410,7 +439,10 @@ class Client:
             LockLost: Granted, but the hold ended before it could be
                 confirmed (a long wait ate the lease); on_lost is not
                 called, as the hold was never handed out.
-            NoCapacity: The server has no room.
+            NoCapacity: The server has no room, or the client has its
+                quota of holds and waits.
+            Unauthenticated: The server did not accept the client (see
+                Client's client_id).
             Unavailable: The server could not be reached.
             LockError: The client is closed, or another failure.
             ValueError, TypeError: Bad arguments.
@@ -449,11 +481,19 @@ class Client:
         elif timeout is not None:
             rpc_deadline = min(timeout, self._rpc_timeout)
 
-        request = lockd_pb2.AcquireRequest(txn_id=txn_id,
-                                           mode=mode,
-                                           policy=int(policy),
-                                           lease_ms=lease_ms,
-                                           wait_ms=wait_ms)
+        request = lockd_pb2.AcquireRequest(
+            txn_id=txn_id,
+            mode=mode,
+            policy=int(policy),
+            lease_ms=lease_ms,
+            wait_ms=wait_ms,
+            signed_request=self._sign(wire.OP_ACQUIRE,
+                                      target.lock_id,
+                                      txn_id,
+                                      mode=mode,
+                                      policy=int(policy),
+                                      lease_ms=lease_ms,
+                                      wait_ms=wait_ms))
         if target.name is not None:
             request.lock_name = target.name
         else:
@@ -480,7 +520,8 @@ class Client:
                                           what,
                                           waiting=waits,
                                           **fields)
-            if error.reply_status is None:
+            if (error.reply_status is None and
+                    not isinstance(error, errors.Unauthenticated)):
                 # No answer from the daemon: it may have granted just as
                 # the call ended. Release whatever it decided, before the
                 # caller may retry with the same txn id.
@@ -626,7 +667,9 @@ class Client:
     def __repr__(self) -> str:
         with self._mu:
             state = "closed" if self._closed else f"{len(self._holds)} held"
-        return f"<lockd_client.Client {self._target} {state}>"
+        who = ("unsigned" if self._signer is None else
+               f"client {self._signer.client_id}")
+        return f"<lockd_client.Client {self._target} {who} {state}>"
 
     def _pause_renewals_for_testing(self, paused: bool) -> None:
         """Test hook: while paused, leases are not renewed; they run out
@@ -635,6 +678,27 @@ class Client:
         with self._mu:
             self._renewals_paused = paused
             self._wake.notify_all()
+
+    # --- Requests ---------------------------------------------------------
+
+    def _sign(self, opcode: int, lock_id: int, txn_id: int,
+              **fields: int) -> bytes:
+        """A request's `signed_request`: the request as a wire message,
+        signed with a fresh seq; b"" (none) for an unsigned client."""
+        if self._signer is None:
+            return b""
+        return self._signer.sign(
+            wire.Message(opcode=opcode,
+                         lock_id=lock_id,
+                         txn_id=txn_id,
+                         **fields))  # type: ignore[arg-type]
+
+    def _release_request(self, lock_id: int,
+                         txn_id: int) -> lockd_pb2.ReleaseRequest:
+        signed = self._sign(wire.OP_RELEASE, lock_id, txn_id)
+        return lockd_pb2.ReleaseRequest(lock_id=lock_id,
+                                        txn_id=txn_id,
+                                        signed_request=signed)
 
     # --- Acquire helpers --------------------------------------------------
 
@@ -688,8 +752,7 @@ class Client:
 
     def _cancel_wait(self, target: _Target, txn_id: int) -> None:
         """Best effort: ends a wait or hold the daemon may still have."""
-        request = lockd_pb2.ReleaseRequest(lock_id=target.lock_id,
-                                           txn_id=txn_id)
+        request = self._release_request(target.lock_id, txn_id)
         try:
             self._stub.Release(request, timeout=self._rpc_timeout)
         except grpc.RpcError:
@@ -700,8 +763,7 @@ class Client:
     # --- Release ----------------------------------------------------------
 
     def _send_release(self, held: Lock) -> grpc.Future:
-        request = lockd_pb2.ReleaseRequest(lock_id=held.lock_id,
-                                           txn_id=held.txn_id)
+        request = self._release_request(held.lock_id, held.txn_id)
         return self._stub.Release.future(request, timeout=self._rpc_timeout)
 
     def _release(self, held: Lock, *, quiet_transport_errors: bool) -> None:
@@ -767,9 +829,14 @@ class Client:
             left = held._expires_at - sent
         # Renew with the granted lease: lease_ms 0 would mean the daemon's
         # default, not this hold's lease.
-        request = lockd_pb2.RenewRequest(lock_id=held.lock_id,
-                                         txn_id=held.txn_id,
-                                         lease_ms=lease_ms)
+        request = lockd_pb2.RenewRequest(
+            lock_id=held.lock_id,
+            txn_id=held.txn_id,
+            lease_ms=lease_ms,
+            signed_request=self._sign(wire.OP_RENEW,
+                                      held.lock_id,
+                                      held.txn_id,
+                                      lease_ms=lease_ms))
         if timeout is None:
             timeout = max(0.001, min(self._rpc_timeout, left))
         return self._stub.Renew.future(request, timeout=timeout)

@@ -8,8 +8,10 @@
     ├── LockLost              a hold ended without its owner's release
     │                         (LEASE_EXPIRED, FORCE_RELEASED, lease not
     │                         renewed in time, client closed)
-    ├── NoCapacity            NO_CAPACITY: the server has no room
+    ├── NoCapacity            NO_CAPACITY: the server has no room; QUOTA:
+    │                         the client has its quota of holds and waits
     ├── NotHolder             NOT_HOLDER: release/renew of a lock not held
+    ├── Unauthenticated       the daemon did not accept who is calling
     └── Unavailable           the daemon could not be reached or answer
 
 Every error names the lock and the transaction, and keeps the gRPC code and
@@ -107,11 +109,20 @@ class LockLost(LockError):
 
 
 class NoCapacity(LockError):
-    """The daemon has no room for the request (NO_CAPACITY)."""
+    """The daemon has no room for the request (NO_CAPACITY), or the client
+    already has as many holds and waits as the daemon lets one client have
+    (QUOTA, its --client_quota)."""
 
 
 class NotHolder(LockError):
     """The transaction holds no such lock (NOT_HOLDER)."""
+
+
+class Unauthenticated(LockError):
+    """The daemon did not accept who is calling (UNAUTHENTICATED): an
+    unsigned call from outside the daemon's --open_subnets, or a signed one
+    whose client id is unknown, whose key is wrong, or whose sequence number
+    the daemon saw already (another Client using the same client id)."""
 
 
 class Unavailable(LockError):
@@ -138,6 +149,7 @@ _EXPLANATIONS = {
                     "cancelled",
     "FORCE_RELEASED": "an operator force-released the hold",
     "BAD_REQUEST": "the server refused the request as malformed",
+    "QUOTA": "the client has its quota of holds and waits",
 }
 
 
@@ -228,7 +240,7 @@ def error_from_rpc(error: grpc.RpcError,
             return LockLost(message, reason=_LOSSES[status], **fields)
         if status == "NOT_HOLDER":
             return NotHolder(message, **fields)
-        if status == "NO_CAPACITY":
+        if status in ("NO_CAPACITY", "QUOTA"):
             return NoCapacity(message, **fields)
         if status == "WAIT_EXPIRED":
             return LockTimeout(message, **fields)
@@ -240,6 +252,8 @@ def error_from_rpc(error: grpc.RpcError,
                 f"cancelled{server}", **fields)
         return Unavailable(f"{what}: no answer before the deadline{server}",
                            **fields)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(f"{what}: not authenticated{server}", **fields)
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"{what}: the server is unavailable{server}",
                            **fields)

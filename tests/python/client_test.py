@@ -1,14 +1,18 @@
 """lockd_client against a real lockd, in the test's own network namespace.
 
 One lockd (no fast path: user space serves every lock, gRPC on 127.0.0.1)
-serves every test; each test uses locks of its own name. Waits are for
-behaviour to show (bounded by lockd_daemon.PATIENCE_S), never measures of
-speed.
+serves every test; each test uses locks of its own name. Its clients sign
+their requests with keys of its key file, one client id per Client alive at
+once (the daemon's replay window is per client id). Another lockd, opened to
+unsigned calls from 127.0.0.0/8, serves LabModeTest. Waits are for behaviour
+to show (bounded by lockd_daemon.PATIENCE_S), never measures of speed.
 """
 
 from __future__ import annotations
 
+import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -17,7 +21,10 @@ import unittest
 import grpc
 
 import lockd_client
+from lockd_client import errors
+from lockd_client import keys
 from lockd_client import lockd_pb2
+from lockd_client import wire
 from tests.python import lockd_daemon
 from tests.python.lockd_daemon import wait_until
 
@@ -101,12 +108,23 @@ class ClientTest(unittest.TestCase):
     def setUp(self) -> None:
         assert _LOCKD is not None
         self.lockd = _LOCKD
+        # Client ids not yet used by this test. A client of the same id in
+        # a later test starts its seqs above this test's.
+        self._unused_ids = sorted(self.lockd.keys)
         self.client = self._new_client()
         self.other = self._new_client()
         self.name = self.id().rsplit(".", 1)[-1]
 
+    def _identity(self) -> tuple[int, bytes]:
+        """A client id no Client of this test uses yet, and its key."""
+        client_id = self._unused_ids.pop(0)
+        return client_id, self.lockd.keys[client_id]
+
     def _new_client(self) -> lockd_client.Client:
-        client = lockd_client.Client(self.lockd.target)
+        client_id, key = self._identity()
+        client = lockd_client.Client(self.lockd.target,
+                                     client_id=client_id,
+                                     key=key)
         self.addCleanup(client.close)
         return client
 
@@ -232,12 +250,16 @@ class ClientTest(unittest.TestCase):
         lock_id = self._lock_id()
         holder = self.client.acquire(self.name)
         stub = self.lockd.lock_service()
+        signer = self.lockd.signer(self._identity()[0])
 
         def request(txn: int) -> lockd_pb2.AcquireRequest:
-            return lockd_pb2.AcquireRequest(lock_name=self.name,
-                                            txn_id=txn,
-                                            mode=lockd_pb2.MODE_EXCLUSIVE,
-                                            policy=lockd_pb2.POLICY_WAIT)
+            return lockd_pb2.AcquireRequest(
+                signed_request=signer.sign(
+                    wire.Message(opcode=wire.OP_ACQUIRE,
+                                 mode=lockd_pb2.MODE_EXCLUSIVE,
+                                 policy=lockd_pb2.POLICY_WAIT,
+                                 lock_id=lock_id,
+                                 txn_id=txn)))
 
         deadline_txn = self.other.new_txn_id()
         with self.assertRaises(grpc.RpcError) as caught:
@@ -466,7 +488,10 @@ class ClientTest(unittest.TestCase):
         closing.close()  # idempotent
 
     def test_client_is_a_context_manager(self) -> None:
-        with lockd_client.Client(self.lockd.target) as scoped:
+        client_id, key = self._identity()
+        with lockd_client.Client(self.lockd.target,
+                                 client_id=client_id,
+                                 key=key) as scoped:
             held = scoped.acquire(self.name)
         self.assertTrue(held.lost)
         self.assertIsNone(self.lockd.get_lock(held.lock_id))
@@ -497,6 +522,183 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(errors, [])
         self.assertEqual(counter["overlaps"], 0)
         self.assertEqual(counter["value"], 20)
+
+    # --- Authentication ---------------------------------------------------
+
+    def _udp_exchange(self, request: bytes) -> wire.Message:
+        """Sends one datagram to lockd's UDP port; returns its reply."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(lockd_daemon.PATIENCE_S)
+            sock.bind(("127.0.0.1", 0))
+            sock.sendto(request, ("127.0.0.1", self.lockd.udp_port))
+            return wire.decode(sock.recv(1024))
+
+    def test_unsigned_calls_are_refused(self) -> None:
+        # The daemon has a key file and no --open_subnets.
+        unsigned = lockd_client.Client(self.lockd.target)
+        self.addCleanup(unsigned.close)
+        self.assertIsNone(unsigned.client_id)
+        with self.assertRaises(lockd_client.Unauthenticated) as caught:
+            unsigned.acquire(self.name)
+        self.assertEqual(caught.exception.code,
+                         grpc.StatusCode.UNAUTHENTICATED)
+        self.assertIn("--open_subnets", str(caught.exception))
+        self.assertIn(f'"{self.name}"', str(caught.exception))
+        with self.assertRaises(lockd_client.Unauthenticated):
+            unsigned.try_lock(self.name)
+        self.assertIsNone(self.lockd.get_lock(self._lock_id()))
+
+        # Nor does an unsigned Release end a signed client's hold.
+        held = self.client.acquire(self.name)
+        with self.assertRaises(grpc.RpcError) as raw:
+            self.lockd.lock_service().Release(lockd_pb2.ReleaseRequest(
+                lock_id=held.lock_id, txn_id=held.txn_id),
+                                              timeout=10)
+        self.assertEqual(raw.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.lockd.holders(held.lock_id), [held.txn_id])
+        self.assertTrue(held.held)
+        held.release()
+
+    def test_wrong_key_or_unknown_client_is_refused(self) -> None:
+        client_id, key = self._identity()
+        before = self.lockd.counters()
+        impostor = lockd_client.Client(self.lockd.target,
+                                       client_id=client_id,
+                                       key=secrets.token_bytes(16))
+        self.addCleanup(impostor.close)
+        with self.assertRaises(lockd_client.Unauthenticated) as caught:
+            impostor.acquire(self.name)
+        self.assertEqual(caught.exception.code,
+                         grpc.StatusCode.UNAUTHENTICATED)
+        stranger = lockd_client.Client(self.lockd.target,
+                                       client_id=max(self.lockd.keys) + 1,
+                                       key=key)
+        self.addCleanup(stranger.close)
+        with self.assertRaises(lockd_client.Unauthenticated) as caught:
+            stranger.try_lock(self.name)
+        self.assertEqual(caught.exception.code,
+                         grpc.StatusCode.UNAUTHENTICATED)
+        self.assertIsNone(self.lockd.get_lock(self._lock_id()))
+        after = self.lockd.counters()
+        self.assertEqual(after["auth_failed"] - before["auth_failed"], 2)
+
+        # The client's own key works: failed checks moved nothing of its.
+        rightful = lockd_client.Client(self.lockd.target,
+                                       client_id=client_id,
+                                       key=key)
+        self.addCleanup(rightful.close)
+        with rightful.lock(self.name):
+            self.assertEqual(len(self.lockd.holders(self._lock_id())), 1)
+        self.assertIsNone(self.lockd.get_lock(self._lock_id()))
+
+    def test_another_client_cannot_release_a_hold(self) -> None:
+        held = self.client.acquire(self.name, lease_ms=600)
+        intruder_id, intruder_key = self._identity()
+        intruder = self.lockd.signer(intruder_id)
+        release = wire.Message(opcode=wire.OP_RELEASE,
+                               lock_id=held.lock_id,
+                               txn_id=held.txn_id)
+        before = self.lockd.counters()
+
+        # Over gRPC: NOT_HOLDER, as if the txn held nothing; no fence.
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.lockd.lock_service().Release(lockd_pb2.ReleaseRequest(
+                lock_id=held.lock_id,
+                txn_id=held.txn_id,
+                signed_request=intruder.sign(release)),
+                                              timeout=10)
+        self.assertEqual(caught.exception.code(),
+                         grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertEqual(errors.reply_status_of(caught.exception),
+                         "NOT_HOLDER")
+        # Over UDP, where the reply shows every field: no fence, no ticket,
+        # signed for the intruder.
+        request = intruder.sign(release)
+        reply = self._udp_exchange(request)
+        self.assertEqual((reply.opcode, reply.status, reply.client_id),
+                         (wire.OP_REJECTED, lockd_pb2.REPLY_STATUS_NOT_HOLDER,
+                          intruder_id))
+        self.assertEqual((reply.fence, reply.ticket), (0, 0))
+        self.assertEqual(reply.seq, wire.decode(request).seq)
+        self.assertTrue(keys.mac_valid(wire.encode(reply), intruder_key))
+        # Both refused for owning nothing of the txn.
+        after = self.lockd.counters()
+        self.assertEqual(
+            after["reject_not_owner"] - before["reject_not_owner"], 2)
+
+        # The first client still holds, with the same fence, and renews.
+        time.sleep(0.9)  # past its lease: held only if renewed
+        self.assertTrue(held.held)
+        info = self.lockd.get_lock(held.lock_id)
+        assert info is not None
+        self.assertEqual([(h.txn_id, h.fence) for h in info.holders],
+                         [(held.txn_id, held.fence)])
+        self.assertIsNone(self.other.try_lock(self.name))
+        held.release()
+        self.assertFalse(held.lost)
+        self.assertIsNone(self.lockd.get_lock(held.lock_id))
+
+
+class LabModeTest(unittest.TestCase):
+    """A daemon without keys that serves unsigned calls from its
+    --open_subnets (labs), here 127.0.0.0/8, with a quota of two holds and
+    waits for all of them (the unauthenticated client)."""
+
+    lockd: lockd_daemon.Lockd
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        # Its own UDP port: the module's lockd has the default one.
+        cls.lockd = lockd_daemon.Lockd(flags=[
+            "--open_subnets=127.0.0.0/8", "--port=20232", "--client_quota=2"
+        ],
+                                       clients=0)
+        cls.addClassCleanup(cls.lockd.stop)
+        cls.lockd.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        code = cls.lockd.stop()
+        if code != 0:
+            raise AssertionError(f"the lab lockd exited with {code}")
+        if cls.lockd.leftovers():
+            raise AssertionError(f"the lab lockd left {cls.lockd.leftovers()}")
+
+    def setUp(self) -> None:
+        self.name = self.id().rsplit(".", 1)[-1]
+        self.lock_id = lockd_client.lock_id_for_name(self.name)
+        self.client = lockd_client.Client(self.lockd.target)
+        self.addCleanup(self.client.close)
+        self.other = lockd_client.Client(self.lockd.target)
+        self.addCleanup(self.other.close)
+
+    def test_unsigned_clients_work(self) -> None:
+        held = self.client.acquire(self.name)
+        self.assertEqual(self.lockd.holders(self.lock_id), [held.txn_id])
+        self.assertIsNone(self.other.try_lock(self.name))
+        held.release()
+        self.assertIsNone(self.lockd.get_lock(self.lock_id))
+        taken = self.other.try_lock(self.name)
+        self.assertIsNotNone(taken)
+        assert taken is not None
+        self.assertGreater(taken.fence, held.fence)
+        taken.release()
+
+    def test_quota_is_no_capacity(self) -> None:
+        first = self.client.acquire(self.name + "/1")
+        second = self.other.acquire(self.name + "/2")
+        with self.assertRaises(lockd_client.NoCapacity) as caught:
+            self.client.acquire(self.name + "/3")
+        self.assertEqual(caught.exception.reply_status, "QUOTA")
+        self.assertEqual(caught.exception.code,
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIsNone(
+            self.lockd.get_lock(lockd_client.lock_id_for_name(self.name +
+                                                              "/3")))
+        first.release()
+        with self.client.lock(self.name + "/3"):
+            pass
+        second.release()
 
 
 def main() -> None:

@@ -97,6 +97,7 @@ class ErrorMappingTest(unittest.TestCase):
             (code.ABORTED, "DIE", lockd_client.LockConflict),
             (code.ABORTED, "UPGRADE_CONFLICT", lockd_client.LockConflict),
             (code.RESOURCE_EXHAUSTED, "NO_CAPACITY", lockd_client.NoCapacity),
+            (code.RESOURCE_EXHAUSTED, "QUOTA", lockd_client.NoCapacity),
             (code.FAILED_PRECONDITION, "NOT_HOLDER", lockd_client.NotHolder),
             (code.FAILED_PRECONDITION, "FORCE_RELEASED", lockd_client.LockLost),
             (code.DEADLINE_EXCEEDED, "LEASE_EXPIRED", lockd_client.LockLost),
@@ -134,11 +135,14 @@ class ErrorMappingTest(unittest.TestCase):
                       lockd_client.Unavailable)
         self.assertIs(type(self._map(code.UNAVAILABLE)),
                       lockd_client.Unavailable)
+        self.assertIs(type(self._map(code.UNAUTHENTICATED)),
+                      lockd_client.Unauthenticated)
         self.assertIs(type(self._map(code.PERMISSION_DENIED)),
                       lockd_client.LockError)
         for kind in (lockd_client.LockConflict, lockd_client.LockTimeout,
                      lockd_client.LockLost, lockd_client.NoCapacity,
-                     lockd_client.NotHolder, lockd_client.Unavailable):
+                     lockd_client.NotHolder, lockd_client.Unauthenticated,
+                     lockd_client.Unavailable):
             self.assertTrue(issubclass(kind, lockd_client.LockError))
 
 

@@ -4,10 +4,12 @@ The test process re-executes itself under `unshare --net` (so neither it nor
 lockd ever sees the machine's own interfaces), brings up its loopback, and
 starts `//lockd:lockd` without --interface (its socket serves every UDP
 request, on the same kernel table) with gRPC on 127.0.0.1, a unique
---instance and a unique --pin_root. Everything is removed on every way out:
+--instance and a unique --pin_root, and a --key_file it writes with a few
+clients of random keys (Lockd.keys). Everything is removed on every way out:
 lockd is stopped with SIGTERM and --keep_state=false (it unpins its maps),
-and dies with the test process (PR_SET_PDEATHSIG) if the test is killed;
-pin roots such a kill left behind are removed by the next run.
+its key file is removed, and it dies with the test process
+(PR_SET_PDEATHSIG) if the test is killed; pin roots such a kill left behind
+are removed by the next run.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Callable, Iterable
 
 import grpc
 
+from lockd_client import keys
 from lockd_client import lockd_pb2
 from lockd_client import lockd_pb2_grpc
 
@@ -121,13 +125,18 @@ def _die_with_parent() -> None:
 
 
 class Lockd:
-    """One lockd process, serving gRPC on 127.0.0.1 in this namespace."""
+    """One lockd process, serving gRPC on 127.0.0.1 in this namespace.
+
+    It knows `clients` clients, ids 1..clients, whose keys are in `keys`
+    (id -> 16 bytes); none (and no --key_file) when clients is 0.
+    """
 
     _count = 0
 
     def __init__(self,
                  binary: str | None = None,
-                 flags: Iterable[str] = ()) -> None:
+                 flags: Iterable[str] = (),
+                 clients: int = 4) -> None:
         Lockd._count += 1
         pid = os.getpid()
         self.binary = binary or os.environ.get("LOCKD_BINARY") or runfile(
@@ -136,8 +145,14 @@ class Lockd:
         self.pin_root = os.path.join(BPFFS,
                                      f"{PIN_ROOT_PREFIX}{pid}-{Lockd._count}")
         self.admin_token = secrets.token_hex(16)
+        self.keys = {
+            client_id: secrets.token_bytes(keys.KEY_BYTES)
+            for client_id in range(1, clients + 1)
+        }
+        self.key_dir = ""
         self.flags = list(flags)
         self.target = ""
+        self.udp_port = 0
         self.ready_line = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._lines: list[str] = []
@@ -151,6 +166,17 @@ class Lockd:
         """Starts lockd and waits for its "ready" line."""
         remove_stale_files()
         os.makedirs(self.pin_root, exist_ok=True)
+        key_flags: list[str] = []
+        if self.keys:
+            self.key_dir = tempfile.mkdtemp(prefix="lockd-pytest-keys-",
+                                            dir=os.environ.get("TEST_TMPDIR"))
+            key_file = os.path.join(self.key_dir, "keys")
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write("# lockd client keys of the Python client's test\n")
+                for client_id, key in sorted(self.keys.items()):
+                    out.write(f"{client_id} {key.hex()}\n")
+            key_flags.append(f"--key_file={key_file}")
         argv = [
             self.binary,
             f"--instance={self.instance}",
@@ -159,7 +185,7 @@ class Lockd:
             "--metrics_listen=127.0.0.1:0",
             "--grpc_listen=127.0.0.1:0",
             f"--admin_token={self.admin_token}",
-        ] + self.flags
+        ] + key_flags + self.flags
         self._process = subprocess.Popen(  # pylint: disable=consider-using-with
             argv,
             stdin=subprocess.DEVNULL,
@@ -188,9 +214,11 @@ class Lockd:
                 # any output changes no line.
                 self._lines_changed.wait(min(left, 0.1))
         port = re.search(r"gRPC port (\d+)", self.ready_line)
-        if port is None:
-            raise RuntimeError(f"no gRPC port in {self.ready_line!r}")
+        udp_port = re.search(r"UDP port (\d+)", self.ready_line)
+        if port is None or udp_port is None:
+            raise RuntimeError(f"no gRPC or UDP port in {self.ready_line!r}")
         self.target = f"127.0.0.1:{port.group(1)}"
+        self.udp_port = int(udp_port.group(1))
 
     def stop(self) -> int | None:
         """Stops lockd (SIGTERM, then SIGKILL) and removes its files.
@@ -218,14 +246,22 @@ class Lockd:
             if process.stdout is not None:
                 process.stdout.close()
         shutil.rmtree(self.pin_root, ignore_errors=True)
+        if self.key_dir:
+            shutil.rmtree(self.key_dir, ignore_errors=True)
         return code
 
     def leftovers(self) -> list[str]:
         """Files this lockd left behind (after stop()): none expected."""
         return [
-            path for path in (self.pin_root,)
-            if os.path.exists(path) and os.listdir(path)
+            path for path in (self.pin_root, self.key_dir)
+            if path and os.path.exists(path) and os.listdir(path)
         ]
+
+    def signer(self, client_id: int) -> keys.Signer:
+        """Signs requests as one of this lockd's clients. Its seqs start
+        above those of every Signer made before, which the daemon's replay
+        window then refuses (keys.Signer): one live signer per client id."""
+        return keys.Signer(client_id, self.keys[client_id])
 
     def pause(self) -> None:
         """Stops lockd (SIGSTOP): it answers nothing until resume()."""
@@ -289,6 +325,12 @@ class Lockd:
         if info is None:
             return []
         return [w.txn_id for w in info.queue if not w.cancelled]
+
+    def counters(self) -> dict[str, int]:
+        """The daemon's counters (GetStats), e.g. "auth_failed"."""
+        return dict(
+            self.admin().GetStats(lockd_pb2.GetStatsRequest(),
+                                  timeout=10).counters)
 
     def force_release(self, lock_id: int, txn_id: int, fence: int) -> None:
         self.admin().ForceRelease(lockd_pb2.ForceReleaseRequest(lock_id=lock_id,
