@@ -40,7 +40,7 @@ static __always_inline enum end_outcome end_hold(
   st->fence = m->fence;
   st->seq = m->seq;
   m->state = LOCKD_MEMBER_FREE;
-  lock_drop_holder(lk);
+  lock_drop_holder(lk, m->txn_id);
   if (lock_idle(lk)) {
     bucket_free(b, slot);
     st->freed = 1;
@@ -64,6 +64,7 @@ static __always_inline enum end_outcome end_wait(struct lockd_lock *lk,
   st->waiter.local = (m->flags & LOCKD_MEMBER_LOCAL) != 0;
   m->state = LOCKD_MEMBER_CANCELLED;
   lk->version++;
+  lock_note_leave(lk, m->txn_id);
   return END_CANCELLED;
 }
 
