@@ -164,9 +164,6 @@ LOCKD_ASSERT_OFFSET(struct lockd_msg, mac, 64);
  * LOCKD_CLIENT_NONE is every unauthenticated sender, served only from the
  * subnets the operator opened for labs. */
 #define LOCKD_CLIENT_NONE 0u
-/* The daemon's gRPC callers (LOCAL members): never a key, so no packet can
- * act on their records. */
-#define LOCKD_CLIENT_LOCAL 0xffffffffu
 
 /* ------------------------------------------------------------------------ */
 /* The request/reply vocabulary (host order)                                */
@@ -270,17 +267,21 @@ LOCKD_ASSERT_OFFSET(struct lockd_member, client_id, 44);
 LOCKD_ASSERT_OFFSET(struct lockd_member, addr, 48);
 LOCKD_ASSERT_OFFSET(struct lockd_member, state, 60);
 
+/* lockd_lock.flags: min_txn may be below every member's txn id (the member
+ * whose txn id it was left); a WAIT_DIE request that needs the exact
+ * minimum computes it (docs/semantics.md, "WAIT_DIE"). */
+#define LOCKD_LOCK_MIN_DIRTY 0x01
+
 /* One lock, in a slot of a table bucket. Written only under the bucket's
  * guard. The lock exists exactly while it has a holder or a waiter: the
  * program that leaves it idle frees the slot in the same critical section. */
-#define LOCKD_LOCK_MIN_DIRTY 0x01 /* reserved: min_txn needs recomputing */
-
 struct lockd_lock {
   __u64 fence;     /* last fencing token handed out; only grows */
   __u64 head;      /* pool block of the oldest waiter, 0 = empty queue */
   __u64 tail;      /* pool block of the newest waiter, 0 = empty queue */
   __u64 chain;     /* pool block of the first extra holder, 0 = none */
-  __u64 min_txn;   /* WAIT_DIE: a lower bound of every member's txn id */
+  __u64 min_txn;   /* WAIT_DIE: the oldest member's txn id (MIN_DIRTY: at
+                    * most that); all ones while idle */
   __u32 holders;   /* the inline holder plus the chain */
   __u32 queue_len; /* waiters linked from head to tail, cancelled included */
   __u32 version;   /* bumped on every change: readers detect torn views */
@@ -589,6 +590,7 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl,
   X(RETRY, "retry")                         /* state changed: step retried */  \
   X(CONTENDED, "contended")                 /* retries spent: not answered */  \
   X(MEMBER_SEARCH, "member_search")         /* record found without ticket */  \
+  X(MIN_WALK, "min_walk")                   /* walks for WAIT_DIE's oldest */  \
   X(HOLD_ENDED, "hold_ended")               /* holds ended, any reason */      \
   X(LEASE_EXPIRED, "lease_expired")         /* holds ended by their lease */   \
   X(FORCE_RELEASED, "force_released")       /* holds ended by an operator */   \

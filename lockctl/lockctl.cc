@@ -227,7 +227,7 @@ absl::StatusOr<uint32_t> ParseClientId(absl::string_view text) {
   uint32_t id = 0;
   if (!absl::SimpleAtoi(text, &id) || id == LOCKD_CLIENT_NONE)
     return absl::InvalidArgumentError(absl::StrCat(
-        "a client id is a number from 1 to 4294967294, not \"", text, "\""));
+        "a client id is a number from 1 to 4294967295, not \"", text, "\""));
   return id;
 }
 

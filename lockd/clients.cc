@@ -128,9 +128,9 @@ absl::Status Clients::WriteKeyFile() const {
 }
 
 absl::Status Clients::Set(uint32_t client_id, const ClientKey& key) {
-  if (client_id == LOCKD_CLIENT_NONE || client_id == LOCKD_CLIENT_LOCAL)
+  if (client_id == LOCKD_CLIENT_NONE)
     return absl::InvalidArgumentError(
-        absl::StrCat("client id ", client_id, " is reserved"));
+        "client id 0 is reserved for unauthenticated senders");
   if (key.k0 == 0 && key.k1 == 0)
     return absl::InvalidArgumentError("an all-zero key is not a key");
   absl::MutexLock lock(&mu_);

@@ -22,6 +22,13 @@ bool IsIdle(const LockModel::LockState& lock) {
   return lock.holders.empty() && lock.queue.empty();
 }
 
+// An idle lock has no members: no bound.
+void ResetMinIfIdle(LockModel::LockState& lock) {
+  if (!IsIdle(lock)) return;
+  lock.min_txn = kIdleMinTxn;
+  lock.min_dirty = false;
+}
+
 // X covers S and X; S covers S.
 bool Covers(uint8_t held_mode, uint8_t asked_mode) {
   return held_mode == LOCKD_MODE_EXCLUSIVE || asked_mode == LOCKD_MODE_SHARED;
@@ -218,15 +225,24 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
     out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_CONFLICT);
     return;
   }
-  // The lock is busy here (it conflicts), so min_txn bounds every member.
-  if (req.policy == LOCKD_POLICY_WAIT_DIE && !(txn_id < lock.min_txn)) {
-    Count(LOCKD_STAT_REJECT_DIE, out);
-    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_DIE);
-    return;
+  if (req.policy == LOCKD_POLICY_WAIT_DIE) {
+    // Waits only if older than every member.
+    const uint64_t oldest = OldestMember(lock);
+    // Where min_txn alone would refuse, a dirty bound is made exact first
+    // (the datapath walks the chain and the queue for it).
+    if (!(txn_id < lock.min_txn) && lock.min_dirty) {
+      lock.min_txn = oldest;
+      lock.min_dirty = false;
+    }
+    if (!(txn_id < oldest)) {
+      Count(LOCKD_STAT_REJECT_DIE, out);
+      out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_DIE);
+      return;
+    }
   }
   if (at_quota) return reject_quota();
   AddMember(req.client_id, 1);
-  lock.min_txn = std::min(lock.min_txn, txn_id);
+  NoteMember(lock, txn_id);
   lockd_reply queued = ReplyTo(req, LOCKD_OP_QUEUED, LOCKD_STATUS_OK);
   queued.queue_pos = static_cast<uint32_t>(lock.queue.size());
   lock.queue.push_back(request);
@@ -269,6 +285,7 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
       }
       waiter->cancelled = true;
       AddMember(waiter->client_id, -1);
+      NoteLeave(lock, req.txn_id);
       Count(LOCKD_STAT_CANCELLED, out);
       out->reply = ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
       GrantFromHead(req.lock_id, lock, now_ns, out);
@@ -322,7 +339,7 @@ uint64_t LockModel::EndHold(uint64_t lock_id, LockState& lock, uint64_t txn_id,
   AddMember(client_id, -1);
   lock.holders.erase(txn_id);
   if (lock.holders.empty()) lock.mode = LOCKD_MODE_NONE;
-  if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
+  NoteLeave(lock, txn_id);
   Count(LOCKD_STAT_HOLD_ENDED, out);
   if (reason != LOCKD_STATUS_OK) {
     ended_[{lock_id, txn_id}] = Memo{fence, reason, now_ns_, client_id};
@@ -336,7 +353,7 @@ uint64_t LockModel::EndHold(uint64_t lock_id, LockState& lock, uint64_t txn_id,
 LockModel::Hold& LockModel::AddHolder(LockState& lock, uint64_t txn_id,
                                       uint8_t mode, const Waiter& from,
                                       uint64_t now_ns) {
-  lock.min_txn = std::min(lock.min_txn, txn_id);
+  NoteMember(lock, txn_id);
   Hold& hold = lock.holders[txn_id];
   hold.mode = mode;
   hold.policy = from.policy;
@@ -352,13 +369,37 @@ LockModel::Hold& LockModel::AddHolder(LockState& lock, uint64_t txn_id,
   return hold;
 }
 
+void LockModel::NoteMember(LockState& lock, uint64_t txn_id) {
+  // Every member is at least min_txn: one at or below it is the oldest.
+  if (txn_id <= lock.min_txn) {
+    lock.min_txn = txn_id;
+    lock.min_dirty = false;
+  }
+}
+
+void LockModel::NoteLeave(LockState& lock, uint64_t txn_id) {
+  if (IsIdle(lock)) {
+    ResetMinIfIdle(lock);
+  } else if (txn_id == lock.min_txn) {
+    lock.min_dirty = true;
+  }
+}
+
+uint64_t LockModel::OldestMember(const LockState& lock) {
+  uint64_t oldest =
+      lock.holders.empty() ? kIdleMinTxn : lock.holders.begin()->first;
+  for (const Waiter& waiter : lock.queue)
+    if (!waiter.cancelled) oldest = std::min(oldest, waiter.txn_id);
+  return oldest;
+}
+
 void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
                               uint64_t now_ns, Outcome* out) {
   while (!lock.queue.empty()) {
     const Waiter head = lock.queue.front();
     if (head.cancelled) {
       lock.queue.pop_front();
-      if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
+      ResetMinIfIdle(lock);
       Count(LOCKD_STAT_SKIPPED_CANCELLED, out);
       continue;
     }
@@ -366,7 +407,7 @@ void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
     // Unlinking the last waiter of a lock nobody holds leaves it idle for an
     // instant: the bound restarts from the member being granted.
     lock.queue.pop_front();
-    if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
+    ResetMinIfIdle(lock);
     const Hold& hold = AddHolder(lock, head.txn_id, head.mode, head, now_ns);
     Count(LOCKD_STAT_GRANT_FROM_QUEUE, out);
     lockd_notice n{};
@@ -383,7 +424,7 @@ void LockModel::GrantFromHead(uint64_t lock_id, LockState& lock,
     n.local = (head.flags & LOCKD_MEMBER_LOCAL) != 0;
     out->notices.push_back(n);
   }
-  if (IsIdle(lock)) lock.min_txn = kIdleMinTxn;
+  ResetMinIfIdle(lock);
 }
 
 lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
@@ -484,6 +525,7 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
     } else {
       waiter->cancelled = true;
       AddMember(waiter->client_id, -1);
+      NoteLeave(it->second, waiter->txn_id);
       ended_[{req.lock_id, req.txn_id}] =
           Memo{0, LOCKD_STATUS_WAIT_EXPIRED, now_ns, waiter->client_id};
       Count(LOCKD_STAT_WAIT_EXPIRED, &out);
@@ -545,7 +587,6 @@ enum lockd_stat LockModel::Authenticate(const lockd_msg& wire,
 }
 
 void LockModel::AddMember(uint32_t client_id, int delta) {
-  if (client_id == LOCKD_CLIENT_LOCAL) return;  // no record: not counted
   if ((members_[client_id] += delta) == 0) members_.erase(client_id);
 }
 
@@ -631,11 +672,15 @@ absl::Status LockModel::CheckLockInvariants(uint64_t lock_id,
                        ") is compatible with the holders but was not granted");
   }
   if (members.empty()) {
-    if (lock.min_txn != kIdleMinTxn)
-      return violation("idle with min_txn ", lock.min_txn);
+    if (lock.min_txn != kIdleMinTxn || lock.min_dirty)
+      return violation("idle with min_txn ", lock.min_txn,
+                       lock.min_dirty ? " (dirty)" : "");
   } else if (*members.begin() < lock.min_txn) {
     return violation("member txn ", *members.begin(), " below min_txn ",
                      lock.min_txn);
+  } else if (!lock.min_dirty && lock.min_txn != *members.begin()) {
+    return violation("min_txn ", lock.min_txn, " not dirty but the oldest ",
+                     "member is txn ", *members.begin());
   }
   return absl::OkStatus();
 }

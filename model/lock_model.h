@@ -25,8 +25,15 @@
 //   `queue_pos` only by QUEUED.
 // - A retransmitted ACQUIRE of a waiter gets QUEUED with queue_pos 0.
 // - queue_pos counts every linked entry ahead, cancelled ones included.
-// - min_txn is all ones while a lock is idle; grant from the head unlinks
-//   first, so the bound restarts from a member granted into an idle lock.
+// - WAIT_DIE decides by the oldest member. Beside it the model keeps
+//   min_txn and min_dirty exactly as the datapath keeps min_txn and
+//   LOCKD_LOCK_MIN_DIRTY (the state the scenarios and the differential test
+//   compare): a member at or below min_txn sets it and clears min_dirty;
+//   the member at min_txn leaving sets min_dirty; a WAIT_DIE request that
+//   min_txn alone would refuse on a dirty lock makes it exact (the datapath
+//   walks the holders and queue for it). min_txn is all ones while a lock
+//   is idle; grant from the head unlinks first, so the bound restarts from
+//   a member granted into an idle lock.
 #ifndef LOCKD_MODEL_LOCK_MODEL_H_
 #define LOCKD_MODEL_LOCK_MODEL_H_
 
@@ -86,7 +93,9 @@ class LockModel {
     std::map<uint64_t, Hold> holders;  // by txn_id
     std::deque<Waiter> queue;          // head first
     uint64_t fence = 0;                // last fence handed out
+    // At most the oldest member's txn; equal to it unless min_dirty.
     uint64_t min_txn = kIdleMinTxn;
+    bool min_dirty = false;
   };
 
   // Indexed by enum lockd_stat.
@@ -182,6 +191,11 @@ class LockModel {
   LockState& Lock(uint64_t lock_id, Outcome* out);
   // Deletes the lock if it became idle.
   void Settle(uint64_t lock_id, Outcome* out);
+  // min_txn and min_dirty as members join and leave (see above).
+  static void NoteMember(LockState& lock, uint64_t txn_id);
+  static void NoteLeave(LockState& lock, uint64_t txn_id);
+  // The smallest txn id of a holder or live waiter; all ones if none.
+  static uint64_t OldestMember(const LockState& lock);
   uint32_t EffectiveLeaseMs(uint32_t asked_ms) const;
   void Count(enum lockd_stat stat, Outcome* out);
 

@@ -57,6 +57,7 @@ absl::StatusOr<LockView> ModelTable::Read(uint64_t lock_id) const {
   view.lock_id = lock_id;
   view.state.fence = state->fence;
   view.state.min_txn = state->min_txn;
+  view.state.flags = state->min_dirty ? LOCKD_LOCK_MIN_DIRTY : 0;
   view.state.holders = static_cast<uint32_t>(state->holders.size());
   view.state.queue_len = static_cast<uint32_t>(state->queue.size());
   view.state.mode = state->mode;

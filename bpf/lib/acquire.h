@@ -23,16 +23,27 @@ enum acquire_outcome {
   ACQ_NEED_BLOCK,
   ACQ_NEED_SPLIT,
   ACQ_NEED_SEARCH,
+  ACQ_NEED_MIN, /* WAIT_DIE needs the oldest member: walk, then decide */
   ACQ_RETRY,
 };
 
-/* Whether a conflicting request would wait, judged from a min_txn read
- * without the guard: only used to decide whether to allocate a queue block
- * ahead of the decision. */
+/* Whether a conflicting request would wait, judged from values read without
+ * the guard: only used to decide whether to allocate a queue block ahead of
+ * the decision. On a MIN_DIRTY lock, WAIT_DIE compares with the oldest
+ * member as the inline holder and the walk, if one was made, say. */
 static __always_inline bool policy_may_wait(const struct lockd_request *req,
-                                            __u64 min_txn) {
+                                            const struct lockd_lock *lk,
+                                            const struct min_walk *w) {
   if (req->policy == LOCKD_POLICY_NO_WAIT) return false;
-  return req->policy != LOCKD_POLICY_WAIT_DIE || req->txn_id < min_txn;
+  if (req->policy != LOCKD_POLICY_WAIT_DIE) return true;
+  __u64 min = READ_ONCE(lk->min_txn);
+  if (READ_ONCE(lk->flags) & LOCKD_LOCK_MIN_DIRTY) {
+    min = READ_ONCE(lk->holder.state) == LOCKD_MEMBER_HELD
+              ? READ_ONCE(lk->holder.txn_id)
+              : ~0ULL;
+    if (w->done && w->min < min) min = w->min;
+  }
+  return req->txn_id < min;
 }
 
 /* The block a new waiter (or chain holder) will live in, written whole
@@ -133,7 +144,7 @@ static __always_inline enum acquire_outcome acquire_join(
         lk->chain = 0;
         st->expired_block = bl->first_idx;
       }
-      lock_drop_holder(lk);
+      lock_drop_holder(lk, m->txn_id);
     }
   }
   bool conflict = lk->queue_len > 0 || !modes_compatible(lk, req->mode);
@@ -155,8 +166,13 @@ static __always_inline enum acquire_outcome acquire_join(
     return ACQ_GRANTED;
   }
   if (req->policy == LOCKD_POLICY_NO_WAIT) return ACQ_CONFLICT;
-  if (req->policy == LOCKD_POLICY_WAIT_DIE && !(req->txn_id < lk->min_txn))
-    return ACQ_DIE;
+  /* WAIT_DIE waits only if older than every member: a bound that a member
+   * left may be too low to tell (MIN_DIRTY). */
+  if (req->policy == LOCKD_POLICY_WAIT_DIE && !(req->txn_id < lk->min_txn)) {
+    if ((lk->flags & LOCKD_LOCK_MIN_DIRTY) && !lock_exact_min(lk, &st->walk))
+      return ACQ_NEED_MIN;
+    if (!(req->txn_id < lk->min_txn)) return ACQ_DIE;
+  }
   if (st->over_quota) return ACQ_QUOTA;
   if (!bl->block) return ACQ_NEED_BLOCK;
   if (lk->tail != bl->tail_idx ||
@@ -177,12 +193,13 @@ static __always_inline enum acquire_outcome acquire_join(
 /* Guesses, from values read without the guard, whether the decision will
  * need a block (a waiter, or a shared holder beside the inline one). */
 static __always_inline bool acquire_wants_block(
-    const struct lockd_lock *lk, const struct lockd_request *req) {
+    const struct lockd_lock *lk, const struct acquire_state *st) {
+  const struct lockd_request *req = &st->req;
   if (READ_ONCE(lk->holder.txn_id) == req->txn_id) return false;
   bool shared = READ_ONCE(lk->mode) == LOCKD_MODE_SHARED &&
                 req->mode == LOCKD_MODE_SHARED;
   if (READ_ONCE(lk->queue_len) || (READ_ONCE(lk->holders) && !shared))
-    return policy_may_wait(req, READ_ONCE(lk->min_txn));
+    return policy_may_wait(req, lk, &st->walk);
   return READ_ONCE(lk->holder.state) != LOCKD_MEMBER_FREE;
 }
 
@@ -196,7 +213,7 @@ static __always_inline enum acquire_outcome acquire_attempt(
   *where = ref.t;
   struct acquire_blocks bl = {};
   if (ref.lk) {
-    if (acquire_wants_block(ref.lk, req)) st->want_block = 1;
+    if (acquire_wants_block(ref.lk, st)) st->want_block = 1;
     bl.tail_idx = READ_ONCE(ref.lk->tail);
     bl.tail = bl.tail_idx ? pool_lookup(bl.tail_idx) : NULL;
     bl.first_idx = READ_ONCE(ref.lk->chain);
@@ -361,7 +378,8 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
   st->outcome = ACQ_RETRY;
   st->over_quota = client_at_quota(req->client_id);
   /* Attempts, and what an attempt asks for before the next: a block, a
-   * split of a full bucket, a search for a record without a ticket. */
+   * split of a full bucket, a search for a record without a ticket, a walk
+   * for the oldest member. */
   for (int attempt = 0; attempt < LT_MAX_ATTEMPTS + 4; attempt++) {
     enum acquire_outcome outcome = lt_acquire_attempt();
     if (outcome == ACQ_NEED_BLOCK) {
@@ -381,6 +399,8 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
       }
     } else if (outcome == ACQ_NEED_SEARCH) {
       lt_search(req->lock_id, req->txn_id, &st->hint);
+    } else if (outcome == ACQ_NEED_MIN) {
+      lt_min_walk(req->lock_id, &st->walk);
     } else if (outcome == ACQ_RETRY) {
       stat_inc(LOCKD_STAT_RETRY);
     } else {

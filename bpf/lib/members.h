@@ -60,14 +60,33 @@ static __always_inline bool modes_compatible(const struct lockd_lock *lk,
 
 /* ---- Mutations; call with the bucket's guard held. ----------------------*/
 
-/* WAIT_DIE: a new member lowers the bound; an idle lock resets it. */
+/* WAIT_DIE's min_txn (docs/semantics.md): the smallest txn id among the
+ * members, or, while LOCKD_LOCK_MIN_DIRTY is set, at most that. Every
+ * member is at least min_txn, so a member at or below it is the smallest:
+ * the bound is exact again. */
 static __always_inline void lock_note_member(struct lockd_lock *lk,
                                              __u64 txn_id) {
-  if (txn_id < lk->min_txn) lk->min_txn = txn_id;
+  if (txn_id <= lk->min_txn) {
+    lk->min_txn = txn_id;
+    lk->flags &= ~LOCKD_LOCK_MIN_DIRTY;
+  }
+}
+
+/* An idle lock has no members: no bound. */
+static __always_inline void lock_reset_min(struct lockd_lock *lk) {
+  lk->min_txn = ~0ULL;
+  lk->flags &= ~LOCKD_LOCK_MIN_DIRTY;
 }
 
 static __always_inline bool lock_idle(const struct lockd_lock *lk) {
   return lk->holders == 0 && lk->queue_len == 0;
+}
+
+/* A member left a lock that is not idle: if it was the smallest, min_txn
+ * may now be below every member. */
+static __always_inline void lock_note_leave(struct lockd_lock *lk,
+                                            __u64 txn_id) {
+  if (txn_id == lk->min_txn) lk->flags |= LOCKD_LOCK_MIN_DIRTY;
 }
 
 /* A new hold in `mode` for member `m`; returns its fencing token. */
@@ -88,12 +107,17 @@ static __always_inline __u64 lock_add_holder(struct lockd_lock *lk,
   return lk->fence;
 }
 
-/* A hold ends (the member's own state is the caller's to change). */
-static __always_inline void lock_drop_holder(struct lockd_lock *lk) {
+/* The hold of txn_id ends (the member's own state is the caller's to
+ * change). */
+static __always_inline void lock_drop_holder(struct lockd_lock *lk,
+                                             __u64 txn_id) {
   lk->holders--;
   if (lk->holders == 0) lk->mode = LOCKD_MODE_NONE;
   lk->version++;
-  if (lock_idle(lk)) lk->min_txn = ~0ULL;
+  if (lock_idle(lk))
+    lock_reset_min(lk);
+  else
+    lock_note_leave(lk, txn_id);
 }
 
 static __always_inline void lock_unlink_head(struct lockd_lock *lk,
@@ -102,7 +126,7 @@ static __always_inline void lock_unlink_head(struct lockd_lock *lk,
   if (lk->head == 0) lk->tail = 0;
   lk->queue_len--;
   lk->version++;
-  if (lock_idle(lk)) lk->min_txn = ~0ULL;
+  if (lock_idle(lk)) lock_reset_min(lk);
 }
 
 /* Neighbours of a chain block, looked up before the guard. */
@@ -323,6 +347,79 @@ __noinline int lt_search(__u64 lock_id, __u64 txn_id,
   stat_inc(LOCKD_STAT_MEMBER_SEARCH);
   hint->searched = !broken;
   if (found) hint->ticket = found;
+  return 0;
+}
+
+/* ---- WAIT_DIE: the oldest member ---------------------------------------*/
+
+/* Under the guard: makes a MIN_DIRTY lock's min_txn exact, from the inline
+ * holder and from the walk of the chain and queue, if it was made at the
+ * lock's current version; false if such a walk is still to be made (its
+ * start is then recorded in *w). */
+static __always_inline bool lock_exact_min(struct lockd_lock *lk,
+                                           struct min_walk *w) {
+  __u64 min = lk->holder.state == LOCKD_MEMBER_HELD ? lk->holder.txn_id : ~0ULL;
+  if (lk->chain || lk->head) {
+    if (!w->done || w->version != lk->version || w->chain != lk->chain ||
+        w->head != lk->head) {
+      w->chain = lk->chain;
+      w->head = lk->head;
+      w->version = lk->version;
+      w->done = 0;
+      return false;
+    }
+    if (w->min < min) min = w->min;
+  }
+  lk->min_txn = min;
+  lk->flags &= ~LOCKD_LOCK_MIN_DIRTY;
+  return true;
+}
+
+struct min_ctx {
+  __u64 lock_id;
+  __u64 cur;
+  __u64 queue;
+  __u64 min;
+  __u32 in_queue;
+  __u32 broken;
+};
+
+static long min_step(__u64 i, struct min_ctx *c) {
+  (void)i;
+  if (c->cur == 0) {
+    if (c->in_queue || c->queue == 0) return 1;
+    c->in_queue = 1;
+    c->cur = c->queue;
+  }
+  struct lockd_block *blk = pool_lookup(c->cur);
+  if (!blk || blk->idx != c->cur || blk->lock_id != c->lock_id) {
+    c->broken = 1; /* changed under the walk */
+    return 1;
+  }
+  __u8 state = READ_ONCE(blk->m.state);
+  __u64 txn_id = READ_ONCE(blk->m.txn_id);
+  if ((state == LOCKD_MEMBER_HELD || state == LOCKD_MEMBER_WAITING) &&
+      txn_id < c->min)
+    c->min = txn_id;
+  c->cur = READ_ONCE(blk->next);
+  return 0;
+}
+
+/* Walks the chain, then the queue, of lock `lock_id` from where *w says
+ * (read without the guard) for the smallest txn id of their members; the
+ * next attempt uses it if the lock did not change meanwhile
+ * (lock_exact_min). A global function: the verifier checks it once, apart
+ * from its callers. */
+__noinline int lt_min_walk(__u64 lock_id, struct min_walk *w) {
+  if (!w) return 0;
+  struct min_ctx c = {
+      .lock_id = lock_id, .cur = w->chain, .queue = w->head, .min = ~0ULL};
+  bpf_loop(LT_SEARCH_STEPS, min_step, &c, 0);
+  /* Walked to the end of the queue, unless it stopped at the step limit. */
+  bool complete = c.cur == 0 && (c.in_queue || c.queue == 0);
+  stat_inc(LOCKD_STAT_MIN_WALK);
+  w->min = c.min;
+  w->done = complete && !c.broken;
   return 0;
 }
 

@@ -42,7 +42,7 @@ static __always_inline enum end_outcome end_hold(
   st->seq = m->seq;
   st->client_id = m->client_id;
   m->state = LOCKD_MEMBER_FREE;
-  lock_drop_holder(lk);
+  lock_drop_holder(lk, m->txn_id);
   if (lock_idle(lk)) {
     bucket_free(b, slot);
     st->freed = 1;
@@ -68,6 +68,7 @@ static __always_inline enum end_outcome end_wait(struct lockd_lock *lk,
   st->waiter.local = (m->flags & LOCKD_MEMBER_LOCAL) != 0;
   m->state = LOCKD_MEMBER_CANCELLED;
   lk->version++;
+  lock_note_leave(lk, m->txn_id);
   return END_CANCELLED;
 }
 

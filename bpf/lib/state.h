@@ -33,6 +33,18 @@ struct member_hint {
   __u32 version;
 };
 
+/* WAIT_DIE: a walk of a MIN_DIRTY lock's chain and queue for their oldest
+ * member (lt_min_walk), without the guard. Its start is read under the
+ * guard; its result counts only if, under a later guard, the lock is still
+ * at that version with the same chain and queue. */
+struct min_walk {
+  __u64 chain; /* where it starts */
+  __u64 head;
+  __u64 min; /* smallest txn id of the HELD and WAITING blocks walked */
+  __u32 version;
+  __u32 done; /* walked to the end, unbroken */
+};
+
 /* An ACQUIRE in progress. */
 struct acquire_state {
   struct lockd_request req;
@@ -41,6 +53,7 @@ struct acquire_state {
   __u64 fence;
   __u64 ticket;
   struct member_hint hint;
+  struct min_walk walk;
   __u32 queue_pos;
   __u32 lease_ms;
   __u32 want_block;

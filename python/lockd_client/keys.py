@@ -71,7 +71,7 @@ def read_key_file(path: str) -> dict[int, bytes]:
             fields = text.split()
             if (len(fields) != 2 or not fields[0].isascii() or
                     not fields[0].isdigit() or
-                    int(fields[0]) > wire.CLIENT_LOCAL):
+                    int(fields[0]) > wire.CLIENT_MAX):
                 raise ValueError(
                     f'{where}expected "<client id> <32 hex digits>"')
             client_id = int(fields[0])
@@ -160,9 +160,9 @@ class Signer:
             ValueError: A bad id or key.
         """
         if (not isinstance(client_id, int) or isinstance(client_id, bool) or
-                not wire.CLIENT_NONE < client_id < wire.CLIENT_LOCAL):
+                not wire.CLIENT_NONE < client_id <= wire.CLIENT_MAX):
             raise ValueError(f"client_id must be an int in [1, "
-                             f"{wire.CLIENT_LOCAL - 1}], not {client_id!r}")
+                             f"{wire.CLIENT_MAX}], not {client_id!r}")
         self._client_id = client_id
         self._key = _key_bytes(key)
         self._next_seq = time.time_ns() if first_seq is None else first_seq

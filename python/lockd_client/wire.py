@@ -19,9 +19,9 @@ MESSAGE_SIZE = 72
 MAC_BYTES = 64
 
 # Client ids: NONE is every unauthenticated sender (served only from the
-# daemon's --open_subnets); LOCAL is the daemon's own, never a key's.
+# daemon's --open_subnets); the others are 32-bit ids of keys.
 CLIENT_NONE = 0
-CLIENT_LOCAL = 0xFFFFFFFF
+CLIENT_MAX = 0xFFFFFFFF
 
 # enum lockd_opcode: requests below 0x80, replies with the high bit set.
 OP_ACQUIRE = 0x01

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "abi/codec.h"
@@ -172,6 +173,69 @@ TEST_F(ClientE2eTest, YoungerTransactionDiesAndRestartKeepsItsId) {
   EXPECT_TRUE(younger.Lock("left", Mode::kExclusive).ok());
   EXPECT_TRUE(younger.Lock("right", Mode::kExclusive).ok());
   EXPECT_TRUE(younger.Commit().ok());
+}
+
+// (b') Issue #11: the oldest transaction, restarted, waits and is granted
+// while younger readers keep its lock busy. Its first wait ends (its
+// deadline passes, as a restart would end it) while the lock stays held: a
+// WAIT_DIE bound that still counted the ended wait would make every retry
+// die for as long as the readers keep coming.
+TEST_F(ClientE2eTest, RestartedOldestTransactionIsGrantedUnderContention) {
+  ASSERT_NO_FATAL_FAILURE(StartServerAndClient());
+  constexpr int kReaders = 3;
+  TransactionOptions wait_die;
+  wait_die.policy = Policy::kWaitDie;
+  Transaction oldest = client_->Begin(wait_die);
+  const uint64_t oldest_id = oldest.txn_id();
+  // Younger (WAIT) readers: one holds "hot" throughout the first attempt and
+  // the start of the retry, the others take it in turns meanwhile.
+  Transaction anchor = client_->Begin();
+  ASSERT_LT(oldest_id, anchor.txn_id());
+  ASSERT_TRUE(anchor.Lock("hot", Mode::kShared).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0};
+  std::vector<absl::Status> readers_done(kReaders);
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kReaders; ++i) {
+    readers.push_back(SpawnInClient([&, i] {
+      while (!stop && readers_done[i].ok()) {
+        Transaction reader = client_->Begin();
+        absl::StatusOr<uint64_t> fence = reader.Lock("hot", Mode::kShared);
+        if (!fence.ok()) {
+          readers_done[i] = fence.status();
+          break;
+        }
+        absl::SleepFor(absl::Milliseconds(20));
+        readers_done[i] = reader.Commit();
+        ++reads;
+      }
+    }));
+  }
+
+  LockOptions soon;
+  soon.deadline = absl::Now() + absl::Milliseconds(300);
+  absl::StatusOr<uint64_t> first = oldest.Lock("hot", Mode::kExclusive, soon);
+  ASSERT_TRUE(absl::IsDeadlineExceeded(first.status())) << first.status();
+  ASSERT_TRUE(oldest.Restart().ok());
+  EXPECT_EQ(oldest.txn_id(), oldest_id);
+
+  absl::Status anchor_done;
+  std::thread anchor_leaves = SpawnInClient([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    anchor_done = anchor.Commit();
+  });
+  LockOptions patient;
+  patient.deadline = absl::Now() + kPatience;
+  absl::StatusOr<uint64_t> retried =
+      oldest.Lock("hot", Mode::kExclusive, patient);
+  EXPECT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(oldest.Commit().ok());
+  anchor_leaves.join();
+  EXPECT_TRUE(anchor_done.ok()) << anchor_done;
+  EXPECT_GT(reads.load(), 0) << "the readers never got the lock";
+  stop = true;
+  for (std::thread& reader : readers) reader.join();
+  for (const absl::Status& done : readers_done) EXPECT_TRUE(done.ok()) << done;
 }
 
 TEST_F(ClientE2eTest, RelockKeepsTheFenceAndUpgradeTakesANewOne) {

@@ -381,6 +381,8 @@ class DifferentialTest : public ::testing::Test {
       const std::string what = absl::StrCat("op ", op, " lock ", s.lock_id);
       ASSERT_EQ(got->state.mode, want->mode) << what;
       ASSERT_EQ(got->state.min_txn, want->min_txn) << what;
+      ASSERT_EQ((got->state.flags & LOCKD_LOCK_MIN_DIRTY) != 0, want->min_dirty)
+          << what;
       ASSERT_NO_FATAL_FAILURE(
           CheckFence(s.lock_id, want->fence, got->state.fence, what));
       ASSERT_EQ(got->holders.size(), want->holders.size()) << what;
@@ -445,10 +447,12 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
         LOCKD_STAT_FORCE_RELEASED, LOCKD_STAT_LOCK_CREATED,
         LOCKD_STAT_LOCK_FREED})
     EXPECT_GT(model_.stats()[s], 0u) << StatName(s) << " never happened";
-  // ... and the datapath's own machinery: searches for lost tickets, splits
-  // and merges of the table, growth of the pool.
-  for (lockd_stat s : {LOCKD_STAT_MEMBER_SEARCH, LOCKD_STAT_SPLIT,
-                       LOCKD_STAT_MERGE, LOCKD_STAT_POOL_ALLOC})
+  // ... and the datapath's own machinery: searches for lost tickets, walks
+  // for WAIT_DIE's oldest member, splits and merges of the table, growth of
+  // the pool.
+  for (lockd_stat s :
+       {LOCKD_STAT_MEMBER_SEARCH, LOCKD_STAT_MIN_WALK, LOCKD_STAT_SPLIT,
+        LOCKD_STAT_MERGE, LOCKD_STAT_POOL_ALLOC})
     EXPECT_GT(c[s], 0u) << StatName(s) << " never happened";
   EXPECT_GT(c[LOCKD_STAT_GRANT_LOCAL], 0u) << "no gRPC caller granted by TC";
   EXPECT_EQ(c[LOCKD_STAT_CONTENDED], 0u);
@@ -456,9 +460,10 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
   EXPECT_EQ(c[LOCKD_STAT_POOL_WAIT], 0u);
   printf(
       "%d operations: %lu locks created, %lu splits, %lu merges, %lu "
-      "searches, %lu growth requests served\n",
+      "searches, %lu WAIT_DIE walks, %lu growth requests served\n",
       kOperations, c[LOCKD_STAT_LOCK_CREATED], c[LOCKD_STAT_SPLIT],
-      c[LOCKD_STAT_MERGE], c[LOCKD_STAT_MEMBER_SEARCH], dp_->growth_requests);
+      c[LOCKD_STAT_MERGE], c[LOCKD_STAT_MEMBER_SEARCH], c[LOCKD_STAT_MIN_WALK],
+      dp_->growth_requests);
 }
 
 }  // namespace

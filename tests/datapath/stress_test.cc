@@ -14,7 +14,9 @@
 //  - no lost waiter: every accepted ACQUIRE is held or still queued, and a
 //    drain from every CPU grants every waiter;
 //  - no leaked block: pool blocks in use equal queue entries plus chained
-//    holders, and none is left after the drain, nor any lock entry.
+//    holders, and none is left after the drain, nor any lock entry;
+//  - WAIT_DIE's min_txn is at most the oldest member, and equal to it
+//    unless flagged MIN_DIRTY (on the snapshots).
 // KICKs that continue long grant runs loop back through lo, where lockd_tc
 // is attached for real in this test's private network namespace.
 #include <linux/pkt_cls.h>
@@ -362,6 +364,13 @@ void CheckSnapshot(const KernelTable& table, Invariants* invariants) {
         invariants->Violation(absl::StrCat("lock ", view->lock_id, ": txn ",
                                            w.m.txn_id, " is a member twice"));
     }
+    // WAIT_DIE's bound: at most the oldest member, equal unless dirty.
+    const uint64_t oldest = members.empty() ? ~uint64_t{0} : *members.begin();
+    const bool dirty = (l.flags & LOCKD_LOCK_MIN_DIRTY) != 0;
+    if (l.min_txn > oldest || (!dirty && l.min_txn != oldest))
+      invariants->Violation(absl::StrCat("lock ", view->lock_id, ": min_txn ",
+                                         l.min_txn, dirty ? " (dirty)" : "",
+                                         " for the oldest member ", oldest));
   }
 }
 
@@ -526,12 +535,13 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   printf(
       "locks created %lu, splits %lu, merges %lu, resize busy %lu, grants "
       "from queue %lu, kicks %lu, retries %lu, contended %lu, searches %lu, "
-      "table waits %lu, pool waits %lu, growth requests %lu\n",
+      "WAIT_DIE walks %lu, table waits %lu, pool waits %lu, growth requests "
+      "%lu\n",
       s[LOCKD_STAT_LOCK_CREATED], s[LOCKD_STAT_SPLIT], s[LOCKD_STAT_MERGE],
       s[LOCKD_STAT_RESIZE_BUSY], s[LOCKD_STAT_GRANT_FROM_QUEUE],
       s[LOCKD_STAT_KICK], s[LOCKD_STAT_RETRY], s[LOCKD_STAT_CONTENDED],
-      s[LOCKD_STAT_MEMBER_SEARCH], s[LOCKD_STAT_TABLE_WAIT],
-      s[LOCKD_STAT_POOL_WAIT], dp_->growth_requests);
+      s[LOCKD_STAT_MEMBER_SEARCH], s[LOCKD_STAT_MIN_WALK],
+      s[LOCKD_STAT_TABLE_WAIT], s[LOCKD_STAT_POOL_WAIT], dp_->growth_requests);
 
   for (const std::string& v : invariants.violations()) ADD_FAILURE() << v;
 }

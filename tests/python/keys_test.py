@@ -265,7 +265,7 @@ class SignerTest(unittest.TestCase):
         self.assertEqual(sorted(seqs), list(range(1000, 3000)))
 
     def test_bad_identities(self) -> None:
-        for client_id in (0, wire.CLIENT_LOCAL, -1, True, "7"):
+        for client_id in (0, wire.CLIENT_MAX + 1, -1, True, "7"):
             with self.subTest(client_id=client_id):
                 with self.assertRaises(ValueError):
                     keys.Signer(client_id, _KEY)  # type: ignore[arg-type]

@@ -120,6 +120,7 @@ class BpfDriver : public Driver {
     d.mode = view->state.mode;
     d.fence = view->state.fence;
     d.min_txn = view->state.min_txn;
+    d.min_dirty = (view->state.flags & LOCKD_LOCK_MIN_DIRTY) != 0;
     for (const MemberView& h : view->holders)
       d.holders.push_back(MemberDump{h.m.txn_id, h.m.mode, h.m.fence, false});
     for (const MemberView& w : view->queue)

@@ -60,6 +60,7 @@ class ModelDriver : public Driver {
     d.mode = lock->mode;
     d.fence = lock->fence;
     d.min_txn = lock->min_txn;
+    d.min_dirty = lock->min_dirty;
     for (const auto& [txn, hold] : lock->holders)
       d.holders.push_back(MemberDump{txn, hold.mode, hold.fence, false});
     std::sort(d.holders.begin(), d.holders.end(),

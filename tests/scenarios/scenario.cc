@@ -137,6 +137,7 @@ std::string FormatMembers(const std::vector<MemberDump>& members,
 std::string FormatLock(const LockDump& d) {
   std::string min_txn =
       d.min_txn == kIdleMinTxn ? "-" : absl::StrCat(d.min_txn);
+  if (d.min_dirty) absl::StrAppend(&min_txn, ":dirty");
   return absl::StrCat(ModeLetter(d.mode), " fence=", d.fence,
                       " min_txn=", min_txn,
                       " holders=", FormatMembers(d.holders, true),

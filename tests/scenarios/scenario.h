@@ -25,7 +25,8 @@
 //   force lock= txn= [fence=]
 //   sleep ms=      time passes (really for BPF, on a virtual clock for the
 //                  model): use leases far shorter or far longer than it
-//   state lock=    the lock's members
+//   state lock=    the lock's mode, fence, min_txn (":dirty" while
+//                  LOCKD_LOCK_MIN_DIRTY) and members
 //   table          locks and queue entries in all
 //   counters       the modeled counters that moved since the last one
 // Requests get the client's next sequence number (from 1) unless seq= says
@@ -82,6 +83,7 @@ struct LockDump {
   uint8_t mode = LOCKD_MODE_NONE;
   uint64_t fence = 0;
   uint64_t min_txn = 0;
+  bool min_dirty = false;           // LOCKD_LOCK_MIN_DIRTY
   std::vector<MemberDump> holders;  // by fence
   std::vector<MemberDump> queue;    // head first
 };
