@@ -125,6 +125,29 @@ LockModel::Outcome LockModel::Apply(const lockd_request& req, uint64_t now_ns) {
   return out;
 }
 
+LockModel::Outcome LockModel::ApplyWire(const lockd_msg& wire,
+                                        const lockd_endpoint& from,
+                                        uint64_t now_ns) {
+  Outcome out;
+  absl::StatusOr<Message> m = DecodeMessage(absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(&wire), sizeof(wire)));
+  lockd_request req{};
+  if (m.ok()) req = ToRequest(*m, from);
+  if (!m.ok() || !IsRequest(m->opcode) || !IsWellFormed(req)) {
+    Count(wire.version != LOCKD_VERSION ? LOCKD_STAT_BAD_VERSION
+                                        : LOCKD_STAT_MALFORMED,
+          &out);
+    return out;
+  }
+  std::array<uint64_t, 2> key{};
+  if (enum lockd_stat refused = Authenticate(wire, req, &key);
+      refused != LOCKD_STAT_COUNT) {
+    Count(refused, &out);
+    return out;
+  }
+  return Apply(req, now_ns);
+}
+
 LockModel::LockState& LockModel::Lock(uint64_t lock_id, Outcome* out) {
   auto it = locks_.find(lock_id);
   if (it != locks_.end()) return it->second;
@@ -146,6 +169,14 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
                         Outcome* out) {
   Count(LOCKD_STAT_ACQUIRE, out);
   const bool existed = locks_.count(req.lock_id) != 0;
+  const bool at_quota = ClientMembers(req.client_id) >= config_.client_quota;
+  auto reject_quota = [&] {
+    Count(LOCKD_STAT_REJECT_QUOTA, out);
+    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_QUOTA);
+  };
+  // On a free lock every request makes a member: refused before the lock
+  // is made, as the datapath claims no slot for it.
+  if (!existed && at_quota) return reject_quota();
   LockState& lock = Lock(req.lock_id, out);
   const uint64_t txn_id = req.txn_id;
 
@@ -207,11 +238,6 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
   request.endpoint = req.from;
 
   const bool conflict = !lock.queue.empty() || !CanJoinHolders(lock, req.mode);
-  const bool at_quota = ClientMembers(req.client_id) >= config_.client_quota;
-  auto reject_quota = [&] {
-    Count(LOCKD_STAT_REJECT_QUOTA, out);
-    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_QUOTA);
-  };
   if (!conflict) {
     if (at_quota) return reject_quota();
     AddMember(req.client_id, 1);

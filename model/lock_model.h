@@ -114,6 +114,10 @@ class LockModel {
   // One request arriving at `now_ns` (CLOCK_MONOTONIC), as the datapath
   // would serve it.
   Outcome Apply(const lockd_request& request, uint64_t now_ns);
+  // One datagram from `from`: parsed and authenticated as the datapath does
+  // (a refused one has no outcome but its counter), then applied.
+  Outcome ApplyWire(const lockd_msg& wire, const lockd_endpoint& from,
+                    uint64_t now_ns);
 
   // One control operation (enum lockd_ctl_op), as the control program
   // would run it: results, reply and notices filled in. WIRE checks the

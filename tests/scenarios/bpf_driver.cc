@@ -22,6 +22,8 @@ lockd_reply ReplyOf(const Message& m) {
   r.fence = m.fence;
   r.ticket = m.ticket;
   r.seq = m.seq;
+  r.client_id = m.client_id;
+  r.mac = m.mac;
   r.lease_ms = m.lease_ms;
   r.queue_pos = m.queue_pos;
   r.opcode = m.opcode;
@@ -45,6 +47,7 @@ int ClientOf(const lockd_endpoint& ep) {
 class BpfDriver : public Driver {
  public:
   std::string name() const override { return "bpf"; }
+  bool SignsReplies() const override { return true; }
 
   absl::Status Reset(const ScenarioOptions& options) override {
     deliverer_.reset();
@@ -54,6 +57,7 @@ class BpfDriver : public Driver {
     o.max_lease_ms = options.max_lease_ms;
     o.split_at = options.split_at;
     o.merge_at = options.merge_at;
+    o.client_quota = static_cast<uint32_t>(options.client_quota);
     o.hash_seed = 0x5eed;
     absl::StatusOr<TestDatapath> dp = TestDatapath::Create(o);
     if (!dp.ok()) return dp.status();
@@ -62,14 +66,29 @@ class BpfDriver : public Driver {
     if (!d.ok()) return d.status();
     deliverer_ = std::make_unique<Deliverer>(std::move(*d));
     tickets_.clear();
+    sent_.clear();
     return absl::OkStatus();
   }
 
   absl::StatusOr<Outcome> Request(int client, const Message& request,
-                                  bool without_ticket) override {
+                                  bool without_ticket,
+                                  std::optional<ClientKey> key) override {
     Message m = request;
     auto ticket = tickets_.find({m.lock_id, m.txn_id});
     m.ticket = without_ticket || ticket == tickets_.end() ? 0 : ticket->second;
+    if (key) m.mac = MessageMac(Encode(m), *key);
+    sent_[client].push_back(m);
+    return Send(client, m);
+  }
+
+  absl::StatusOr<Outcome> Replay(int client, size_t n) override {
+    const std::vector<Message>& sent = sent_[client];
+    if (n > sent.size() || sent.empty())
+      return absl::InvalidArgumentError("replay: no such request");
+    return Send(client, sent[n == 0 ? sent.size() - 1 : n - 1]);
+  }
+
+  absl::StatusOr<Outcome> Send(int client, const Message& m) {
     std::vector<Bytes> grants;
     absl::StatusOr<Delivery> d = deliverer_->DeliverAll(
         BuildFrame(ClientEndpoint(client), ServerEndpoint(), m), &grants);
@@ -170,6 +189,8 @@ class BpfDriver : public Driver {
   std::unique_ptr<TestDatapath> dp_;
   std::unique_ptr<Deliverer> deliverer_;
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> tickets_;
+  // What each client sent, MAC and ticket included.
+  std::map<int, std::vector<Message>> sent_;
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 // The scenario driver over the reference model, on a virtual clock.
 #include <arpa/inet.h>
 
+#include <cstring>
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "tests/datapath/packet.h"
 #include "tests/scenarios/scenario.h"
@@ -22,18 +25,33 @@ std::vector<Notice> NoticesOf(const lockd_notice* notices, size_t count) {
 class ModelDriver : public Driver {
  public:
   std::string name() const override { return "model"; }
+  bool SignsReplies() const override { return false; }
 
   absl::Status Reset(const ScenarioOptions& options) override {
-    model_ = std::make_unique<LockModel>(
-        LockModel::Config{options.default_lease_ms, options.max_lease_ms});
+    model_ = std::make_unique<LockModel>(LockModel::Config{
+        options.default_lease_ms, options.max_lease_ms, options.client_quota});
+    sent_.clear();
     now_ns_ = uint64_t{1} << 40;
     return absl::OkStatus();
   }
 
-  absl::StatusOr<Outcome> Request(int client, const Message& request,
-                                  bool) override {
+  absl::StatusOr<Outcome> Request(int client, const Message& request, bool,
+                                  std::optional<ClientKey> key) override {
+    Message m = request;
+    if (key) m.mac = MessageMac(Encode(m), *key);
+    sent_[client].push_back(m);
+    return Replay(client, 0);
+  }
+
+  absl::StatusOr<Outcome> Replay(int client, size_t n) override {
+    const std::vector<Message>& sent = sent_[client];
+    if (n > sent.size() || sent.empty())
+      return absl::InvalidArgumentError("replay: no such request");
+    const EncodedMessage bytes = Encode(sent[n == 0 ? sent.size() - 1 : n - 1]);
+    lockd_msg wire;
+    std::memcpy(&wire, bytes.data(), sizeof(wire));
     LockModel::Outcome o =
-        model_->Apply(ToRequest(request, ClientAbiEndpoint(client)), now_ns_);
+        model_->ApplyWire(wire, ClientAbiEndpoint(client), now_ns_);
     Outcome out;
     out.reply = o.reply;
     out.notices = NoticesOf(o.notices.data(), o.notices.size());
@@ -86,6 +104,7 @@ class ModelDriver : public Driver {
 
  private:
   std::unique_ptr<LockModel> model_;
+  std::map<int, std::vector<Message>> sent_;  // as sent, MACs included
   uint64_t now_ns_ = 0;
 };
 

@@ -155,6 +155,16 @@ class Runner {
         c.verb == "kick")
       return Send(c);
     if (c.verb == "retransmit") return Retransmit(c);
+    if (c.verb == "replay") {
+      absl::StatusOr<uint64_t> client = c.Number("c");
+      absl::StatusOr<uint64_t> n = c.Number("n", 0);
+      if (!client.ok()) return client.status();
+      if (!n.ok()) return n.status();
+      // Its reply is signed with whatever key signed the original.
+      return Report(driver_.Replay(static_cast<int>(*client), *n),
+                    std::nullopt);
+    }
+    if (c.verb == "key") return Key(c);
     if (c.verb == "expire-holder" || c.verb == "expire-waiter" ||
         c.verb == "force")
       return Control(c);
@@ -189,6 +199,10 @@ class Runner {
     o.split_at = *v;
     if ((v = c.Number("merge_at", o.merge_at)); !v.ok()) return v.status();
     o.merge_at = *v;
+    if ((v = c.Number("quota", o.client_quota)); !v.ok()) return v.status();
+    o.client_quota = static_cast<int32_t>(*v);
+    keys_.clear();
+    old_keys_.clear();
     next_seq_.clear();
     last_.clear();
     counters_ = {};
@@ -232,14 +246,72 @@ class Runner {
     if (!wait.ok()) return wait.status();
     m.lease_ms = static_cast<uint32_t>(*lease);
     m.wait_ms = static_cast<uint32_t>(*wait);
-    uint32_t& next = next_seq_[*client];
+    absl::StatusOr<uint64_t> id = c.Number("id", LOCKD_CLIENT_NONE);
+    if (!id.ok()) return id.status();
+    m.client_id = static_cast<uint32_t>(*id);
+    uint64_t& next = next_seq_[*client];
     if (next == 0) next = 1;
     absl::StatusOr<uint64_t> seq = c.Number("seq", next);
     if (!seq.ok()) return seq.status();
-    m.seq = static_cast<uint32_t>(*seq);
+    m.seq = *seq;
     if (m.seq >= next) next = m.seq + 1;
+    sig_[*client] = c.Has("sig") ? c.args.at("sig") : "";
     last_[*client] = m;
     return Deliver(static_cast<int>(*client), m, false);
+  }
+
+  // Key version v of client `id`.
+  static ClientKey ScenarioKey(uint32_t id, uint64_t v) {
+    return ClientKey{0x5ce0a710000000ULL ^ (uint64_t{id} << 8) ^ v,
+                     0x6b6579ULL + v * 0x9e3779b97f4a7c15ULL};
+  }
+
+  absl::StatusOr<std::string> Key(const Command& c) {
+    absl::StatusOr<uint64_t> id = c.Number("id");
+    absl::StatusOr<uint64_t> v = c.Number("v", 1);
+    if (!id.ok()) return id.status();
+    if (!v.ok()) return v.status();
+    const ClientKey key = ScenarioKey(static_cast<uint32_t>(*id), *v);
+    lockd_ctl ctl{};
+    ctl.op = LOCKD_CTL_SET_KEY;
+    ctl.req.client_id = static_cast<uint32_t>(*id);
+    ctl.key[0] = key.k0;
+    ctl.key[1] = key.k1;
+    absl::StatusOr<ControlOutcome> out = driver_.Control(ctl);
+    if (!out.ok()) return out.status();
+    if (out->result != LOCKD_CTL_OK)
+      return absl::StrCat("result=", CtlResultName(out->result));
+    if (auto old = keys_.find(*id); old != keys_.end())
+      old_keys_[*id] = old->second;
+    keys_[*id] = key;
+    return std::string("ok");
+  }
+
+  // The key client c's last request is signed with, if any.
+  std::optional<ClientKey> SigningKey(int client, uint32_t id) {
+    if (id == LOCKD_CLIENT_NONE) return std::nullopt;
+    const std::string& sig = sig_[client];
+    if (sig == "bad") return ScenarioKey(id, 0xbad);
+    const std::map<uint64_t, ClientKey>& keys = sig == "old" ? old_keys_ : keys_;
+    auto it = keys.find(id);
+    return it == keys.end() ? ScenarioKey(id, 0) : it->second;
+  }
+
+  // A MAC as the client library checks it: under `key`, or without one
+  // under the current key of the client the reply names.
+  absl::Status CheckMac(const lockd_reply& r, const std::string& what,
+                        std::optional<ClientKey> key) {
+    if (!driver_.SignsReplies() || r.client_id == LOCKD_CLIENT_NONE)
+      return absl::OkStatus();
+    if (!key) {
+      auto it = keys_.find(r.client_id);
+      if (it != keys_.end()) key = it->second;
+    }
+    if (key && MessageMac(Encode(FromReply(r)), *key) == r.mac)
+      return absl::OkStatus();
+    return absl::InternalError(absl::StrCat(
+        what, " is not signed with client ", r.client_id, "'s key: ",
+        FromReply(r).ToString()));
   }
 
   absl::StatusOr<std::string> Retransmit(const Command& c) {
@@ -250,6 +322,8 @@ class Runner {
       return absl::InvalidArgumentError("retransmit: nothing sent yet");
     Message m = it->second;
     m.flags |= LOCKD_FLAG_RETRANSMIT;
+    // A signed copy needs a seq of its own: the window drops a seen one.
+    if (m.client_id != LOCKD_CLIENT_NONE) m.seq = next_seq_[*client]++;
     const bool without_ticket =
         c.Has("ticket") && c.args.at("ticket") == "none";
     return Deliver(static_cast<int>(*client), m, without_ticket);
@@ -257,11 +331,26 @@ class Runner {
 
   absl::StatusOr<std::string> Deliver(int client, const Message& m,
                                       bool without_ticket) {
-    absl::StatusOr<Outcome> out = driver_.Request(client, m, without_ticket);
+    const std::optional<ClientKey> key = SigningKey(client, m.client_id);
+    return Report(driver_.Request(client, m, without_ticket, key), key);
+  }
+
+  // `key`: the request's (its reply's MAC is checked under it; nullopt:
+  // under the client's current key).
+  absl::StatusOr<std::string> Report(const absl::StatusOr<Outcome>& out,
+                                     std::optional<ClientKey> key) {
     if (!out.ok()) return out.status();
     std::vector<std::string> lines;
     lines.push_back(out->reply ? FormatReply(*out->reply) : "no reply");
-    for (const Notice& n : out->notices) lines.push_back(FormatNotice(n));
+    if (out->reply)
+      if (absl::Status s = CheckMac(*out->reply, "the reply", key); !s.ok())
+        return s;
+    for (const Notice& n : out->notices) {
+      if (absl::Status s = CheckMac(n.reply, "a notice", std::nullopt);
+          !s.ok())
+        return s;
+      lines.push_back(FormatNotice(n));
+    }
     return absl::StrJoin(lines, "\n");
   }
 
@@ -311,8 +400,12 @@ class Runner {
   }
 
   Driver& driver_;
-  std::map<uint64_t, uint32_t> next_seq_;
+  std::map<uint64_t, uint64_t> next_seq_;
   std::map<uint64_t, Message> last_;
+  std::map<uint64_t, std::string> sig_;     // of the last request: "",
+                                            // "old" or "bad"
+  std::map<uint64_t, ClientKey> keys_;      // by client id
+  std::map<uint64_t, ClientKey> old_keys_;  // the key before a rotation
   LockModel::Counters counters_{};
 };
 

@@ -13,14 +13,26 @@
 //
 // Commands (arguments key=value, flags bare):
 //   new [default_lease_ms=] [max_lease_ms=] [split_at=] [merge_at=]
-//                   a fresh table; every file starts with one
+//       [quota=]    a fresh table; every file starts with one
+//   key id= [v=]    client id gets key version v (default 1), as an
+//                   operator provisions or rotates it
 //   acquire c= lock= txn= mode=S|X [policy=wait|no_wait|wait_die]
-//           [lease=] [wait=] [seq=]
-//   release c= lock= txn= [seq=]
-//   renew c= lock= txn= [lease=] [seq=]
+//           [lease=] [wait=] [seq=] [id=] [sig=bad]
+//   release c= lock= txn= [seq=] [id=] [sig=bad]
+//   renew c= lock= txn= [lease=] [seq=] [id=] [sig=bad]
 //   kick c= lock= [hops=]
-//   retransmit c= [ticket=none]    client c's last request again (its seq,
-//                                  flagged LOCKD_FLAG_RETRANSMIT)
+//   retransmit c= [ticket=none]    client c's last request again, flagged
+//                                  LOCKD_FLAG_RETRANSMIT (a signed one with
+//                                  a new seq, as clients do)
+//   replay c= [n=]                 the bytes of client c's n-th request
+//                                  (default: its last) again, exactly: a
+//                                  captured packet
+// id= is the client id the request names (0, the default: unauthenticated,
+// from the test segment that the BPF driver opens); a request with an id is
+// signed with that client's current key, with sig=old under the key before
+// it, or with sig=bad under a wrong one. Replies must be signed with the key
+// the request was, notices with the client's current key: the runner checks
+// every MAC the BPF driver returns.
 //   expire-holder|expire-waiter lock= txn=     control operations (daemon)
 //   force lock= txn= [fence=]
 //   sleep ms=      time passes (really for BPF, on a virtual clock for the
@@ -42,6 +54,7 @@
 #include <vector>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "model/lock_model.h"
@@ -49,6 +62,7 @@
 namespace lockd::testing {
 
 struct ScenarioOptions {
+  int32_t client_quota = LOCKD_DEFAULT_CLIENT_QUOTA;
   uint32_t default_lease_ms = LOCKD_DEFAULT_LEASE_MS;
   uint32_t max_lease_ms = LOCKD_MAX_LEASE_MS;
   uint32_t split_at = LOCKD_BUCKET_SLOTS - 1;
@@ -99,9 +113,17 @@ class Driver {
   virtual std::string name() const = 0;
   virtual absl::Status Reset(const ScenarioOptions& options) = 0;
   // `without_ticket`: send the request as if the client had lost its
-  // ticket (BPF driver).
+  // ticket (BPF driver). With `key`, the request is signed with it once
+  // its ticket is in.
   virtual absl::StatusOr<Outcome> Request(int client, const Message& request,
-                                          bool without_ticket) = 0;
+                                          bool without_ticket,
+                                          std::optional<ClientKey> key) = 0;
+  // The exact bytes of client c's n-th request (from 1; 0: the last)
+  // again.
+  virtual absl::StatusOr<Outcome> Replay(int client, size_t n) = 0;
+  // Whether replies carry the MACs the datapath computes (the runner
+  // checks them).
+  virtual bool SignsReplies() const = 0;
   virtual absl::StatusOr<ControlOutcome> Control(const lockd_ctl& command) = 0;
   virtual void Sleep(absl::Duration d) = 0;
   virtual absl::StatusOr<std::optional<LockDump>> State(uint64_t lock_id) = 0;
