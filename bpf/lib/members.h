@@ -247,9 +247,18 @@ static __always_inline struct lockd_member *member_at(
  * in the chain or the queue where no ticket pointed (a search must settle
  * it). A search is exact if the lock did not change while it ran. */
 static __always_inline bool member_unknown(const struct lockd_lock *lk,
-                                           const struct member_hint *hint) {
+                                           struct member_hint *hint) {
   if (lk->chain == 0 && lk->head == 0) return false;
-  return !(hint->searched && hint->version == lk->version);
+  if (hint->searched && hint->version == lk->version &&
+      hint->chain == lk->chain && hint->head == lk->head)
+    return false;
+  /* Where the search starts, seen under the guard: a change after this
+   * moment bumps the version; everything before it the search sees. */
+  hint->searched = 0;
+  hint->version = lk->version;
+  hint->chain = lk->chain;
+  hint->head = lk->head;
+  return true;
 }
 
 struct search_ctx {
@@ -323,22 +332,19 @@ static __always_inline struct lockd_lock *lock_locked(
   return bucket_slot(b, s);
 }
 
-/* Walks the chain, then the queue, of lock `lock_id` (read without the
- * guard) for the owner's block, and records what it found in the hint; the
- * next attempt checks under the guard that the lock did not change
+/* Walks the chain, then the queue, of lock `lock_id` from where the hint
+ * says (member_unknown recorded them under the guard; the blocks are read
+ * without it) for the owner's block, and records what it found in the hint;
+ * the next attempt checks under the guard that the lock did not change
  * meanwhile (member_unknown). A global function: the verifier checks it
  * once, apart from its callers. */
 __noinline int lt_search(__u64 lock_id, __u64 txn_id,
                          struct member_hint *hint) {
   if (!hint) return 0;
-  hint->searched = 0;
-  struct lockd_config *cfg = config_get();
-  struct lock_ref ref;
-  if (!cfg || lock_find(cfg, lock_id, &ref) || !ref.lk) return 0;
-  struct search_ctx c = {.lock_id = lock_id, .txn_id = txn_id};
-  hint->version = READ_ONCE(ref.lk->version);
-  c.cur = READ_ONCE(ref.lk->chain);
-  c.queue = READ_ONCE(ref.lk->head);
+  struct search_ctx c = {.lock_id = lock_id,
+                         .txn_id = txn_id,
+                         .cur = hint->chain,
+                         .queue = hint->head};
   bpf_loop(LT_SEARCH_STEPS, search_step, &c, 0);
   __u64 found = c.found;
   /* Walked to the end of the queue, unless it stopped at the step limit. */

@@ -26,9 +26,12 @@ struct lt_result {
 
 /* Where a request's owner may be, carried between attempts: the ticket it
  * sent or a search found, and whether a search looked at the whole chain
- * and queue of the lock at `version`. */
+ * and queue of the lock as they were, under the guard, at `version` (with
+ * `chain` and `head` first). */
 struct member_hint {
   __u64 ticket;
+  __u64 chain;
+  __u64 head;
   __u32 searched;
   __u32 version;
 };
