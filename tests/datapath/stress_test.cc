@@ -14,7 +14,8 @@
 //  - no lost waiter: every accepted ACQUIRE is held or still queued, and a
 //    drain from every CPU grants every waiter;
 //  - no leaked block: pool blocks in use equal queue entries plus chained
-//    holders, and none is left after the drain, nor any lock entry;
+//    holders, and none is left after the drain, nor any lock entry, nor
+//    any hold or wait counted for the client's quota;
 //  - WAIT_DIE's min_txn is at most the oldest member, and equal to it
 //    unless flagged MIN_DIRTY (on the snapshots).
 // KICKs that continue long grant runs loop back through lo, where lockd_tc
@@ -519,6 +520,13 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   ASSERT_TRUE(census.ok()) << census.status();
   EXPECT_EQ(census->locks, 0u) << "lock entries left after the drain";
   EXPECT_EQ(dp_->PoolBlocks(), 0u) << "leaked pool blocks";
+  // Every member counted for the client's quota was counted out again.
+  absl::StatusOr<std::vector<ClientInfo>> clients = dp_->clients->List();
+  ASSERT_TRUE(clients.ok()) << clients.status();
+  ASSERT_FALSE(clients->empty());
+  for (const ClientInfo& c : *clients)
+    EXPECT_EQ(c.members, 0) << "client " << c.client_id
+                            << "'s holds + waits after the drain";
   absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
   ASSERT_TRUE(stats.ok());
   const StatCounters& s = *stats;
