@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -102,6 +104,18 @@ std::string KeyFileText(const std::map<uint32_t, ClientKey>& keys) {
     absl::StrAppend(&text, "\n");
   }
   return text;
+}
+
+uint64_t SeqSource::Next() {
+  uint64_t next = next_.load(std::memory_order_relaxed);
+  if (next == 0) {  // the first: from the clock, unless another was first
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const uint64_t clock =
+        static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+    next_.compare_exchange_strong(next, clock, std::memory_order_relaxed);
+  }
+  return next_.fetch_add(1, std::memory_order_relaxed);
 }
 
 absl::StatusOr<std::string> NewKeyHex() {

@@ -9,6 +9,7 @@
 #ifndef LOCKD_ABI_KEYS_H_
 #define LOCKD_ABI_KEYS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -42,6 +43,19 @@ absl::StatusOr<ClientKey> ReadClientKey(const std::string& path,
 
 // The key file's text for `keys` (one line per client, a header comment).
 std::string KeyFileText(const std::map<uint32_t, ClientKey>& keys);
+
+// The sequence numbers of one client's requests: consecutive, from the
+// wall clock in ns at the first, so that a restarted client starts above
+// what it used before (it sends fewer than one request a ns), and requests
+// sent at once stay within the server's window of LOCKD_REPLAY_WINDOW
+// (docs/security.md). Safe from any thread.
+class SeqSource {
+ public:
+  uint64_t Next();
+
+ private:
+  std::atomic<uint64_t> next_{0};
+};
 
 // A fresh random key (from the kernel's random source), in key-file form.
 absl::StatusOr<std::string> NewKeyHex();

@@ -266,7 +266,6 @@ Client::Impl::Impl(ClientOptions options,
           names.push_back(server->name);
         return names;
       }()),
-      next_seq_(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))),
       txn_random_bits_(std::random_device()() &
                        ((uint64_t{1} << kTxnRandomBits) - 1)) {}
 

@@ -152,7 +152,7 @@ class Client::Impl {
 
   bool UseUdp(Server& server);
   Server* ServerAt(const sockaddr_in& address) const;
-  uint64_t NextSeq() { return next_seq_.fetch_add(1); }
+  uint64_t NextSeq() { return seqs_.Next(); }
 
   // Takes a hold's grant (new, or an upgrade) into its state.
   void Granted(Hold& hold, const Answer& answer)
@@ -166,9 +166,7 @@ class Client::Impl {
   std::vector<std::unique_ptr<Server>> servers_;
   Rendezvous rendezvous_;
   std::unique_ptr<UdpChannel> udp_;
-  // Requests' sequence numbers: from the wall clock in ns, so that a
-  // restarted client with the same id starts above what it used before.
-  std::atomic<uint64_t> next_seq_;
+  SeqSource seqs_;  // of every request, on every path
   const uint64_t txn_random_bits_;
 
   absl::Mutex txn_mu_;

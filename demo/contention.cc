@@ -51,8 +51,7 @@ class Client {
       : name_(std::move(name)),
         txn_(txn),
         client_id_(client_id),
-        key_(key),
-        seq_(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))) {
+        key_(key) {
     fd_ = socket(AF_INET, SOCK_DGRAM, 0);
     server_.sin_family = AF_INET;
     server_.sin_port = htons(absl::GetFlag(FLAGS_port));
@@ -69,7 +68,7 @@ class Client {
     m.txn_id = txn_;
     m.client_id = client_id_;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      m.seq = ++seq_;
+      m.seq = seqs_.Next();
       lockd::EncodedMessage bytes = client_id_ == LOCKD_CLIENT_NONE
                                         ? lockd::Encode(m)
                                         : lockd::EncodeSigned(m, key_);
@@ -113,7 +112,7 @@ class Client {
   uint64_t txn_;
   uint32_t client_id_;
   lockd::ClientKey key_;
-  uint64_t seq_;
+  lockd::SeqSource seqs_;
   int fd_;
   sockaddr_in server_{};
 };

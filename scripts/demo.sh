@@ -11,7 +11,8 @@
 #      on account locks, its throughput and aborts, and the check that no
 #      money was created or lost.
 # Everything it creates (namespaces, veths, pins, daemons) is removed on
-# exit, also on failure or Ctrl-C.
+# exit, also on failure or Ctrl-C. LOCKD_DEMO_BANK_SECONDS (default 5) sets
+# how long the bank runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -154,7 +155,8 @@ echo
 echo "== bank over both servers, from namespace $NETNS_CLIENT"
 ip netns exec "$NETNS_CLIENT" bazel-bin/demo/bank \
   --lock_servers="$lock_servers" --store="$work/bank" --threads=4 \
-  --accounts=16 --duration=5s --client_id=14 --key_file="$keys"
+  --accounts=16 --duration="${LOCKD_DEMO_BANK_SECONDS:-5}s" --client_id=14 \
+  --key_file="$keys"
 
 for ((n = 1; n <= servers; n++)); do
   echo

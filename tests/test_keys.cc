@@ -29,9 +29,8 @@ uint32_t NextTestClientId() {
 }
 
 uint64_t NextTestSeq() {
-  static std::atomic<uint64_t> next{
-      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))};
-  return next.fetch_add(1);
+  static SeqSource seqs;
+  return seqs.Next();
 }
 
 }  // namespace lockd::testing

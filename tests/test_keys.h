@@ -28,7 +28,7 @@ absl::StatusOr<std::string> WriteTestKeyFile(const std::string& dir);
 uint32_t NextTestClientId();
 
 // A sequence number above every one this process handed out before, and
-// above those of earlier processes (it starts from the wall clock in ns).
+// above those of earlier processes (abi/keys.h SeqSource).
 uint64_t NextTestSeq();
 
 }  // namespace lockd::testing
