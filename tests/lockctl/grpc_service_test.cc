@@ -12,15 +12,19 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -117,6 +121,10 @@ class GrpcServiceTest : public ::testing::Test {
     // Unsigned calls over loopback are served (a lab); the signed ones
     // are checked against the keys the tests set.
     options.open_subnets = {Subnet{htonl(INADDR_LOOPBACK), 8}};
+    key_file_ = absl::StrCat(tmpdir, "/clients-", getpid(), ".keys");
+    std::remove(key_file_.c_str());
+    std::ofstream(key_file_) << "# none yet\n";
+    options.key_file = key_file_;
     absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -184,6 +192,56 @@ class GrpcServiceTest : public ::testing::Test {
     return Call(*admin_, &AdminStub::ForceRelease, request, kPatience, bearer);
   }
 
+  // `request` signed as `client_id` with `key` and a new seq, as the
+  // client library sends it.
+  std::string Signed(Message request, uint32_t client_id,
+                     const ClientKey& key) {
+    request.client_id = client_id;
+    request.seq = seqs_.Next();
+    const EncodedMessage bytes = EncodeSigned(request, key);
+    return std::string(bytes.begin(), bytes.end());
+  }
+
+  // A signed Acquire (exclusive, WAIT) of lock_id for txn_id.
+  Result<v1::AcquireResponse> SignedAcquire(uint64_t lock_id, uint64_t txn_id,
+                                            uint32_t client_id,
+                                            const ClientKey& key) {
+    Message m;
+    m.opcode = LOCKD_OP_ACQUIRE;
+    m.mode = LOCKD_MODE_EXCLUSIVE;
+    m.lock_id = lock_id;
+    m.txn_id = txn_id;
+    v1::AcquireRequest request;
+    request.set_signed_request(Signed(m, client_id, key));
+    return Acquire(request);
+  }
+
+  Result<v1::ReleaseResponse> SignedRelease(uint64_t lock_id, uint64_t txn_id,
+                                            uint32_t client_id,
+                                            const ClientKey& key) {
+    Message m;
+    m.opcode = LOCKD_OP_RELEASE;
+    m.lock_id = lock_id;
+    m.txn_id = txn_id;
+    v1::ReleaseRequest request;
+    request.set_signed_request(Signed(m, client_id, key));
+    return Call(*locks_, &LockStub::Release, request);
+  }
+
+  Result<v1::SetClientKeyResponse> SetClientKey(uint32_t client_id,
+                                                const std::string& key,
+                                                const std::string& bearer) {
+    v1::SetClientKeyRequest request;
+    request.set_client_id(client_id);
+    request.set_key(key);
+    return Call(*admin_, &AdminStub::SetClientKey, request, kPatience, bearer);
+  }
+
+  std::string KeyFileText() {
+    std::ifstream in(key_file_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
   // Polls GetLock until `txn_id` is in the queue (true) or `in_queue` is
   // false and it is not; false when that does not happen in time.
   bool AwaitQueued(uint64_t lock_id, uint64_t txn_id, bool in_queue) {
@@ -204,6 +262,8 @@ class GrpcServiceTest : public ::testing::Test {
   std::unique_ptr<GrpcServer> grpc_server_;
   std::unique_ptr<v1::LockService::Stub> locks_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::string key_file_;
+  SeqSource seqs_;
 };
 
 TEST_F(GrpcServiceTest, AcquireByNameIsGrantedWithAFence) {
@@ -461,6 +521,62 @@ TEST_F(GrpcServiceTest, CallsThatGiveUpLeaveNothingHeldOrQueued) {
   }
   EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND)
       << "a caller that gave up still holds or waits";
+}
+
+TEST_F(GrpcServiceTest, ClientKeysAreSetWithTheTokenListedByIdAndRotated) {
+  // Without the token: refused.
+  EXPECT_EQ(SetClientKey(5, "", "wrong").status.error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // With it, and no key given: lockd makes one and returns it, once.
+  Result<v1::SetClientKeyResponse> made = SetClientKey(5, "", kAdminToken);
+  ASSERT_TRUE(made.status.ok()) << made.status.error_message();
+  absl::StatusOr<ClientKey> first = ParseClientKey(made.response.key());
+  ASSERT_TRUE(first.ok()) << made.response.key();
+  EXPECT_NE(KeyFileText().find("\n5 " + made.response.key()),
+            std::string::npos)
+      << KeyFileText();
+  // Listed by id, never by key.
+  Result<v1::ListClientsResponse> listed =
+      Call(*admin_, &AdminStub::ListClients, v1::ListClientsRequest());
+  ASSERT_TRUE(listed.status.ok()) << listed.status.error_message();
+  bool found = false;
+  for (const v1::ClientSummary& c : listed.response.clients())
+    found |= c.client_id() == 5 && !c.rotating();
+  EXPECT_TRUE(found) << listed.response.DebugString();
+  EXPECT_EQ(listed.response.DebugString().find(made.response.key()),
+            std::string::npos);
+
+  // Its signed calls are served; an unsigned or wrongly signed release of
+  // its hold changes nothing.
+  Result<v1::AcquireResponse> held = SignedAcquire(50, 1, 5, *first);
+  ASSERT_TRUE(held.status.ok()) << held.status.error_message();
+  EXPECT_EQ(Release(50, 1).status.error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);  // client 0: not its owner
+  EXPECT_EQ(SignedRelease(50, 1, 5, ClientKey{first->k0, first->k1 ^ 1})
+                .status.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  // Rotation: the old key works until the client signs with the new one.
+  const std::string next_hex = "00112233445566778899aabbccddeeff";
+  absl::StatusOr<ClientKey> next = ParseClientKey(next_hex);
+  ASSERT_TRUE(next.ok());
+  ASSERT_TRUE(SetClientKey(5, next_hex, kAdminToken).status.ok());
+  EXPECT_TRUE(SignedAcquire(51, 1, 5, *first).status.ok());
+  EXPECT_TRUE(SignedAcquire(52, 1, 5, *next).status.ok());
+  EXPECT_EQ(SignedAcquire(53, 1, 5, *first).status.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  for (uint64_t lock : {50, 51, 52})
+    EXPECT_TRUE(SignedRelease(lock, 1, 5, *next).status.ok()) << lock;
+
+  // Removed: its requests fail, and the file forgets it.
+  v1::RemoveClientRequest remove;
+  remove.set_client_id(5);
+  ASSERT_TRUE(
+      Call(*admin_, &AdminStub::RemoveClient, remove, kPatience, kAdminToken)
+          .status.ok());
+  EXPECT_EQ(SignedAcquire(54, 1, 5, *next).status.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(KeyFileText().find("\n5 "), std::string::npos) << KeyFileText();
 }
 
 TEST_F(GrpcServiceTest, HealthReportsFastPathOffAndAFreshStart) {

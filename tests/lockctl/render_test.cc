@@ -163,6 +163,22 @@ TEST(RenderTest, Health) {
             "restored from the previous run  yes\n");
 }
 
+TEST(RenderTest, ClientsByIdWithoutKeys) {
+  v1::ListClientsResponse clients;
+  v1::ClientSummary* none = clients.add_clients();
+  none->set_client_id(0);
+  v1::ClientSummary* seven = clients.add_clients();
+  seven->set_client_id(7);
+  seven->set_members(3);
+  seven->set_rotating(true);
+  seven->set_last_seq(42);
+
+  EXPECT_EQ(RenderClients(clients),
+            "CLIENT               HOLDS+WAITS  KEY       LAST SEQ\n"
+            "0 (unauthenticated)  0            -         0\n"
+            "7                    3            rotating  42\n");
+}
+
 TEST(RenderTest, JsonHasProtoFieldNamesAndParsesBack) {
   const v1::GetLockResponse lock = BusyLock();
 
