@@ -261,17 +261,21 @@ static __always_inline bool member_unknown(const struct lockd_lock *lk,
   return true;
 }
 
-struct search_ctx {
+/* A walk of a lock's chain, then its queue, without the guard (from where
+ * the guard last saw them): for the block of `txn_id` (a search; 0: none)
+ * and the smallest txn id of the members walked (WAIT_DIE). */
+struct walk_ctx {
   __u64 lock_id;
   __u64 txn_id;
   __u64 cur;
   __u64 queue;
   __u64 found;
+  __u64 min;
   __u32 in_queue;
   __u32 broken;
 };
 
-static long search_step(__u64 i, struct search_ctx *c) {
+static long walk_step(__u64 i, struct walk_ctx *c) {
   (void)i;
   if (c->cur == 0) {
     if (c->in_queue || c->queue == 0) return 1;
@@ -284,13 +288,21 @@ static long search_step(__u64 i, struct search_ctx *c) {
     return 1;
   }
   __u8 state = READ_ONCE(blk->m.state);
-  if (blk->m.txn_id == c->txn_id &&
-      (state == LOCKD_MEMBER_HELD || state == LOCKD_MEMBER_WAITING)) {
-    c->found = c->cur;
-    return 1;
+  __u64 txn_id = READ_ONCE(blk->m.txn_id);
+  if (state == LOCKD_MEMBER_HELD || state == LOCKD_MEMBER_WAITING) {
+    if (c->txn_id && txn_id == c->txn_id) {
+      c->found = c->cur;
+      return 1;
+    }
+    if (txn_id < c->min) c->min = txn_id;
   }
   c->cur = READ_ONCE(blk->next);
   return 0;
+}
+
+/* Whether the walk reached the end of the queue (not the step limit). */
+static __always_inline bool walk_complete(const struct walk_ctx *c) {
+  return c->cur == 0 && (c->in_queue || c->queue == 0);
 }
 
 /* ---- Looking up a lock --------------------------------------------------*/
@@ -341,14 +353,14 @@ static __always_inline struct lockd_lock *lock_locked(
 __noinline int lt_search(__u64 lock_id, __u64 txn_id,
                          struct member_hint *hint) {
   if (!hint) return 0;
-  struct search_ctx c = {.lock_id = lock_id,
-                         .txn_id = txn_id,
-                         .cur = hint->chain,
-                         .queue = hint->head};
-  bpf_loop(LT_SEARCH_STEPS, search_step, &c, 0);
+  struct walk_ctx c = {.lock_id = lock_id,
+                       .txn_id = txn_id,
+                       .cur = hint->chain,
+                       .queue = hint->head,
+                       .min = ~0ULL};
+  bpf_loop(LT_SEARCH_STEPS, walk_step, &c, 0);
   __u64 found = c.found;
-  /* Walked to the end of the queue, unless it stopped at the step limit. */
-  bool complete = found || (c.cur == 0 && (c.in_queue || c.queue == 0));
+  bool complete = found || walk_complete(&c);
   bool broken = c.broken || !complete;
   stat_inc(LOCKD_STAT_MEMBER_SEARCH);
   hint->searched = !broken;
@@ -381,36 +393,6 @@ static __always_inline bool lock_exact_min(struct lockd_lock *lk,
   return true;
 }
 
-struct min_ctx {
-  __u64 lock_id;
-  __u64 cur;
-  __u64 queue;
-  __u64 min;
-  __u32 in_queue;
-  __u32 broken;
-};
-
-static long min_step(__u64 i, struct min_ctx *c) {
-  (void)i;
-  if (c->cur == 0) {
-    if (c->in_queue || c->queue == 0) return 1;
-    c->in_queue = 1;
-    c->cur = c->queue;
-  }
-  struct lockd_block *blk = pool_lookup(c->cur);
-  if (!blk || blk->idx != c->cur || blk->lock_id != c->lock_id) {
-    c->broken = 1; /* changed under the walk */
-    return 1;
-  }
-  __u8 state = READ_ONCE(blk->m.state);
-  __u64 txn_id = READ_ONCE(blk->m.txn_id);
-  if ((state == LOCKD_MEMBER_HELD || state == LOCKD_MEMBER_WAITING) &&
-      txn_id < c->min)
-    c->min = txn_id;
-  c->cur = READ_ONCE(blk->next);
-  return 0;
-}
-
 /* Walks the chain, then the queue, of lock `lock_id` from where *w says
  * (read without the guard) for the smallest txn id of their members; the
  * next attempt uses it if the lock did not change meanwhile
@@ -418,14 +400,12 @@ static long min_step(__u64 i, struct min_ctx *c) {
  * from its callers. */
 __noinline int lt_min_walk(__u64 lock_id, struct min_walk *w) {
   if (!w) return 0;
-  struct min_ctx c = {
+  struct walk_ctx c = {
       .lock_id = lock_id, .cur = w->chain, .queue = w->head, .min = ~0ULL};
-  bpf_loop(LT_SEARCH_STEPS, min_step, &c, 0);
-  /* Walked to the end of the queue, unless it stopped at the step limit. */
-  bool complete = c.cur == 0 && (c.in_queue || c.queue == 0);
+  bpf_loop(LT_SEARCH_STEPS, walk_step, &c, 0);
   stat_inc(LOCKD_STAT_MIN_WALK);
   w->min = c.min;
-  w->done = complete && !c.broken;
+  w->done = walk_complete(&c) && !c.broken;
   return 0;
 }
 

@@ -1,6 +1,6 @@
 // Requests and the replies the datapath writes for them, as Message values
 // and as frames between the test server and its clients: the vocabulary of
-// the fixture table, the control tests and the benchmarks.
+// the datapath tests and benchmarks.
 #ifndef LOCKD_TESTS_DATAPATH_MESSAGES_H_
 #define LOCKD_TESTS_DATAPATH_MESSAGES_H_
 
