@@ -494,6 +494,10 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     Message message = request;
     message.client_id = options_.client_id;
     message.seq = NextSeq();
+    // UDP copies may have reached the server already: it answers from the
+    // owner's record then.
+    if (message.opcode == LOCKD_OP_ACQUIRE)
+      message.flags |= LOCKD_FLAG_RETRANSMIT;
     const EncodedMessage bytes = EncodeSigned(message, options_.key);
     signed_request.assign(bytes.begin(), bytes.end());
   }

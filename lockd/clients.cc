@@ -66,6 +66,8 @@ absl::Status Clients::RemoveFromKernel(uint32_t client_id) {
 }
 
 absl::Status Clients::Load() {
+  // One change of the clients at a time (Set and Remove take it too).
+  absl::MutexLock lock(&mu_);
   std::map<uint32_t, ClientKey> keys;
   if (!key_file_.empty()) {
     absl::StatusOr<std::map<uint32_t, ClientKey>> read =
@@ -89,7 +91,6 @@ absl::Status Clients::Load() {
   }
   for (uint32_t g : gone)
     if (absl::Status s = RemoveFromKernel(g); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
   keys_ = std::move(keys);
   return absl::OkStatus();
 }

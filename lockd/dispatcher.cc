@@ -17,14 +17,16 @@ constexpr int kMaxKicks = LOCKD_MAX_KICK_HOPS;
 
 }  // namespace
 
-// CLOCK_MONOTONIC in ns: a restarted daemon, which takes far longer than a
-// request, starts above every seq its predecessor used.
+// CLOCK_REALTIME in ns, never below the last: a restarted daemon starts
+// above every seq its predecessor used, and the daemon's RELEASE for an
+// unsigned gRPC caller is newer than that caller's earlier requests over UDP
+// (their seqs start from its wall clock: abi/keys.h SeqSource).
 uint64_t NextDaemonSeq() {
   static std::atomic<uint64_t> last{0};
   uint64_t prev = last.load(std::memory_order_relaxed);
   for (;;) {
     timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
     const uint64_t now =
         static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
     const uint64_t next = now > prev ? now : prev + 1;

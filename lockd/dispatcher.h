@@ -50,7 +50,7 @@ class Dispatcher {
 
 // The next sequence number for a request the daemon makes for a gRPC
 // caller or for itself: above every earlier one, also across restarts of
-// the daemon (it counts with CLOCK_MONOTONIC), so that the
+// the daemon, and following the wall clock in ns as clients' do, so that the
 // datapath never takes a later request for a stale one.
 uint64_t NextDaemonSeq();
 

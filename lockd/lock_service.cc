@@ -26,6 +26,19 @@ lockd_request DaemonRequest(lockd_opcode opcode, uint64_t lock_id,
   return request;
 }
 
+// The daemon's RELEASE for the owner of `acquired` (a call that gave up):
+// its client's, with its ticket, and not older than the ACQUIRE, or the
+// datapath would take it for a stale copy (RELEASE_DUP) and the wait would
+// stay (a signed ACQUIRE carries its client's seq).
+lockd_request OwnerRelease(const lockd_request& acquired) {
+  lockd_request release =
+      DaemonRequest(LOCKD_OP_RELEASE, acquired.lock_id, acquired.txn_id);
+  release.ticket = acquired.ticket;
+  release.client_id = acquired.client_id;
+  release.seq = std::max(release.seq, acquired.seq + 1);
+  return release;
+}
+
 }  // namespace
 
 class PendingAcquire {
@@ -216,15 +229,7 @@ void LockService::Cancel(const std::shared_ptr<PendingAcquire>& pending) {
   counters_->Add(DaemonCounters::kGrpcCancelled);
   // Ends the wait, or the hold a grant that raced the cancellation made.
   const lockd_request acquired = pending->request();
-  lockd_request release =
-      DaemonRequest(LOCKD_OP_RELEASE, acquired.lock_id, acquired.txn_id);
-  release.ticket = acquired.ticket;
-  release.client_id = acquired.client_id;
-  // Not older than the ACQUIRE, or the datapath takes it for a stale copy
-  // (RELEASE_DUP) and the wait stays: a signed ACQUIRE carries the client's
-  // seq (wall-clock ns), far above the daemon's own (monotonic ns).
-  release.seq = std::max(release.seq, acquired.seq);
-  absl::StatusOr<lockd_reply> released = Answer(release);
+  absl::StatusOr<lockd_reply> released = Answer(OwnerRelease(acquired));
   done(absl::CancelledError(absl::StrCat(
       "txn ", acquired.txn_id, " gave up waiting for lock ", acquired.lock_id,
       released.ok()
@@ -273,10 +278,7 @@ void LockService::Recheck(absl::Duration age) {
       expired.lock_id = request.lock_id;
       expired.txn_id = request.txn_id;
       expired.seq = request.seq;
-      lockd_request release =
-          DaemonRequest(LOCKD_OP_RELEASE, request.lock_id, request.txn_id);
-      release.client_id = request.client_id;
-      if (Finish(pending, expired)) (void)Answer(release);
+      if (Finish(pending, expired)) (void)Answer(OwnerRelease(request));
       continue;
     }
     absl::StatusOr<lockd_reply> answer = Answer(request);

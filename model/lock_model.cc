@@ -217,8 +217,9 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
   }
 
   // A lone holder whose lease ran out does not block a conflicting request
-  // on a lock nobody waits for: its hold ends first.
-  if (existed && lock.holders.size() == 1 && lock.queue.empty() &&
+  // on a lock nobody waits for: its hold ends first (not for a client at
+  // its quota, which is refused anyway).
+  if (existed && !at_quota && lock.holders.size() == 1 && lock.queue.empty() &&
       !CanJoinHolders(lock, req.mode) &&
       IsExpired(lock.holders.begin()->second, now_ns)) {
     EndHold(req.lock_id, lock, lock.holders.begin()->first,

@@ -123,8 +123,9 @@ static __always_inline enum acquire_outcome acquire_join(
   const struct lockd_request *req = &st->req;
   /* A lone holder whose lease ran out does not block a conflicting request
    * on a lock nobody waits for: its hold ends here, rather than when the
-   * daemon's expiry pass gets to it. */
-  if (lk->holders == 1 && lk->queue_len == 0 &&
+   * daemon's expiry pass gets to it. Not for a client at its quota, which
+   * would leave the lock idle and refused. */
+  if (lk->holders == 1 && lk->queue_len == 0 && !st->over_quota &&
       !modes_compatible(lk, req->mode)) {
     struct lockd_member *m = NULL;
     if (lk->holder.state == LOCKD_MEMBER_HELD) {

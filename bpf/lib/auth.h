@@ -112,7 +112,9 @@ static __always_inline void auth_count(enum auth_result r) {
 static __always_inline void reply_sign(struct lockd_reply *r, __u64 k0,
                                        __u64 k1) {
   r->mac = 0;
-  if (r->client_id == LOCKD_CLIENT_NONE) return;
+  /* No key (an unauthenticated client, or the daemon's own request): no
+   * MAC. Keys are never all zero. */
+  if (r->client_id == LOCKD_CLIENT_NONE || (k0 == 0 && k1 == 0)) return;
   struct lockd_msg *m = msg_scratch_get();
   if (!m) return;
   msg_write(m, r);

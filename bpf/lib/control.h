@@ -126,14 +126,15 @@ static __always_inline void ctl_wire(struct lockd_ctl *ctl,
   }
   ctl->req.from = from;
   ctl->req.member_flags = member_flags;
-  enum auth_result auth = auth_request(&ctl->wire, &ctl->req, true, e->key);
-  if (auth == AUTH_OK && ctl->req.opcode == LOCKD_OP_KICK) {
+  /* KICKs are the datapath's own, never a client's. */
+  if (ctl->req.opcode == LOCKD_OP_KICK) {
     stat_inc(LOCKD_STAT_FORGED_KICK);
-    auth = AUTH_FAILED;
-  } else {
-    auth_count(auth);
+    ctl->result = LOCKD_CTL_FORGED;
+    return;
   }
+  enum auth_result auth = auth_request(&ctl->wire, &ctl->req, true, e->key);
   if (auth != AUTH_OK) {
+    auth_count(auth);
     ctl->result = LOCKD_CTL_FORGED;
     return;
   }
