@@ -434,7 +434,9 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
       }
       for (lockd_notice& n : out.notices) {
         auto c = clients_.find(n.reply.client_id);
-        if (n.local || c == clients_.end()) continue;
+        // Signed if it goes out as a packet (LOCAL members the daemon's
+        // socket serves have an address; gRPC callers have none).
+        if (n.to.addr == 0 || c == clients_.end()) continue;
         n.reply.mac = MessageMac(Encode(FromReply(n.reply)),
                                  {c->second.key[0], c->second.key[1]});
       }

@@ -24,7 +24,9 @@ static __always_inline void ctl_copy_notices(struct lockd_ctl *ctl,
     __u32 to = first + i;
     if (i >= res->notices || to > LOCKD_MAX_GRANTS) break;
     __builtin_memcpy(&ctl->notice[to], &batch->n[i], sizeof(ctl->notice[to]));
-    if (!ctl->notice[to].local) notice_sign(&ctl->notice[to]);
+    /* Signed if it goes out as a packet: the members the daemon's socket
+     * serves are LOCAL too, but have an address (gRPC callers have none). */
+    if (ctl->notice[to].to.addr != 0) notice_sign(&ctl->notice[to]);
     ctl->notices = to + 1;
   }
 }
@@ -88,7 +90,7 @@ static __always_inline void ctl_end(struct lockd_ctl *ctl,
       st->waiter.reply.opcode = LOCKD_OP_REJECTED;
       st->waiter.reply.status = LOCKD_STATUS_WAIT_EXPIRED;
       st->waiter.reply.lock_id = ctl->req.lock_id;
-      if (!st->waiter.local) notice_sign(&st->waiter);
+      if (st->waiter.to.addr != 0) notice_sign(&st->waiter);
       __builtin_memcpy(&ctl->notice[0], &st->waiter, sizeof(ctl->notice[0]));
       first = 1;
       ctl->result = LOCKD_CTL_OK;
