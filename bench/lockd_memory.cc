@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-
 namespace lockd::bench {
 
 std::unique_ptr<v1::AdminService::Stub> NewAdminStub(
@@ -23,6 +22,19 @@ absl::StatusOr<v1::MemoryUsage> QueryMemory(v1::AdminService::Stub& admin,
   if (!status.ok())
     return absl::UnavailableError("GetMemory: " + status.error_message());
   return response.memory();
+}
+
+absl::StatusOr<std::map<std::string, uint64_t>> QueryCounters(
+    v1::AdminService::Stub& admin, absl::Duration deadline) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  v1::GetStatsResponse response;
+  grpc::Status status =
+      admin.GetStats(&context, v1::GetStatsRequest(), &response);
+  if (!status.ok())
+    return absl::UnavailableError("GetStats: " + status.error_message());
+  return std::map<std::string, uint64_t>(response.counters().begin(),
+                                         response.counters().end());
 }
 
 absl::StatusOr<std::unique_ptr<LockdMemory>> LockdMemory::Create(
