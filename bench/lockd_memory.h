@@ -42,6 +42,7 @@ class LockdMemory {
  private:
   explicit LockdMemory(std::unique_ptr<v1::AdminService::Stub> admin)
       : admin_(std::move(admin)) {}
+  void Record(const v1::MemoryUsage& now);
 
   std::unique_ptr<v1::AdminService::Stub> admin_;
   int samples_ = 0;
