@@ -547,6 +547,8 @@ absl::Status Run() {
     json.Field("locks_after", s.locks_after);
     json.Field("list_seconds", s.list_seconds);
     json.Field("empty_after_seconds", s.empty_after);
+    json.Field("watched_seconds", s.locks_over_time.back().first);
+    json.Field("locks_at_end", s.locks_over_time.back().second);
     json.Field("daemon_cpu_settling", s.daemon_cpu_settling);
     json.EndObject();
     json.Field("daemon_cpu_idle", idle_cpu);

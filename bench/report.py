@@ -62,6 +62,9 @@ WORKLOADS = {
     "hot10000": "hot set of 10000 locks, 1 exclusive lock/txn",
 }
 MIB = 1024 * 1024
+# One colour per system in the plots (gnuplot's own cycle has 8).
+PLOT_COLORS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2",
+               "#e51e10", "#000000", "#8b4513", "#808080", "#ff69b4", "#00ced1"]
 
 
 def machine():
@@ -427,15 +430,21 @@ def fuzz_signed_lines(fuzz):
     if not fuzz:
         return []
     f = fuzz["signed"]
+    if f["empty_after_seconds"] >= 0:
+        emptied = f'the table was empty after {f["empty_after_seconds"]:.0f} s'
+    elif "locks_at_end" in f:
+        emptied = (f'the table was not empty when the watch ended after '
+                   f'{f["watched_seconds"]:.0f} s: {f["locks_at_end"]:,} locks left')
+    else:
+        emptied = 'the table was not empty when the watch ended'
     return [f'`bench/fuzz.cc` again, on the same lockd (`--max_lease_ms=2000`): '
             f'{f["packets"]:,} random requests signed by one client, often for '
             f'stale or unknown owners, in {f["send_seconds"]:.1f} s, the daemon '
             f'using {100 * f["daemon_cpu_sending"]:.0f} % of a core meanwhile; '
             f'{f["reject_quota"]:,} were refused at the client\'s quota. They left '
             f'{f["locks_after"]:,} locks in the table; listing them all page by '
-            f'page (as `lockctl locks` does) took {f["list_seconds"]:.3f} s. Once '
-            f'their leases and waits ended the table was empty after '
-            f'{f["empty_after_seconds"]:.0f} s (the daemon at '
+            f'page (as `lockctl locks` does) took {f["list_seconds"]:.3f} s. As '
+            f'their leases and waits ended, {emptied} (the daemon at '
             f'{100 * f["daemon_cpu_settling"]:.0f} % of a core meanwhile), and the '
             f'idle daemon used {100 * fuzz["daemon_cpu_idle"]:.1f} % of a core.', ""]
 
@@ -470,7 +479,8 @@ def auth_lines(dp, runs, fuzz):
             f'{fmt(signed["grant_latency"]["p50_us"])} us vs '
             f'{fmt(open_["grant_latency"]["p50_us"])} us, p99 '
             f'{fmt(signed["grant_latency"]["p99_us"])} us vs '
-            f'{fmt(open_["grant_latency"]["p99_us"])} us.')
+            f'{fmt(open_["grant_latency"]["p99_us"])} us (load before the runs '
+            f'{signed["loadavg_before"]:.1f} vs {open_["loadavg_before"]:.1f}).')
     if lines and lines[-1]:
         lines.append("")
     lines += fuzz_unauthenticated_lines(fuzz)
@@ -550,7 +560,8 @@ def plot(runs, systems, plot_dir, data_dir):
             ("grant_p99", lat_path, "grant latency p99, us (log)")):
         png = os.path.join(plot_dir, name + ".png")
         columns = ", ".join(
-            f"'{path}' using {i + 2}:xtic(1) title columnheader({i + 2})"
+            f"'{path}' using {i + 2}:xtic(1) title columnheader({i + 2}) "
+            f"lc rgb '{PLOT_COLORS[i % len(PLOT_COLORS)]}'"
             for i in range(len(shown)))
         script = f"""
 set terminal pngcairo size 1400,600 noenhanced
