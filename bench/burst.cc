@@ -1,11 +1,12 @@
 // burst: a burst of waiters against a running lockd, and its memory after.
-// From a client namespace, over lockd's UDP protocol on one socket:
+// From a client namespace, over lockd's UDP protocol on one socket, as one
+// client (--client_id, its key from --key_file; bench/signer.h):
 //   1. --locks locks are taken, one holder each;
 //   2. --waiters waiters (by default 10x the pool's first segment) queue on
 //      them as fast as the socket sends, each retransmitted (flagged, with
-//      its ticket) until answered: the pool grows under the burst, and a
-//      request that finds no room while a segment is being added is
-//      answered after the growth;
+//      its ticket and a fresh seq) until answered: the pool grows under the
+//      burst, and a request that finds no room while a segment is being
+//      added is answered after the growth;
 //   3. the holders release, and every waiter, once granted, releases: the
 //      queues drain;
 //   4. lockd's memory (AdminService.GetMemory) is sampled every second for
@@ -35,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "bench/json_writer.h"
 #include "bench/lockd_memory.h"
+#include "bench/signer.h"
 #include "proto/lockd.grpc.pb.h"
 #include "tests/netns/test_network.h"
 
@@ -48,6 +50,10 @@ ABSL_FLAG(absl::Duration, settle, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, retransmit, absl::Milliseconds(50),
           "Unanswered requests are sent again after this long.");
 ABSL_FLAG(std::string, json, "", "Also write the figures as JSON here.");
+ABSL_FLAG(std::string, key_file, "",
+          "lockd key file holding --client_id's key; empty: unsigned "
+          "requests (served only from lockd's --open_subnets).");
+ABSL_FLAG(uint32_t, client_id, 1, "The client id to sign requests as.");
 
 namespace lockd::bench {
 namespace {
@@ -62,10 +68,14 @@ constexpr absl::Duration kAdminDeadline = absl::Seconds(10);
 struct Pending {
   Message request;
   absl::Time sent;
+  // Of its first transmission: answers to any copy have at least this seq.
+  uint64_t first_seq = 0;
 };
 
 class Client {
  public:
+  explicit Client(Signer signer) : signer_(std::move(signer)) {}
+
   absl::Status Open(const std::string& server) {
     fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return absl::ErrnoToStatus(errno, "socket");
@@ -82,14 +92,15 @@ class Client {
   }
 
   void Send(Pending& p) {
-    const EncodedMessage bytes = Encode(p.request);
+    const EncodedMessage bytes = signer_.Sign(p.request);
     sendto(fd_, bytes.data(), bytes.size(), 0,
            reinterpret_cast<sockaddr*>(&server_), sizeof(server_));
+    if (p.first_seq == 0) p.first_seq = p.request.seq;
     p.sent = absl::Now();
     p.request.flags = LOCKD_FLAG_RETRANSMIT;  // every later copy
   }
 
-  // Replies that came within `wait`.
+  // Replies signed for this client that came within `wait`.
   std::vector<Message> Receive(absl::Duration wait) {
     std::vector<Message> out;
     pollfd p{fd_, POLLIN, 0};
@@ -99,25 +110,33 @@ class Client {
     for (;;) {
       const ssize_t n = recv(fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
       if (n < 0) break;
-      absl::StatusOr<Message> m = DecodeMessage(absl::MakeConstSpan(buffer, n));
-      if (m.ok()) out.push_back(*m);
+      const auto bytes = absl::MakeConstSpan(buffer, n);
+      absl::StatusOr<Message> m = DecodeMessage(bytes);
+      if (!m.ok()) continue;
+      if (signer_.Verify(bytes, *m))
+        out.push_back(*m);
+      else
+        ++forged_;
     }
     return out;
   }
 
+  uint64_t forged() const { return forged_; }
+
  private:
+  Signer signer_;
   int fd_ = -1;
   sockaddr_in server_{};
+  uint64_t forged_ = 0;  // replies not signed for us: dropped
 };
 
-Message Request(lockd_opcode opcode, uint64_t lock, uint64_t txn, uint32_t seq,
+Message Request(lockd_opcode opcode, uint64_t lock, uint64_t txn,
                 uint64_t ticket = 0) {
   Message m;
   m.opcode = opcode;
   m.mode = opcode == LOCKD_OP_ACQUIRE ? LOCKD_MODE_EXCLUSIVE : LOCKD_MODE_NONE;
   m.lock_id = lock;
   m.txn_id = txn;
-  m.seq = seq;
   m.ticket = ticket;
   return m;
 }
@@ -159,7 +178,7 @@ absl::StatusOr<std::map<uint64_t, Message>> Exchange(
     for (const Message& reply : client.Receive(absl::Milliseconds(5))) {
       auto it = outstanding.find(reply.txn_id);
       const bool answers_it = it != outstanding.end() &&
-                              reply.seq == it->second.request.seq &&
+                              reply.seq >= it->second.first_seq &&
                               !(reply.opcode == LOCKD_OP_GRANTED &&
                                 it->second.request.opcode == LOCKD_OP_RELEASE);
       if (!answers_it) {
@@ -185,18 +204,6 @@ struct Memory {
   v1::MemoryUsage usage;
 };
 
-absl::StatusOr<std::map<std::string, uint64_t>> GetCounters(
-    v1::AdminService::Stub& admin) {
-  grpc::ClientContext context;
-  v1::GetStatsResponse response;
-  grpc::Status status =
-      admin.GetStats(&context, v1::GetStatsRequest(), &response);
-  if (!status.ok())
-    return absl::UnavailableError("GetStats: " + status.error_message());
-  return std::map<std::string, uint64_t>(response.counters().begin(),
-                                         response.counters().end());
-}
-
 std::string MiB(uint64_t bytes) {
   return absl::StrFormat("%.2f MiB", bytes / 1048576.0);
 }
@@ -209,7 +216,10 @@ absl::Status Run() {
       NewAdminStub(absl::GetFlag(FLAGS_grpc));
   absl::StatusOr<v1::MemoryUsage> idle = QueryMemory(*admin, kAdminDeadline);
   if (!idle.ok()) return idle.status();
-  Client client;
+  absl::StatusOr<std::vector<Signer>> signer = MakeSigners(
+      absl::GetFlag(FLAGS_key_file), absl::GetFlag(FLAGS_client_id), 1);
+  if (!signer.ok()) return signer.status();
+  Client client(signer->front());
   if (absl::Status s = client.Open(absl::GetFlag(FLAGS_server)); !s.ok())
     return s;
   const uint32_t locks = absl::GetFlag(FLAGS_locks);
@@ -218,7 +228,7 @@ absl::Status Run() {
   Tally holders_tally;
   std::vector<Message> holders;
   for (uint32_t l = 0; l < locks; ++l)
-    holders.push_back(Request(LOCKD_OP_ACQUIRE, kFirstLock + l, 1 + l, 1));
+    holders.push_back(Request(LOCKD_OP_ACQUIRE, kFirstLock + l, 1 + l));
   auto ignore = [](const Message&) {};
   if (auto held = Exchange(client, holders, holders_tally, ignore); !held.ok())
     return held.status();
@@ -228,7 +238,7 @@ absl::Status Run() {
   std::vector<Message> queue;
   for (uint32_t w = 0; w < waiters; ++w)
     queue.push_back(
-        Request(LOCKD_OP_ACQUIRE, kFirstLock + w % locks, kFirstWaiter + w, 1));
+        Request(LOCKD_OP_ACQUIRE, kFirstLock + w % locks, kFirstWaiter + w));
   const absl::Time burst_start = absl::Now();
   absl::StatusOr<std::map<uint64_t, Message>> queued =
       Exchange(client, queue, burst_tally, ignore);
@@ -245,7 +255,7 @@ absl::Status Run() {
   };
   std::vector<Message> releases;
   for (const Message& h : holders)
-    releases.push_back(Request(LOCKD_OP_RELEASE, h.lock_id, h.txn_id, 2));
+    releases.push_back(Request(LOCKD_OP_RELEASE, h.lock_id, h.txn_id));
   uint64_t released = 0, to_release = 0;
   for (const auto& [txn, answer] : *queued)
     if (answer.opcode == LOCKD_OP_QUEUED) ++to_release;
@@ -257,7 +267,7 @@ absl::Status Run() {
     for (const auto& [txn, ticket] : granted)
       releases.push_back(Request(LOCKD_OP_RELEASE,
                                  kFirstLock + (txn - kFirstWaiter) % locks, txn,
-                                 2, ticket));
+                                 ticket));
     released += granted.size();
     granted.clear();
     if (releases.empty() && released < to_release) {
@@ -267,7 +277,7 @@ absl::Status Run() {
       for (const auto& [txn, ticket] : granted)
         releases.push_back(Request(LOCKD_OP_RELEASE,
                                    kFirstLock + (txn - kFirstWaiter) % locks,
-                                   txn, 2, ticket));
+                                   txn, ticket));
       released += granted.size();
       granted.clear();
       if (absl::Now() - drain_start > kGiveUp)
@@ -286,7 +296,7 @@ absl::Status Run() {
     after.push_back({absl::ToDoubleSeconds(absl::Now() - drained), *m});
   }
   absl::StatusOr<std::map<std::string, uint64_t>> counters =
-      GetCounters(*admin);
+      QueryCounters(*admin, kAdminDeadline);
   if (!counters.ok()) return counters.status();
 
   absl::PrintF("burst: %d waiters on %d locks in %.2f s; drained in %.2f s\n",
@@ -295,8 +305,8 @@ absl::Status Run() {
     absl::PrintF("  burst answers: %-22s %d\n", answer, n);
   absl::PrintF(
       "  burst retransmissions %d (requests unanswered while the pool grew); "
-      "drain retransmissions %d\n",
-      burst_tally.retransmitted, drain_tally.retransmitted);
+      "drain retransmissions %d; replies not signed for us %d\n",
+      burst_tally.retransmitted, drain_tally.retransmitted, client.forged());
   for (const char* name : {"pool_wait", "no_capacity_pool", "event_lost"})
     absl::PrintF("  %-22s %d\n", name, (*counters)[name]);
   const v1::MemoryUsage& end = after.back().usage;
@@ -325,6 +335,7 @@ absl::Status Run() {
   json.Field("queued", burst_tally.answers["QUEUED"]);
   json.Field("refused", burst_tally.answers["REJECTED NO_CAPACITY"]);
   json.Field("burst_retransmitted", burst_tally.retransmitted);
+  json.Field("replies_forged", client.forged());
   json.Field("pool_wait", (*counters)["pool_wait"]);
   json.Field("pool_segments_added", after.back().usage.pool_segments_added());
   json.Field("growth_refused", after.back().usage.growth_refused());

@@ -13,6 +13,12 @@
 // Each measured call is checked: verdict, the packet out byte for byte, and
 // the exact change of every datapath counter. A run that took another path
 // than the one being measured aborts the benchmark.
+//
+// Requests come from client 0 on a subnet open to unauthenticated requests
+// (tests/datapath/test_datapath.h), but for the "signed" rows: the same
+// acquire and release signed by a client with a key (MAC check, replay
+// window, signed reply), and what a forged or replayed request costs before
+// it is dropped. The difference is what authentication costs per request.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -33,11 +39,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "abi/lockd_abi.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -102,13 +110,43 @@ constexpr int kQueueBatch = 32;
 // Shared waiters woken by one release in the "grants 8" operation.
 constexpr int kManyWaiters = 8;
 // Each operation has a lock of its own, so that it can count the lock's
-// fences from zero.
+// fences from zero (in a bucket of its own: see DistinctBucketsSeed).
 constexpr uint64_t kReflectLock = 1;
 constexpr uint64_t kFreeLock = 2;
 constexpr uint64_t kQueueLock = 3;
 constexpr uint64_t kGrantOneLock = 4;
 constexpr uint64_t kGrantManyLock = 5;
 constexpr uint64_t kIdleTcLock = 6;
+constexpr uint64_t kSignedLock = 7;
+constexpr uint64_t kLocks[] = {kReflectLock,  kFreeLock,      kQueueLock,
+                               kGrantOneLock, kGrantManyLock, kIdleTcLock,
+                               kSignedLock};
+
+// A seed of the table's hash that puts every lock of kLocks in a bucket of
+// its own (of the base buckets: the benchmark holds too few locks to split
+// one). A lock freed in a bucket raises the bucket's fence floor, above which
+// a lock created there later starts: with a random seed, two locks sharing a
+// bucket made the second one's fences unpredictable.
+uint64_t DistinctBucketsSeed() {
+  for (uint64_t seed = 1;; ++seed) {
+    std::set<uint64_t> buckets;
+    for (uint64_t lock : kLocks)
+      buckets.insert(lockd_table_hash(lock, seed) &
+                     ((1u << LOCKD_TABLE_BASE_DEPTH) - 1));
+    if (buckets.size() == std::size(kLocks)) return seed;
+  }
+}
+
+// The client of the signed rows, and its key.
+constexpr uint32_t kSignedClient = 7;
+constexpr ClientKey kSignedKey{0x0706050403020100, 0x0f0e0d0c0b0a0908};
+
+// `m` with its MAC under kSignedKey: a request of kSignedClient, or a reply
+// for it.
+Message Sign(Message m) {
+  m.mac = MessageMac(Encode(m), kSignedKey);
+  return m;
+}
 
 // Keeps every call on one CPU, so per-CPU state (map element caches, the
 // per-CPU counters) stays warm between calls instead of moving around.
@@ -158,7 +196,8 @@ std::string VerdictName(Hook hook, uint32_t verdict) {
 
 // Whether frame `got` is `want` but for the message's ticket (where the
 // server keeps the owner's record: a pool block index the benchmark does
-// not predict) and the UDP checksum that covers it.
+// not predict) and what covers it: the UDP checksum, and the MAC of a reply
+// for kSignedClient.
 bool SameButTicket(const Bytes& want, const Bytes& got) {
   constexpr size_t kHeaders = 14 + 20 + 8;
   constexpr size_t kUdpCheck = 14 + 20 + 6;
@@ -172,6 +211,7 @@ bool SameButTicket(const Bytes& want, const Bytes& got) {
       DecodeMessage(absl::MakeConstSpan(got).subspan(kHeaders, kMessageSize));
   if (!w.ok() || !g.ok()) return want == got;
   w->ticket = g->ticket;
+  if (w->client_id == kSignedClient && !IsRequest(w->opcode)) *w = Sign(*w);
   return *w == *g;
 }
 
@@ -307,6 +347,7 @@ class Bench {
     AddEmpty();
     AddReflect();
     AddAcquireFreeAndRelease();
+    AddSigned();
     AddAcquireQueues();
     // Added before the calls, not in their arguments (evaluated in no set
     // order), because the table lists series in the order they are added.
@@ -396,6 +437,13 @@ class Bench {
 
   uint64_t NextTxn() { return ++last_txn_; }
 
+  // `m` as kSignedClient sends it: a fresh seq, signed.
+  Message SignedRequest(Message m) {
+    m.client_id = kSignedClient;
+    m.seq = ++signed_seq_;
+    return Sign(m);
+  }
+
   // Grants on `lock` so far, hence the fence of its next grant minus one.
   uint64_t& Fence(uint64_t lock) { return fences_[lock]; }
 
@@ -461,6 +509,65 @@ class Bench {
                                          {LOCKD_STAT_HOLD_ENDED, 1},
                                          {LOCKD_STAT_LOCK_FREED, 1}}),
                          &ns[1]);
+         }});
+  }
+
+  // AddAcquireFreeAndRelease's acquire and release signed by kSignedClient,
+  // and between them two requests dropped after their MAC was checked: a
+  // copy of the acquire (its seq seen: replayed) and an acquire whose MAC is
+  // wrong (forged).
+  void AddSigned() {
+    Series& acquire = Add("acquire_free_signed",
+                          "acquire, lock free -> GRANTED, signed", "lockd_xdp");
+    Series& replayed =
+        Add("replayed_xdp", "signed acquire replayed -> dropped", "lockd_xdp");
+    Series& forged =
+        Add("forged_xdp", "acquire, MAC forged -> dropped", "lockd_xdp");
+    Series& release =
+        Add("release_idle_signed",
+            "release, nobody waiting -> RELEASED, signed", "lockd_xdp");
+    operations_.push_back(
+        {{&acquire, &replayed, &forged, &release},
+         [this](absl::Span<uint32_t> ns) {
+           const Message take = SignedRequest(
+               Acquire(kSignedLock, NextTxn(), LOCKD_MODE_EXCLUSIVE));
+           const uint64_t fence = ++Fence(kSignedLock);
+           const Bytes take_in = From(0, take);
+           absl::Status status = Record(
+               lockd_.Measure(Hook::kXdp, take_in, XDP_TX,
+                              To(0, Granted(take, fence, lockd_.lease_ms())),
+                              {{LOCKD_STAT_RX, 1},
+                               {LOCKD_STAT_ACQUIRE, 1},
+                               {LOCKD_STAT_GRANT_IMMEDIATE, 1},
+                               {LOCKD_STAT_LOCK_CREATED, 1}}),
+               &ns[0]);
+           if (!status.ok()) return status;
+           status = Record(
+               lockd_.Measure(Hook::kXdp, take_in, XDP_DROP, take_in,
+                              {{LOCKD_STAT_RX, 1}, {LOCKD_STAT_REPLAYED, 1}}),
+               &ns[1]);
+           if (!status.ok()) return status;
+           Message forged = SignedRequest(
+               Acquire(kSignedLock, NextTxn(), LOCKD_MODE_EXCLUSIVE));
+           forged.mac = ~forged.mac;
+           const Bytes forged_in = From(0, forged);
+           status =
+               Record(lockd_.Measure(
+                          Hook::kXdp, forged_in, XDP_DROP, forged_in,
+                          {{LOCKD_STAT_RX, 1}, {LOCKD_STAT_AUTH_FAILED, 1}}),
+                      &ns[2]);
+           if (!status.ok()) return status;
+           const Message give =
+               SignedRequest(Release(kSignedLock, take.txn_id));
+           return Record(lockd_.Measure(Hook::kXdp, From(0, give), XDP_TX,
+                                        To(0, Answer(give, LOCKD_OP_RELEASED,
+                                                     LOCKD_STATUS_OK, fence)),
+                                        {{LOCKD_STAT_RX, 1},
+                                         {LOCKD_STAT_RELEASE, 1},
+                                         {LOCKD_STAT_RELEASED, 1},
+                                         {LOCKD_STAT_HOLD_ENDED, 1},
+                                         {LOCKD_STAT_LOCK_FREED, 1}}),
+                         &ns[3]);
          }});
   }
 
@@ -618,6 +725,7 @@ class Bench {
   std::deque<Series> series_;  // a deque: Add hands out references
   std::vector<Operation> operations_;
   uint64_t last_txn_ = 0;
+  uint64_t signed_seq_ = 0;
   std::map<uint64_t, uint64_t> fences_;
   std::vector<Message> queue_members_;  // holder first, then waiters
   uint32_t empty_repeat_ = 0;
@@ -632,6 +740,27 @@ struct Row {
   double ratio;  // median over the empty program's median
 };
 
+// What authentication adds to one request: the signed row against the same
+// request from client 0 on an open subnet, medians.
+struct AuthCost {
+  absl::string_view request;
+  const Row* open;
+  const Row* signed_row;
+  int64_t delta_ns() const {
+    return static_cast<int64_t>(signed_row->figures.median_ns) -
+           open->figures.median_ns;
+  }
+};
+
+std::vector<AuthCost> AuthCosts(const std::vector<Row>& rows) {
+  auto find = [&](absl::string_view id) {
+    return &*std::find_if(rows.begin(), rows.end(),
+                          [&](const Row& r) { return r.series->id == id; });
+  };
+  return {{"acquire", find("acquire_free"), find("acquire_free_signed")},
+          {"release", find("release_idle_xdp"), find("release_idle_signed")}};
+}
+
 std::vector<Row> Rows(const Bench& bench) {
   std::vector<Row> rows;
   for (const Series& s : bench.series())
@@ -644,16 +773,17 @@ std::vector<Row> Rows(const Bench& bench) {
 
 void PrintTable(const std::vector<Row>& rows, const Bench& bench,
                 absl::string_view kernel, int cpu) {
+  const std::vector<AuthCost> auth = AuthCosts(rows);
   absl::PrintF(
       "lockd datapath: ns per call, measured by the kernel "
       "(BPF_PROG_TEST_RUN, repeat=1)\nkernel %s, pinned to CPU %d, TC "
       "clones to lo of a private netns, %s pool segments\n\n",
       kernel, cpu,
       absl::GetFlag(FLAGS_pool_prealloc) ? "preallocated" : "NO_PREALLOC");
-  absl::PrintF("%-42s %-11s %7s %8s %8s %8s\n", "operation", "program", "runs",
+  absl::PrintF("%-44s %-11s %7s %8s %8s %8s\n", "operation", "program", "runs",
                "median", "p90", "x empty");
   for (const Row& row : rows)
-    absl::PrintF("%-42s %-11s %7d %8d %8d %8.2f\n", row.series->operation,
+    absl::PrintF("%-44s %-11s %7d %8d %8d %8.2f\n", row.series->operation,
                  row.series->program, row.figures.runs, row.figures.median_ns,
                  row.figures.p90_ns, row.ratio);
   absl::PrintF(
@@ -662,6 +792,13 @@ void PrintTable(const std::vector<Row>& rows, const Bench& bench,
       "include each GRANTED clone's transmit on lo and its loopback "
       "receive\n",
       bench.empty_repeat(), bench.empty_repeat_ns());
+  absl::PrintF(
+      "\nauthentication per request (signed by a client key, against client "
+      "0 from an open subnet; medians):\n");
+  for (const AuthCost& a : auth)
+    absl::PrintF("  %-8s %+5d ns (%d signed, %d unsigned)\n", a.request,
+                 a.delta_ns(), a.signed_row->figures.median_ns,
+                 a.open->figures.median_ns);
 }
 
 absl::Status WriteJson(const std::string& path, const std::vector<Row>& rows,
@@ -676,15 +813,21 @@ absl::Status WriteJson(const std::string& path, const std::vector<Row>& rows,
         row.series->id, row.series->operation, row.series->program,
         row.figures.runs, row.figures.median_ns, row.figures.p90_ns,
         row.ratio));
+  std::vector<std::string> auth;
+  for (const AuthCost& a : AuthCosts(rows))
+    auth.push_back(absl::StrFormat(
+        "    {\"request\": \"%s\", \"unsigned_id\": \"%s\", "
+        "\"signed_id\": \"%s\", \"delta_ns\": %d}",
+        a.request, a.open->series->id, a.signed_row->series->id, a.delta_ns()));
   std::string json = absl::StrFormat(
       "{\n  \"kernel\": \"%s\",\n  \"cpu\": %d,\n  \"iterations\": %d,\n"
       "  \"max_seconds\": %.3f,\n  \"measure\": \"kernel duration of one "
       "repeat=1 BPF_PROG_TEST_RUN\",\n  \"yardstick\": \"xdp_empty\",\n"
       "  \"empty_repeat\": {\"repeat\": %d, \"ns_per_run\": %d},\n"
-      "  \"operations\": [\n%s\n  ]\n}\n",
+      "  \"operations\": [\n%s\n  ],\n  \"auth_cost\": [\n%s\n  ]\n}\n",
       kernel, cpu, limits.iterations, absl::ToDoubleSeconds(limits.time),
       bench.empty_repeat(), bench.empty_repeat_ns(),
-      absl::StrJoin(operations, ",\n"));
+      absl::StrJoin(operations, ",\n"), absl::StrJoin(auth, ",\n"));
   std::ofstream file(path);
   file << json;
   file.close();
@@ -709,9 +852,13 @@ absl::Status Main() {
 
   DatapathOptions options;
   options.pool_prealloc = absl::GetFlag(FLAGS_pool_prealloc);
+  options.hash_seed = DistinctBucketsSeed();
   absl::StatusOr<testing::TestDatapath> loaded =
       testing::TestDatapath::Create(options);
   if (!loaded.ok()) return loaded.status();
+  if (absl::Status keyed = loaded->clients->Set(kSignedClient, kSignedKey);
+      !keyed.ok())
+    return keyed;
 
   std::unique_ptr<baseline_bpf, decltype(&baseline_bpf__destroy)> baseline(
       baseline_bpf__open_and_load(), &baseline_bpf__destroy);

@@ -6,16 +6,17 @@
 
 namespace lockd::bench {
 template <typename Request, typename Response>
-Call<Request, Response>* GrpcDriver::NewCall(uint64_t lock_id,
-                                             uint64_t txn_id) {
+Call<Request, Response>* GrpcDriver::NewCall(int session, Message request) {
   ++calls_;
   {
     absl::MutexLock lock(&mu_);
     ++in_flight_;
   }
   auto* call = new Call<Request, Response>;
-  call->request.set_lock_id(lock_id);
-  call->request.set_txn_id(txn_id);
+  call->request.set_lock_id(request.lock_id);
+  call->request.set_txn_id(request.txn_id);
+  const EncodedMessage bytes = options_.signers[session].Sign(request);
+  call->request.set_signed_request(bytes.data(), bytes.size());
   return call;
 }
 
@@ -83,8 +84,14 @@ void GrpcDriver::Health(int session, int slot, Reply reply) {
 void GrpcDriver::Acquire(int session, int slot, uint64_t txn_id,
                          uint64_t lock_id, lockd_mode mode) {
   if (options_.health_only) return Health(session, slot, Reply::kGranted);
+  Message request;
+  request.opcode = LOCKD_OP_ACQUIRE;
+  request.mode = mode;
+  request.policy = options_.policy;
+  request.lock_id = lock_id;
+  request.txn_id = txn_id;
   auto* call =
-      NewCall<v1::AcquireRequest, v1::AcquireResponse>(lock_id, txn_id);
+      NewCall<v1::AcquireRequest, v1::AcquireResponse>(session, request);
   call->request.set_mode(static_cast<v1::Mode>(mode));
   call->request.set_policy(static_cast<v1::Policy>(options_.policy));
   stub_->async()->Acquire(
@@ -103,8 +110,12 @@ void GrpcDriver::Acquire(int session, int slot, uint64_t txn_id,
 void GrpcDriver::Release(int session, int slot, uint64_t txn_id,
                          uint64_t lock_id) {
   if (options_.health_only) return Health(session, slot, Reply::kReleased);
+  Message request;
+  request.opcode = LOCKD_OP_RELEASE;
+  request.lock_id = lock_id;
+  request.txn_id = txn_id;
   auto* call =
-      NewCall<v1::ReleaseRequest, v1::ReleaseResponse>(lock_id, txn_id);
+      NewCall<v1::ReleaseRequest, v1::ReleaseResponse>(session, request);
   stub_->async()->Release(
       &call->context, &call->request, &call->response,
       [this, call, session, slot](grpc::Status status) {

@@ -3,6 +3,9 @@
 // (NO_WAIT conflict, WAIT_DIE death); Release ends the hold. One channel per
 // thread, shared by its sessions. gRPC completes calls on its own threads;
 // completions are handed to the loop through a locked inbox and a wake-up.
+// Each session is a client of its own (bench/signer.h): its calls carry the
+// request as a wire message signed with its key (`signed_request`), as the
+// client library sends them.
 //
 // With `health_only`, every Acquire and Release is an AdminService.Health
 // call instead, answered as granted and released: the same RPCs, driven
@@ -18,10 +21,12 @@
 #include <string>
 #include <vector>
 
+#include "abi/codec.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/event_loop.h"
 #include "bench/lock_driver.h"
+#include "bench/signer.h"
 #include "proto/lockd.grpc.pb.h"
 
 namespace lockd::bench {
@@ -38,6 +43,8 @@ struct GrpcDriverOptions {
   std::string server;  // host:port
   lockd_policy policy = LOCKD_POLICY_WAIT;
   bool health_only = false;
+  // Session i signs as signers[i]; one for each session of Connect.
+  std::vector<Signer> signers;
 };
 
 class GrpcDriver : public LockDriver {
@@ -61,9 +68,10 @@ class GrpcDriver : public LockDriver {
     bool error;  // an RPC failure other than ABORTED
   };
 
-  // A call for (lock_id, txn_id), counted in flight until Post.
+  // A call for `request`'s (lock, txn), signed by `session`, counted in
+  // flight until Post.
   template <typename Request, typename Response>
-  Call<Request, Response>* NewCall(uint64_t lock_id, uint64_t txn_id);
+  Call<Request, Response>* NewCall(int session, Message request);
   void Post(const Completion& completion);
   // A Health call standing in for a lock call; `reply` when it succeeds.
   void Health(int session, int slot, Reply reply);

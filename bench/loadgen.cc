@@ -8,7 +8,10 @@
 // --bpf_map_ids). scripts/bench.sh runs it; it never asserts on time.
 //
 // Sessions are spread over --threads threads, each an epoll loop with its
-// own driver. With --netns it joins that network namespace first, keeping
+// own driver. Against lockd (udp, grpc) and the reflector, session i speaks
+// as client --client_id + i with that client's key from --key_file
+// (bench/signer.h); without --key_file, unsigned (served only from lockd's
+// --open_subnets). With --netns it joins that network namespace first, keeping
 // the host's mount namespace (so bpffs and /proc stay the host's).
 #include <unistd.h>
 
@@ -37,6 +40,7 @@
 #include "bench/lockd_memory.h"
 #include "bench/memory_sampler.h"
 #include "bench/redis_driver.h"
+#include "bench/signer.h"
 #include "bench/txn_runner.h"
 #include "bench/udp_driver.h"
 #include "bench/workload.h"
@@ -82,6 +86,12 @@ ABSL_FLAG(std::string, lockd_admin, "",
           "lockd's gRPC address: its own account of its kernel memory is "
           "sampled (start, peak, end).");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed.");
+ABSL_FLAG(std::string, key_file, "",
+          "udp, reflect, grpc: lockd key file holding the sessions' keys; "
+          "empty: unsigned requests.");
+ABSL_FLAG(uint32_t, client_id, 1,
+          "With --key_file: the client id of the first session; session i "
+          "signs as client_id + i (each its own seq counter).");
 ABSL_FLAG(int32_t, zk_handles, 1,
           "zk: ZooKeeper sessions per thread, shared by its sessions (as one "
           "Curator client serves every lock of a JVM); 0: one per load "
@@ -129,10 +139,11 @@ Backoff FlagBackoff() {
   return backoff;
 }
 
-absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(const std::string& name,
-                                                       lockd_policy policy,
-                                                       uint64_t seed,
-                                                       EventLoop* loop) {
+// The driver of one thread; `signers` sign its sessions' requests (lockd's
+// and the reflector's drivers).
+absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(
+    const std::string& name, lockd_policy policy, uint64_t seed,
+    std::vector<Signer> signers, EventLoop* loop) {
   const uint32_t port = absl::GetFlag(FLAGS_port);
   const std::string server = absl::GetFlag(FLAGS_server);
   if (name == "redis") {
@@ -162,6 +173,7 @@ absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(const std::string& name,
         absl::StrCat(server, ":", port != 0 ? port : kDefaultGrpcPort);
     options.policy = policy;
     options.health_only = name == "grpc_health";
+    options.signers = std::move(signers);
     return std::make_unique<GrpcDriver>(options, loop);
   }
   if (name == "udp" || name == "reflect") {
@@ -171,6 +183,7 @@ absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(const std::string& name,
     options.sockets = absl::GetFlag(FLAGS_sockets);
     options.policy = policy;
     options.reflect = name == "reflect";
+    options.signers = std::move(signers);
     return std::make_unique<UdpDriver>(options, loop);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown driver ", name));
@@ -178,11 +191,17 @@ absl::StatusOr<std::unique_ptr<LockDriver>> MakeDriver(const std::string& name,
 
 // One thread's share of the run.
 struct Worker {
+  int sessions = 0;
   std::unique_ptr<EventLoop> loop;
   std::unique_ptr<LockDriver> driver;
   std::unique_ptr<TxnRunner> runner;
   absl::Status status;
 };
+
+// Sessions of thread t when `sessions` are spread over `threads`.
+int SessionsOfThread(int sessions, int threads, int t) {
+  return sessions / threads + (t < sessions % threads ? 1 : 0);
+}
 
 // The 1-minute load average: other work on the machine shows here.
 double LoadAverage() {
@@ -267,16 +286,24 @@ absl::Status Run() {
   const int threads = std::max(1, absl::GetFlag(FLAGS_threads));
   const int sessions = std::max(threads, absl::GetFlag(FLAGS_sessions));
   const std::string driver_name = absl::GetFlag(FLAGS_driver);
+  absl::StatusOr<std::vector<Signer>> signers = MakeSigners(
+      absl::GetFlag(FLAGS_key_file), absl::GetFlag(FLAGS_client_id), sessions);
+  if (!signers.ok()) return signers.status();
   std::vector<Worker> workers(threads);
-  for (int t = 0; t < threads; ++t) {
+  for (int t = 0, first = 0; t < threads; ++t) {
     Worker& worker = workers[t];
+    worker.sessions = SessionsOfThread(sessions, threads, t);
     absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
     if (!loop.ok()) return loop.status();
     worker.loop = *std::move(loop);
     absl::StatusOr<std::unique_ptr<LockDriver>> driver = MakeDriver(
-        driver_name, *policy, absl::GetFlag(FLAGS_seed) + t, worker.loop.get());
+        driver_name, *policy, absl::GetFlag(FLAGS_seed) + t,
+        std::vector<Signer>(signers->begin() + first,
+                            signers->begin() + first + worker.sessions),
+        worker.loop.get());
     if (!driver.ok()) return driver.status();
     worker.driver = *std::move(driver);
+    first += worker.sessions;
   }
 
   const int64_t epoch = NowNanos();
@@ -288,7 +315,7 @@ absl::Status Run() {
   for (int t = 0; t < threads; ++t) {
     Worker& worker = workers[t];
     config.thread_index = t;
-    config.sessions = sessions / threads + (t < sessions % threads ? 1 : 0);
+    config.sessions = worker.sessions;
     config.seed = absl::GetFlag(FLAGS_seed) * 1000003 + t;
     worker.runner = std::make_unique<TxnRunner>(
         config, workload->get(), worker.loop.get(), worker.driver.get());
@@ -352,6 +379,7 @@ absl::Status Run() {
   json.Field("driver", driver_name);
   json.Field("workload", (*workload)->spec().name);
   json.Field("policy", absl::GetFlag(FLAGS_policy));
+  json.Field("signed", !absl::GetFlag(FLAGS_key_file).empty());
   json.Field("mode",
              std::string(absl::GetFlag(FLAGS_rate) > 0 ? "open" : "closed"));
   json.Field("offered_txn_per_s", absl::GetFlag(FLAGS_rate));

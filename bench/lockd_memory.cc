@@ -2,8 +2,21 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_cat.h"
 
 namespace lockd::bench {
+namespace {
+
+constexpr absl::Duration kFirstAnswerDeadline = absl::Seconds(15);
+
+// A call that ends by `deadline`, and waits for a channel still connecting
+// (or backing off) rather than failing at once.
+void SetDeadline(grpc::ClientContext& context, absl::Duration deadline) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  context.set_wait_for_ready(true);
+}
+
+}  // namespace
 
 std::unique_ptr<v1::AdminService::Stub> NewAdminStub(
     const std::string& address) {
@@ -16,7 +29,7 @@ std::unique_ptr<v1::AdminService::Stub> NewAdminStub(
 absl::StatusOr<v1::MemoryUsage> QueryMemory(v1::AdminService::Stub& admin,
                                             absl::Duration deadline) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  SetDeadline(context, deadline);
   v1::GetMemoryResponse response;
   grpc::Status status =
       admin.GetMemory(&context, v1::GetMemoryRequest(), &response);
@@ -25,20 +38,40 @@ absl::StatusOr<v1::MemoryUsage> QueryMemory(v1::AdminService::Stub& admin,
   return response.memory();
 }
 
+absl::StatusOr<std::map<std::string, uint64_t>> QueryCounters(
+    v1::AdminService::Stub& admin, absl::Duration deadline) {
+  grpc::ClientContext context;
+  SetDeadline(context, deadline);
+  v1::GetStatsResponse response;
+  grpc::Status status =
+      admin.GetStats(&context, v1::GetStatsRequest(), &response);
+  if (!status.ok())
+    return absl::UnavailableError("GetStats: " + status.error_message());
+  return std::map<std::string, uint64_t>(response.counters().begin(),
+                                         response.counters().end());
+}
+
 absl::StatusOr<std::unique_ptr<LockdMemory>> LockdMemory::Create(
     const std::string& address) {
   std::unique_ptr<LockdMemory> memory(new LockdMemory(NewAdminStub(address)));
-  memory->Sample();
-  if (memory->samples_ == 0)
-    return absl::UnavailableError("no GetMemory answer from " + address);
+  // A daemon just started on a busy machine may take a moment to answer
+  // its first call.
+  absl::StatusOr<v1::MemoryUsage> first =
+      QueryMemory(*memory->admin_, kFirstAnswerDeadline);
+  if (!first.ok())
+    return absl::UnavailableError(absl::StrCat(
+        "no GetMemory answer from ", address, ": ", first.status().message()));
+  memory->Record(*first);
   return memory;
 }
 
 void LockdMemory::Sample() {
   absl::StatusOr<v1::MemoryUsage> usage =
       QueryMemory(*admin_, absl::Seconds(2));
-  if (!usage.ok()) return;
-  const v1::MemoryUsage& now = *usage;
+  if (usage.ok()) Record(*usage);
+}
+
+void LockdMemory::Record(const v1::MemoryUsage& now) {
   if (samples_++ == 0) start_ = now;
   if (now.total_bytes() >= peak_.total_bytes()) peak_ = now;
   end_ = now;

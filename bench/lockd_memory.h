@@ -1,9 +1,12 @@
 // LockdMemory: lockd's own account of its kernel memory (the datapath's
 // maps, segments included, against the budget), sampled through the
 // AdminService while a run goes: at the start, at the peak and at the end.
+// Also the AdminService queries the tools share.
 #ifndef LOCKD_BENCH_LOCKD_MEMORY_H_
 #define LOCKD_BENCH_LOCKD_MEMORY_H_
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -22,6 +25,10 @@ std::unique_ptr<v1::AdminService::Stub> NewAdminStub(
 absl::StatusOr<v1::MemoryUsage> QueryMemory(v1::AdminService::Stub& admin,
                                             absl::Duration deadline);
 
+// lockd's counters now (GetStats), by name, waiting at most `deadline`.
+absl::StatusOr<std::map<std::string, uint64_t>> QueryCounters(
+    v1::AdminService::Stub& admin, absl::Duration deadline);
+
 class LockdMemory {
  public:
   // lockd's gRPC address.
@@ -35,6 +42,7 @@ class LockdMemory {
  private:
   explicit LockdMemory(std::unique_ptr<v1::AdminService::Stub> admin)
       : admin_(std::move(admin)) {}
+  void Record(const v1::MemoryUsage& now);
 
   std::unique_ptr<v1::AdminService::Stub> admin_;
   int samples_ = 0;

@@ -71,6 +71,24 @@ absl::StatusOr<uint64_t> MapMemlock(int map_fd) {
   return ProcField(absl::StrCat("/proc/self/fdinfo/", map_fd), "memlock");
 }
 
+absl::StatusOr<int64_t> PinnedMapEntries(const std::string& path) {
+  const int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("map ", path));
+  bpf_map_info info{};
+  uint32_t length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &length) != 0) {
+    const int error = errno;
+    close(fd);
+    return absl::ErrnoToStatus(error, absl::StrCat("info of map ", path));
+  }
+  MapMemory map;
+  map.type = info.type;
+  map.max_entries = info.max_entries;
+  const int64_t entries = CountEntries(fd, map, INT64_MAX);
+  close(fd);
+  return entries;
+}
+
 absl::StatusOr<MemorySampler> MemorySampler::Create(
     std::vector<pid_t> pids, std::vector<uint32_t> map_ids) {
   MemorySampler sampler;

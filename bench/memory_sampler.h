@@ -22,6 +22,9 @@ namespace lockd::bench {
 // memlock of an open BPF map, from /proc/self/fdinfo.
 absl::StatusOr<uint64_t> MapMemlock(int map_fd);
 
+// Elements in the BPF map pinned at `path`, every one counted.
+absl::StatusOr<int64_t> PinnedMapEntries(const std::string& path);
+
 struct MapMemory {
   uint32_t id = 0;
   std::string name;

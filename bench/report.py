@@ -12,8 +12,13 @@ import platform
 import subprocess
 
 REFERENCE = "lockd"  # the fast path: every ratio is against it
+# Yardsticks of lockd rather than other lock services: not in the verdicts.
+YARDSTICKS = ("xdp-reflect", "lockd-open")
 SYSTEMS = {
-    "lockd": "lockd, fast path (XDP/TC), policy WAIT, UDP",
+    "lockd": "lockd, fast path (XDP/TC), policy WAIT, UDP, every request signed",
+    "lockd-open": "the same, unsigned (client 0) from a subnet opened to "
+                  "unauthenticated requests (`--open_subnets`, labs only): lockd "
+                  "without authentication, the yardstick of what it costs",
     "lockd-user": "the same daemon with the fast path off (`--interface=`): "
                   "every request reaches the daemon's socket and runs through the "
                   "control program on the same kernel table, same UDP protocol",
@@ -27,7 +32,7 @@ SYSTEMS = {
                          "gRPC alone costs (the yardstick of lockd-grpc)",
     "xdp-reflect": "`xdp_reflect` (bpf/baseline.bpf.c) natively on the server veth: "
                    "answers every request with GRANTED and keeps no lock "
-                   "(the physical ceiling)",
+                   "(the physical ceiling); sent the same signed 72-byte requests",
     "redis": "Redis: `SET key token NX PX 10000`, a busy lock polled again after "
              "random exponential backoff (20 us .. 2 ms), release by an owner-checking "
              "Lua script (EVALSHA); exclusive only",
@@ -57,6 +62,9 @@ WORKLOADS = {
     "hot10000": "hot set of 10000 locks, 1 exclusive lock/txn",
 }
 MIB = 1024 * 1024
+# One colour per system in the plots (gnuplot's own cycle has 8).
+PLOT_COLORS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2",
+               "#e51e10", "#000000", "#8b4513", "#808080", "#ff69b4", "#00ced1"]
 
 
 def machine():
@@ -194,7 +202,7 @@ def ratio_matrix(runs, systems):
                 continue
             x = ratio(r["goodput_txn_per_s"], ref["goodput_txn_per_s"])
             cells.append(fmt_ratio(x))
-            if system != "xdp-reflect" and x is not None:
+            if system not in YARDSTICKS and x is not None:
                 verdicts.append((workload, system, x))
         lines.append(f'| {workload} | {fmt(ref["goodput_txn_per_s"])} | ' +
                      " | ".join(cells) + " |")
@@ -382,20 +390,101 @@ def burst_lines(burst):
             f'{settled if settled is not None else "more than " + str(len(after))} s.', ""]
 
 
-def fuzz_lines(fuzz):
+FUZZ_LEFT = {
+    "locks": "locks in the table",
+    "pool_live_blocks": "pool blocks live",
+    "ended_memos": "remembered endings",
+    "clients_added": "client records added",
+    "locks_created": "locks created",
+    "pool_blocks_allocated": "pool blocks allocated",
+    "requests_served": "requests served",
+}
+
+
+def fuzz_unauthenticated_lines(fuzz):
     if not fuzz:
         return []
     f = fuzz
-    return [f'`bench/fuzz.cc` against a fresh lockd (`--max_lease_ms=2000`): '
-            f'{f["packets"]:,} packets of random, malformed (about 30 %) and stale '
-            f'requests in {f["send_seconds"]:.1f} s, the daemon using '
-            f'{100 * f["daemon_cpu_sending"]:.0f} % of a core meanwhile. They left '
+    left = f["left"]
+    dropped = f["dropped"]
+    accounted = sum(v for k, v in dropped.items() if k != "rx")
+    return [f'`bench/fuzz.cc` against a fresh lockd with a key file and no '
+            f'`--open_subnets`: {f["packets"]:,} packets from senders without a '
+            f'key, sent in {f["send_seconds"]:.1f} s: random well-formed requests, '
+            f'unsigned (client 0) or under random client ids (known to lockd or '
+            f'not) with random MACs; replays of the {f["captured"]} signed requests '
+            f'a key holder sent just before (taking and releasing locks), and '
+            f'copies of them with a byte changed; about 30 % malformed. The daemon '
+            f'used {100 * f["daemon_cpu_sending"]:.0f} % of a core meanwhile (the '
+            f'datapath drops them in the kernel). What they left in lockd, all of '
+            f'which must be 0 (-1: not read):', "",
+            "| " + " | ".join(FUZZ_LEFT[k] for k in left) + " |",
+            "|" + "---|" * len(left),
+            "| " + " | ".join(f"{v:,}" for v in left.values()) + " |", "",
+            "How lockd dropped them (its counters, over the packets): " +
+            ", ".join(f'{k} {v:,}' for k, v in dropped.items()) +
+            f'; {accounted:,} of {dropped["rx"]:,} received accounted for.', ""]
+
+
+def fuzz_signed_lines(fuzz):
+    if not fuzz:
+        return []
+    f = fuzz["signed"]
+    if f["empty_after_seconds"] >= 0:
+        emptied = f'the table was empty after {f["empty_after_seconds"]:.0f} s'
+    elif "locks_at_end" in f:
+        emptied = (f'the table was not empty when the watch ended after '
+                   f'{f["watched_seconds"]:.0f} s: {f["locks_at_end"]:,} locks left')
+    else:
+        emptied = 'the table was not empty when the watch ended'
+    return [f'`bench/fuzz.cc` again, on the same lockd (`--max_lease_ms=2000`): '
+            f'{f["packets"]:,} random requests signed by one client, often for '
+            f'stale or unknown owners, in {f["send_seconds"]:.1f} s, the daemon '
+            f'using {100 * f["daemon_cpu_sending"]:.0f} % of a core meanwhile; '
+            f'{f["reject_quota"]:,} were refused at the client\'s quota. They left '
             f'{f["locks_after"]:,} locks in the table; listing them all page by '
-            f'page (as `lockctl locks` does) took {f["list_seconds"]:.3f} s. Once '
-            f'their leases and waits ended the table was empty after '
-            f'{f["empty_after_seconds"]:.0f} s (the daemon at '
+            f'page (as `lockctl locks` does) took {f["list_seconds"]:.3f} s. As '
+            f'their leases and waits ended, {emptied} (the daemon at '
             f'{100 * f["daemon_cpu_settling"]:.0f} % of a core meanwhile), and the '
-            f'idle daemon used {100 * f["daemon_cpu_idle"]:.1f} % of a core.', ""]
+            f'idle daemon used {100 * fuzz["daemon_cpu_idle"]:.1f} % of a core.', ""]
+
+
+def auth_lines(dp, runs, fuzz):
+    lines = []
+    if dp and dp.get("auth_cost"):
+        ops = {o["id"]: o for o in dp["operations"]}
+        lines += ["Per request in the kernel (`bench/datapath_bench.cc`, medians of "
+                  "the rows in the table below): the same request from client 0 on "
+                  "an open subnet, and signed by a client with a key (its MAC "
+                  "checked, its seq taken by the client's replay window, the reply "
+                  "signed):", "",
+                  "| request | client 0, open subnet ns | signed ns | authentication ns |",
+                  "|---|---|---|---|"]
+        for a in dp["auth_cost"]:
+            lines.append(f'| {a["request"]} | {ops[a["unsigned_id"]]["median_ns"]} | '
+                         f'{ops[a["signed_id"]]["median_ns"]} | {a["delta_ns"]:+} |')
+        lines += ["", f'Dropping a request whose MAC is forged costs '
+                  f'{ops["forged_xdp"]["median_ns"]} ns of kernel time, a replayed '
+                  f'one (MAC right, seq seen) {ops["replayed_xdp"]["median_ns"]} ns.',
+                  ""]
+    by = index(runs)
+    for workload in WORKLOADS:
+        signed, open_ = by.get((REFERENCE, workload)), by.get(("lockd-open", workload))
+        if not (signed and open_):
+            continue
+        lines.append(
+            f'- {workload}, end to end: lockd signed {fmt(signed["locks_per_s"])} '
+            f'locks/s = {signed["locks_per_s"] / open_["locks_per_s"]:.2f} of '
+            f'lockd-open\'s {fmt(open_["locks_per_s"])}; grant p50 '
+            f'{fmt(signed["grant_latency"]["p50_us"])} us vs '
+            f'{fmt(open_["grant_latency"]["p50_us"])} us, p99 '
+            f'{fmt(signed["grant_latency"]["p99_us"])} us vs '
+            f'{fmt(open_["grant_latency"]["p99_us"])} us (load before the runs '
+            f'{signed["loadavg_before"]:.1f} vs {open_["loadavg_before"]:.1f}).')
+    if lines and lines[-1]:
+        lines.append("")
+    lines += fuzz_unauthenticated_lines(fuzz)
+    return lines
 
 
 def grpc_lines(runs):
@@ -471,7 +560,8 @@ def plot(runs, systems, plot_dir, data_dir):
             ("grant_p99", lat_path, "grant latency p99, us (log)")):
         png = os.path.join(plot_dir, name + ".png")
         columns = ", ".join(
-            f"'{path}' using {i + 2}:xtic(1) title columnheader({i + 2})"
+            f"'{path}' using {i + 2}:xtic(1) title columnheader({i + 2}) "
+            f"lc rgb '{PLOT_COLORS[i % len(PLOT_COLORS)]}'"
             for i in range(len(shown)))
         script = f"""
 set terminal pngcairo size 1400,600 noenhanced
@@ -652,7 +742,10 @@ def main():
     ]
     lines += [f"| {s} | {SYSTEMS[s]} |" for s in systems]
     lines += ["", "lockd runs with default flags (a fresh server for each run, "
-              "`--keep_state=false`): its memory follows the live locks and waiters "
+              "`--keep_state=false`) and a key file of fresh client keys "
+              "(`bench/make_key_file.cc`): each load generator session signs its "
+              "requests as a client of its own (`bench/signer.h`), lockd-open "
+              "excepted. Its memory follows the live locks and waiters "
               "within the default 256 MiB budget. Redis, etcd and ZooKeeper are Debian's "
               "packages, run in the server namespace only; ZooKeeper standalone "
               "(`bench/zk_server.sh`: heap at most 1 GiB, no admin server), started "
@@ -670,6 +763,8 @@ def main():
               "trivial Health RPCs driven the same way:", ""]
     lines += grpc_lines(runs)
     lines += verdict_lines(verdicts)
+    lines += ["## What authentication costs", ""]
+    lines += auth_lines(dp, runs, fuzz)
     lines += ["## Every closed-loop run", "",
               "`load before` is the 1-minute load average when the run started; the "
               "benchmark itself accounts for about 2-3 (two load generator threads and "
@@ -690,8 +785,8 @@ def main():
     lines += churn_lines(runs, churn_bench)
     lines += ["### A burst of waiters", ""]
     lines += burst_lines(burst)
-    lines += ["### After a million fuzzed packets", ""]
-    lines += fuzz_lines(fuzz)
+    lines += ["### After random requests of a key holder", ""]
+    lines += fuzz_signed_lines(fuzz)
     lines += ["### Against fixed slots", ""]
     lines += memory_section(runs, prealloc, churn_bench)
     lines += ["## The kernel fast path, per operation", ""]

@@ -79,8 +79,8 @@ void UdpDriver::Start(int session, int slot, lockd_opcode opcode,
   // A RELEASE names the record its slot's GRANTED named.
   const uint64_t ticket =
       opcode == LOCKD_OP_RELEASE ? state.slots[slot].ticket : LOCKD_TICKET_NONE;
-  pending = Pending{true,    false,  opcode, mode,  ++state.seq,
-                    lock_id, txn_id, 0,      false, ticket};
+  pending =
+      Pending{true, false, opcode, mode, 0, lock_id, txn_id, 0, false, ticket};
   Send(session, pending);
 }
 
@@ -90,12 +90,14 @@ void UdpDriver::Send(int session, Pending& pending) {
   message.mode = pending.mode;
   message.policy =
       pending.opcode == LOCKD_OP_ACQUIRE ? options_.policy : LOCKD_POLICY_WAIT;
-  message.seq = pending.seq;
   message.lock_id = pending.lock_id;
   message.txn_id = pending.txn_id;
   message.ticket = pending.ticket;
   message.flags = pending.again ? LOCKD_FLAG_RETRANSMIT : 0;
-  outbox_[session % fds_.size()].push_back(Encode(message));
+  // A session always sends on the same socket, in the order of its seqs.
+  outbox_[session % fds_.size()].push_back(
+      options_.signers[session].Sign(message));
+  if (!pending.again) pending.first_seq = message.seq;
   pending.again = true;
   pending.sent = NowNanos();
 }
@@ -155,6 +157,11 @@ void UdpDriver::Handle(const uint8_t* data, size_t size) {
     ++stray_;
     return;
   }
+  if (!options_.reflect && !options_.signers[session].Verify(
+                               absl::MakeConstSpan(data, size), *reply)) {
+    ++forged_;
+    return;
+  }
   std::vector<Pending>& slots = sessions_[session].slots;
   for (size_t slot = 0; slot < slots.size(); ++slot) {
     Pending& pending = slots[slot];
@@ -180,7 +187,7 @@ void UdpDriver::Handle(const uint8_t* data, size_t size) {
         break;
       }
     } else if (reply->opcode == LOCKD_OP_RELEASED ||
-               (options_.reflect && reply->seq == pending.seq)) {
+               (options_.reflect && reply->seq >= pending.first_seq)) {
       outcome = Reply::kReleased;
     } else if (reply->opcode == LOCKD_OP_REJECTED) {
       ++release_rejected_[reply->status];  // the hold is gone anyway
@@ -211,11 +218,10 @@ void UdpDriver::Tick() {
 }
 
 DriverCounters UdpDriver::Counters() const {
-  DriverCounters counters = {{"udp_sent", sent_},
-                             {"udp_send_failed", send_failed_},
-                             {"retransmits", retransmits_},
-                             {"queued", queued_},
-                             {"stray_replies", stray_}};
+  DriverCounters counters = {
+      {"udp_sent", sent_},           {"udp_send_failed", send_failed_},
+      {"retransmits", retransmits_}, {"queued", queued_},
+      {"stray_replies", stray_},     {"forged_replies", forged_}};
   for (const auto& [prefix, by_status] :
        {std::make_pair("rejected_", &rejected_),
         std::make_pair("release_rejected_", &release_rejected_)}) {

@@ -1,9 +1,10 @@
 // UdpDriver: lockd's own protocol (abi/lockd_abi.h, docs/semantics.md) over
 // a few UDP sockets shared by all sessions of one thread. Owners are
-// (lock, txn); each session numbers its requests with one increasing
-// counter; a retransmission repeats its request with the same seq, flagged
-// LOCKD_FLAG_RETRANSMIT, and echoes the ticket of the owner's record, as the
-// client library does. Requests without an answer are sent again after
+// (lock, txn); each session is a client of its own (bench/signer.h): it signs
+// every transmission with its key and a fresh seq from its own counter, and
+// drops replies not signed for it. A retransmission repeats its request,
+// flagged LOCKD_FLAG_RETRANSMIT, with the ticket of the owner's record, as
+// the client library does. Requests without an answer are sent again after
 // `retransmit_nanos` (a QUEUED acquire after `queued_retransmit_nanos`: the
 // GRANTED may have been lost).
 //
@@ -12,7 +13,8 @@
 // Serves three systems: lockd with its fast path, lockd with the fast path
 // off (same protocol, answered from user space) and the XDP reflector
 // (`reflect`), which answers every request with GRANTED: then any reply
-// completes a RELEASE as well.
+// completes a RELEASE as well. The reflector gets the same signed 72-byte
+// requests; its replies are not signed, so they are not checked.
 #ifndef LOCKD_BENCH_UDP_DRIVER_H_
 #define LOCKD_BENCH_UDP_DRIVER_H_
 
@@ -25,6 +27,7 @@
 #include "abi/lockd_abi.h"
 #include "bench/event_loop.h"
 #include "bench/lock_driver.h"
+#include "bench/signer.h"
 
 namespace lockd::bench {
 
@@ -36,6 +39,8 @@ struct UdpDriverOptions {
   bool reflect = false;
   int64_t retransmit_nanos = 200000000;
   int64_t queued_retransmit_nanos = 1000000000;
+  // Session i signs as signers[i]; one for each session of Connect.
+  std::vector<Signer> signers;
 };
 
 class UdpDriver : public LockDriver {
@@ -57,7 +62,9 @@ class UdpDriver : public LockDriver {
     bool queued = false;
     lockd_opcode opcode = LOCKD_OP_ACQUIRE;
     lockd_mode mode = LOCKD_MODE_NONE;
-    uint32_t seq = 0;
+    // Of the request's first transmission: the seq of every answer to it is
+    // at least this (later copies have larger ones).
+    uint64_t first_seq = 0;
     uint64_t lock_id = 0;
     uint64_t txn_id = 0;
     int64_t sent = 0;
@@ -65,7 +72,6 @@ class UdpDriver : public LockDriver {
     uint64_t ticket = 0;  // where the server keeps the owner's record
   };
   struct SessionState {
-    uint32_t seq = 0;
     std::vector<Pending> slots;
   };
 
@@ -90,7 +96,8 @@ class UdpDriver : public LockDriver {
   // REJECTED replies to acquires and to releases, by enum lockd_status.
   std::array<uint64_t, LOCKD_STATUS_COUNT> rejected_{};
   std::array<uint64_t, LOCKD_STATUS_COUNT> release_rejected_{};
-  uint64_t stray_ = 0;  // replies matching nothing outstanding
+  uint64_t stray_ = 0;   // replies matching nothing outstanding
+  uint64_t forged_ = 0;  // replies not signed for their session: dropped
 };
 
 }  // namespace lockd::bench

@@ -501,8 +501,11 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
               MessageMac(Encode(FromReply(ctl.reply)), {key[0], key[1]});
       }
       for (lockd_notice& n : out.notices) {
+        // Every notice is signed with its client's current key, as
+        // notice_sign does (whoever sends it).
         auto c = clients_.find(n.reply.client_id);
-        if (n.local || c == clients_.end()) continue;
+        if (c == clients_.end() || c->second.key == std::array<uint64_t, 2>{})
+          continue;
         n.reply.mac = MessageMac(Encode(FromReply(n.reply)),
                                  {c->second.key[0], c->second.key[1]});
       }

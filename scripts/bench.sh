@@ -6,6 +6,12 @@
 # server namespace. Writes bench/out/results.json, docs/img/*.png and
 # docs/benchmarks.md.
 #
+# Every lockd it starts has a key file of fresh client keys
+# (bench/make_key_file.cc); the tools sign as those clients, each load
+# generator session as a client of its own. lockd-open is the one exception:
+# unsigned requests from a subnet opened to them, to show what
+# authentication costs.
+#
 #   scripts/bench.sh           every workload (about 12 minutes on 2 cores)
 #   scripts/bench.sh --quick   a small subset (about 2 minutes)
 #
@@ -69,8 +75,8 @@ echo "bench: ok: ${BENCH_PACKAGES[*]} installed, their services stopped"
 readonly BUILD_MODE=opt
 bazel build -c "$BUILD_MODE" //lockd:lockd //lockctl:lockctl //bench:loadgen \
   //bench:reflect_server //bench:prealloc_memory //bench:datapath_bench \
-  //bench:churn_bench //bench:burst //bench:fuzz //tests/netns:xdp_pass.o \
-  2>&1 | tail -1
+  //bench:churn_bench //bench:burst //bench:fuzz //bench:make_key_file \
+  //tests/netns:xdp_pass.o 2>&1 | tail -1
 # What bazel-bin now points to (bazel-out/k8-opt/bin): the mode of every
 # binary below, for the report.
 build_mode=$(basename "$(dirname "$(readlink -f bazel-bin)")")
@@ -91,9 +97,9 @@ if ((quick)); then
   warmup=0.3s duration=1s zk_warmup=3s
   workloads=(uniform zipf099_x50 hot1)
   declare -A systems_of=(
-    [uniform]="lockd lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk"
+    [uniform]="lockd lockd-open lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk"
     [zipf099_x50]="lockd lockd-nowait redis zk"
-    [hot1]="lockd lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk")
+    [hot1]="lockd lockd-open lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk")
   open_rates=(2000)
   churn_duration=1s distinct=1000000 iterations=2000 fuzz_packets=100000
 else
@@ -103,9 +109,9 @@ else
   for workload in "${workloads[@]}"; do
     systems_of[$workload]="lockd lockd-user lockd-nowait redis zk"
   done
-  systems_of[uniform]+=" lockd-grpc lockd-grpc-health xdp-reflect etcd"
+  systems_of[uniform]+=" lockd-open lockd-grpc lockd-grpc-health xdp-reflect etcd"
   systems_of[zipf099_x50]+=" lockd-grpc"
-  systems_of[hot1]+=" lockd-grpc lockd-grpc-health xdp-reflect etcd"
+  systems_of[hot1]+=" lockd-open lockd-grpc lockd-grpc-health xdp-reflect etcd"
   systems_of[hot100]+=" etcd"
   open_rates=(1000 2500 5000)
   churn_duration=4s distinct=10000000 iterations=10000 fuzz_packets=1000000
@@ -115,6 +121,8 @@ readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis zk)
 # latency in socket queues; gRPC and etcd are slower per request.
 readonly UDP_SESSIONS=32 REDIS_SESSIONS=32 GRPC_SESSIONS=16 ETCD_SESSIONS=16
 readonly ZK_SESSIONS=16
+# lockd's clients: one per load generator session, ids 1..KEY_CLIENTS.
+readonly KEY_CLIENTS=64
 # One ZooKeeper session per load generator thread, shared by its sessions,
 # as one Curator client serves every lock of a JVM (bench/zk_driver.h).
 readonly ZK_HANDLES=1
@@ -169,6 +177,10 @@ work=$(mktemp -d /tmp/lockd-bench.XXXXXX)
 # On tmpfs: etcd's and ZooKeeper's data directories (fsync costs nothing
 # there: their best case).
 shm_dir=$(mktemp -d /dev/shm/lockd-bench.XXXXXX)
+# The key file of every lockd started here, and how the tools sign with it.
+readonly keys="$work/keys"
+bazel-bin/bench/make_key_file --clients="$KEY_CLIENTS" --out="$keys"
+readonly sign=(--key_file="$keys" --client_id=1)
 
 # Waits (at most 20 s) for `text` in the server's log; fails if it died.
 await_server() {
@@ -206,7 +218,8 @@ start_lockd() {
   shift
   bazel-bin/lockd/lockd --netns="$NETNS_SERVER" --interface="$interface" \
     --instance="$instance" --pin_root="$pin_root" --keep_state=false \
-    --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" "$@" >"$work/server.log" 2>&1 &
+    --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" --key_file="$keys" "$@" \
+    >"$work/server.log" 2>&1 &
   server_pid=$!
   await_server ready "$work/server.log"
   # lockd's kernel memory, segments included, as lockd accounts for it.
@@ -307,20 +320,25 @@ run() {
   case "$system" in
     lockd)
       start_lockd fast
+      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=wait "${sign[@]}" "$@"
+      ;;
+    lockd-open)
+      # Unsigned (client 0) from a subnet opened to them: labs only.
+      start_lockd fast --open_subnets="$NETNS_CLIENT_IP/32"
       load "$system" udp "$workload" "$UDP_SESSIONS" --policy=wait "$@"
       ;;
     lockd-user)
       start_lockd off
-      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=wait "$@"
+      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=wait "${sign[@]}" "$@"
       ;;
     lockd-nowait)
       start_lockd fast
-      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=no_wait "$@"
+      load "$system" udp "$workload" "$UDP_SESSIONS" --policy=no_wait "${sign[@]}" "$@"
       ;;
     lockd-grpc)
       start_lockd fast
       load "$system" grpc "$workload" "$GRPC_SESSIONS" --policy=wait \
-        --port="$GRPC_PORT" "$@"
+        --port="$GRPC_PORT" "${sign[@]}" "$@"
       ;;
     lockd-grpc-health)
       # The same calls, each a Health RPC: what gRPC itself costs.
@@ -329,8 +347,9 @@ run() {
         --port="$GRPC_PORT" "$@"
       ;;
     xdp-reflect)
+      # The same signed 72-byte requests as lockd gets.
       start_reflect
-      load "$system" reflect "$workload" "$UDP_SESSIONS" "$@"
+      load "$system" reflect "$workload" "$UDP_SESSIONS" "${sign[@]}" "$@"
       ;;
     redis)
       start_redis
@@ -376,22 +395,23 @@ stop_server
 echo "== burst: 10x the pool's first segment of waiters on 100 locks"
 start_lockd fast
 bazel-bin/bench/burst --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" \
-  --grpc="$NETNS_SERVER_IP:$GRPC_PORT" --json="$out/burst.json"
+  --grpc="$NETNS_SERVER_IP:$GRPC_PORT" "${sign[@]}" --json="$out/burst.json"
 stop_server
 
-echo "== fuzz: $fuzz_packets random, malformed and stale packets"
-# Leases of at most 2 s, so that everything the packets leave ends.
+echo "== fuzz: $fuzz_packets packets without a key, then $fuzz_packets random signed requests"
+# Leases of at most 2 s, so that everything the signed requests leave ends.
 start_lockd fast --max_lease_ms=2000
 bazel-bin/bench/fuzz --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" \
-  --grpc="$NETNS_SERVER_IP:$GRPC_PORT" --pid="$server_pid" \
-  --packets="$fuzz_packets" --json="$out/fuzz.json"
+  --grpc="$NETNS_SERVER_IP:$GRPC_PORT" --pid="$server_pid" "${sign[@]}" \
+  --pin_dir="$pin_root/$instance" --packets="$fuzz_packets" \
+  --signed_packets="$fuzz_packets" --json="$out/fuzz.json"
 stop_server
 
 echo "== churn through the network: uniform, five runs back to back on one lockd"
 start_lockd fast
 for i in 1 2 3 4 5; do
   warmup=0s duration=$churn_duration load "lockd-churn-$i" udp uniform \
-    "$UDP_SESSIONS" --policy=wait
+    "$UDP_SESSIONS" --policy=wait "${sign[@]}"
 done
 stop_server
 

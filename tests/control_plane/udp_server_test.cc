@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "abi/codec.h"
+#include "abi/keys.h"
 #include "gtest/gtest.h"
 #include "tests/control_plane/fixture.h"
 
@@ -93,6 +94,39 @@ TEST_F(UdpServerTest, RepliesAndGrantsGoBackFromTheSocket) {
   ASSERT_TRUE(view.ok());
   ASSERT_EQ(view->holders.size(), 1u);
   EXPECT_EQ(view->holders[0].m.flags & LOCKD_MEMBER_LOCAL, LOCKD_MEMBER_LOCAL);
+}
+
+TEST_F(UdpServerTest, GrantsToSignedClientsAreSigned) {
+  constexpr uint32_t kClient = 7;
+  const ClientKey key{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+  lockd_ctl set_key{};
+  set_key.op = LOCKD_CTL_SET_KEY;
+  set_key.req.client_id = kClient;
+  set_key.key[0] = key.k0;
+  set_key.key[1] = key.k1;
+  ASSERT_TRUE(table_.Execute(set_key).ok());
+  UdpServer server(socket_.get(), dispatcher_.get(), &counters_);
+  Client a, b;
+  auto send = [&](const Client& from, Message m) {
+    m.client_id = kClient;
+    Datagram signed_request = from.Request(m);
+    const EncodedMessage bytes = EncodeSigned(m, key);
+    signed_request.bytes.assign(bytes.begin(), bytes.end());
+    server.Serve(signed_request);
+  };
+  send(a, Request(LOCKD_OP_ACQUIRE, 1, 1));
+  ASSERT_TRUE(a.Receive().ok());
+  send(b, Request(LOCKD_OP_ACQUIRE, 2, 2));
+  ASSERT_TRUE(b.Receive().ok());
+  send(a, Request(LOCKD_OP_RELEASE, 1, 3));
+  ASSERT_TRUE(a.Receive().ok());
+  // The notice the socket sends for the member it serves, signed as the
+  // datapath's own are.
+  absl::StatusOr<Message> granted = b.Receive();
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  EXPECT_EQ(granted->opcode, LOCKD_OP_GRANTED);
+  EXPECT_EQ(granted->client_id, kClient);
+  EXPECT_TRUE(MacValid(Encode(*granted), key));
 }
 
 TEST_F(UdpServerTest, WhatIsNotARequestIsDroppedAndCounted) {
