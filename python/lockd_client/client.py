@@ -487,9 +487,12 @@ class Client:
             policy=int(policy),
             lease_ms=lease_ms,
             wait_ms=wait_ms,
+            # A retry of the same (lock, txn) finds the record the first
+            # call made, as with an unsigned call.
             signed_request=self._sign(wire.OP_ACQUIRE,
                                       target.lock_id,
                                       txn_id,
+                                      flags=wire.FLAG_RETRANSMIT,
                                       mode=mode,
                                       policy=int(policy),
                                       lease_ms=lease_ms,

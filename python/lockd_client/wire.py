@@ -24,6 +24,10 @@ CLIENT_NONE = 0
 CLIENT_MAX = 0xFFFFFFFF
 
 # enum lockd_opcode: requests below 0x80, replies with the high bit set.
+# Request flags: a copy of a request that may have been served already (the
+# server then answers from the owner's record).
+FLAG_RETRANSMIT = 0x01
+
 OP_ACQUIRE = 0x01
 OP_RELEASE = 0x02
 OP_RENEW = 0x03
