@@ -1,7 +1,6 @@
 #include "abi/keys.h"
 
 #include <sys/random.h>
-
 #include <time.h>
 
 #include <cerrno>
@@ -99,8 +98,8 @@ std::string KeyFileText(const std::map<uint32_t, ClientKey>& keys) {
     absl::StrAppend(&text, id, " ");
     for (uint64_t word : {key.k0, key.k1})
       for (int byte = 0; byte < 8; ++byte)
-        absl::StrAppend(&text, absl::Hex((word >> (8 * byte)) & 0xff,
-                                         absl::kZeroPad2));
+        absl::StrAppend(
+            &text, absl::Hex((word >> (8 * byte)) & 0xff, absl::kZeroPad2));
     absl::StrAppend(&text, "\n");
   }
   return text;

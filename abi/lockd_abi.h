@@ -427,12 +427,12 @@ LOCKD_ASSERT_SIZE(struct lockd_config, 40 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
  * has no key and counts the unauthenticated senders' members. */
 struct lockd_client {
   struct bpf_spin_lock guard; /* the window and the keys */
-  __s32 members; /* holds + waits now (atomic adds; an ending may be
-                    counted an instant before its start) */
-  __u64 key[2];               /* current key (SipHash k0, k1) */
-  __u64 old_key[2];           /* the previous key, while has_old_key */
-  __u64 seq_top;              /* highest seq accepted */
-  __u64 seq_seen;             /* bit i: seq_top - i was accepted */
+  __s32 members;    /* holds + waits now (atomic adds; an ending may be
+                       counted an instant before its start) */
+  __u64 key[2];     /* current key (SipHash k0, k1) */
+  __u64 old_key[2]; /* the previous key, while has_old_key */
+  __u64 seq_top;    /* highest seq accepted */
+  __u64 seq_seen;   /* bit i: seq_top - i was accepted */
   __u32 has_old_key;
   __u32 reserved;
 };

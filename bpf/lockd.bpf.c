@@ -50,8 +50,7 @@ int lockd_xdp(struct xdp_md *ctx) {
   if (req->opcode != LOCKD_OP_KICK) {
     struct lockd_frame *f = data;
     if ((void *)(f + 1) > data_end) return XDP_ABORTED;
-    enum auth_result auth =
-        auth_request(FRAME_PART(f, msg), req, true, e->key);
+    enum auth_result auth = auth_request(FRAME_PART(f, msg), req, true, e->key);
     if (auth != AUTH_OK) {
       auth_count(auth);
       return XDP_DROP;

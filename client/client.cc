@@ -235,20 +235,19 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
   if (!servers.ok()) return servers.status();
   auto impl =
       absl::WrapUnique(new Impl(std::move(options), std::move(*servers)));
-  absl::StatusOr<std::unique_ptr<UdpChannel>> udp =
-      UdpChannel::Open(
-          [impl = impl.get()](const sockaddr_in& from, bool forged) {
-            Server* server = impl->ServerAt(from);
-            if (server == nullptr) return;
-            if (forged) {
-              ++server->udp_forged;
-              return;
-            }
-            ++server->udp_replies;
-            absl::MutexLock lock(&server->mu);
-            server->udp_down = false;  // whatever the call, UDP works again
-          },
-          impl->options_.client_id, impl->options_.key);
+  absl::StatusOr<std::unique_ptr<UdpChannel>> udp = UdpChannel::Open(
+      [impl = impl.get()](const sockaddr_in& from, bool forged) {
+        Server* server = impl->ServerAt(from);
+        if (server == nullptr) return;
+        if (forged) {
+          ++server->udp_forged;
+          return;
+        }
+        ++server->udp_replies;
+        absl::MutexLock lock(&server->mu);
+        server->udp_down = false;  // whatever the call, UDP works again
+      },
+      impl->options_.client_id, impl->options_.key);
   if (!udp.ok()) return udp.status();
   impl->udp_ = std::move(*udp);
   impl->renewer_ =
@@ -520,7 +519,8 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     case LOCKD_OP_RELEASE: {
       v1::ReleaseResponse response;
       status = server.grpc->Release(
-          &context, OwnerRpc<v1::ReleaseRequest>(request, signed_request), &response);
+          &context, OwnerRpc<v1::ReleaseRequest>(request, signed_request),
+          &response);
       reply.opcode = LOCKD_OP_RELEASED;
       reply.fence = response.fence();
       break;

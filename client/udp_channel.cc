@@ -67,8 +67,8 @@ absl::StatusOr<std::unique_ptr<UdpChannel>> UdpChannel::Open(
     close(socket_fd);
     return absl::ErrnoToStatus(eventfd_errno, "eventfd");
   }
-  return std::unique_ptr<UdpChannel>(new UdpChannel(
-      socket_fd, stop_fd, std::move(on_reply), client_id, key));
+  return std::unique_ptr<UdpChannel>(
+      new UdpChannel(socket_fd, stop_fd, std::move(on_reply), client_id, key));
 }
 
 UdpChannel::UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply,

@@ -32,7 +32,8 @@ ABSL_FLAG(int, writers, 2, "Exclusive waiters.");
 ABSL_FLAG(std::string, key_file, "",
           "Client keys (docs/security.md): each demo client signs as its own "
           "client, ids --first_client_id on; empty: unsigned (lab subnets).");
-ABSL_FLAG(uint32_t, first_client_id, 1, "Client id of the holder; the "
+ABSL_FLAG(uint32_t, first_client_id, 1,
+          "Client id of the holder; the "
           "readers and writers take the next ones.");
 ABSL_FLAG(std::string, resume_file, "",
           "Wait until this file exists before releasing (at most 60 s).");
@@ -48,10 +49,7 @@ class Client {
  public:
   Client(std::string name, uint64_t txn, uint32_t client_id,
          const lockd::ClientKey& key)
-      : name_(std::move(name)),
-        txn_(txn),
-        client_id_(client_id),
-        key_(key) {
+      : name_(std::move(name)), txn_(txn), client_id_(client_id), key_(key) {
     fd_ = socket(AF_INET, SOCK_DGRAM, 0);
     server_.sin_family = AF_INET;
     server_.sin_port = htons(absl::GetFlag(FLAGS_port));
@@ -153,10 +151,9 @@ int main(int argc, char** argv) {
       fprintf(stderr, "contention: the key file has no client %u\n", id);
       exit(2);
     }
-    return std::make_unique<Client>(std::move(name), txn, id,
-                                    id == LOCKD_CLIENT_NONE
-                                        ? lockd::ClientKey{}
-                                        : keys.at(id));
+    return std::make_unique<Client>(
+        std::move(name), txn, id,
+        id == LOCKD_CLIENT_NONE ? lockd::ClientKey{} : keys.at(id));
   };
   std::unique_ptr<Client> holder_client = make("holder", 1);
   Client& holder = *holder_client;

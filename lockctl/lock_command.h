@@ -35,8 +35,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/time/time.h"
 #include "abi/keys.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 
 namespace lockd::lockctl {

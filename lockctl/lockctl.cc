@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "abi/keys.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -26,7 +27,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "abi/keys.h"
 #include "client/client.h"
 #include "lockctl/lock_command.h"
 #include "lockctl/render.h"

@@ -53,9 +53,10 @@ absl::Status Clients::SetInKernel(uint32_t client_id, const ClientKey& key) {
   absl::StatusOr<lockd_ctl> run = table_->Execute(command);
   if (!run.ok()) return run.status();
   if (run->result != LOCKD_CTL_OK)
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no room for client ", client_id, ": the server's clients are at "
-        "--max_clients"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no room for client ", client_id,
+                     ": the server's clients are at "
+                     "--max_clients"));
   return absl::OkStatus();
 }
 
@@ -70,8 +71,7 @@ absl::Status Clients::Load() {
   absl::MutexLock lock(&mu_);
   std::map<uint32_t, ClientKey> keys;
   if (!key_file_.empty()) {
-    absl::StatusOr<std::map<uint32_t, ClientKey>> read =
-        ReadKeyFile(key_file_);
+    absl::StatusOr<std::map<uint32_t, ClientKey>> read = ReadKeyFile(key_file_);
     if (!read.ok()) return read.status();
     keys = std::move(*read);
   }
@@ -106,8 +106,7 @@ absl::Status Clients::OpenSubnets(const std::vector<Subnet>& subnets) {
     SubnetKey key{subnet.prefix_len, subnet.addr};
     uint8_t open = 1;
     if (bpf_map_update_elem(open_subnets_fd_, &key, &open, BPF_ANY) != 0)
-      return ErrnoStatus(errno,
-                         absl::StrCat("opening ", SubnetText(subnet)));
+      return ErrnoStatus(errno, absl::StrCat("opening ", SubnetText(subnet)));
     open_.push_back(subnet);
   }
   return absl::OkStatus();

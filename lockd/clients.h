@@ -31,9 +31,9 @@ std::string SubnetText(const Subnet& subnet);
 // A client as an operator sees it: never its key.
 struct ClientInfo {
   uint32_t client_id = 0;
-  int32_t members = 0;         // holds + waits now
-  bool rotating = false;       // the previous key is still accepted
-  uint64_t last_seq = 0;       // newest request seq accepted
+  int32_t members = 0;    // holds + waits now
+  bool rotating = false;  // the previous key is still accepted
+  uint64_t last_seq = 0;  // newest request seq accepted
 };
 
 class Clients {

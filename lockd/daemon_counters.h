@@ -44,7 +44,7 @@ namespace lockd {
   X(kMemosForgotten, "memos_forgotten",                                      \
     "remembered endings dropped after their time")                           \
   X(kForceReleased, "force_released", "holds ended by an operator")          \
-  X(kKickLost, "kick_lost", "KICKs the datapath could not send, run here")  \
+  X(kKickLost, "kick_lost", "KICKs the datapath could not send, run here")   \
   X(kKeysSet, "keys_set", "client keys added or rotated")                    \
   X(kClientsRemoved, "clients_removed", "clients removed with their keys")
 

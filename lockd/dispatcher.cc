@@ -68,9 +68,8 @@ absl::StatusOr<lockd_ctl> Dispatcher::Wire(absl::Span<const uint8_t> bytes,
   lockd_ctl command{};
   command.op = LOCKD_CTL_WIRE;
   if (bytes.size() != sizeof(command.wire))
-    return absl::InvalidArgumentError(
-        absl::StrCat("a message is ", sizeof(command.wire), " bytes, not ",
-                     bytes.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a message is ", sizeof(command.wire), " bytes, not ", bytes.size()));
   std::memcpy(&command.wire, bytes.data(), sizeof(command.wire));
   command.req.from = from;
   command.req.member_flags = member_flags;

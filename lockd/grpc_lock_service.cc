@@ -251,18 +251,17 @@ grpc::ServerUnaryReactor* GrpcLockService::Release(
     grpc::CallbackServerContext* context, const v1::ReleaseRequest* request,
     v1::ReleaseResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<std::optional<Message>> caller = Caller(
-      *context, *clients_, request->signed_request(), LOCKD_OP_RELEASE);
+  absl::StatusOr<std::optional<Message>> caller =
+      Caller(*context, *clients_, request->signed_request(), LOCKD_OP_RELEASE);
   absl::StatusOr<LockRef> lock = CallerLock(caller, *request);
   absl::Status status = lock.status();
   if (lock.ok()) {
     const uint64_t txn_id =
         caller->has_value() ? (*caller)->txn_id : request->txn_id();
-    absl::StatusOr<lockd_reply> reply =
-        Expect(service_->Release(lock->id, txn_id,
-                                 Bytes(request->signed_request())),
-               LOCKD_OP_RELEASED,
-               absl::StrCat("txn ", txn_id, " releasing ", Describe(*lock)));
+    absl::StatusOr<lockd_reply> reply = Expect(
+        service_->Release(lock->id, txn_id, Bytes(request->signed_request())),
+        LOCKD_OP_RELEASED,
+        absl::StrCat("txn ", txn_id, " releasing ", Describe(*lock)));
     status = reply.status();
     if (reply.ok()) {
       response->set_status(v1::REPLY_STATUS_OK);
@@ -277,8 +276,8 @@ grpc::ServerUnaryReactor* GrpcLockService::Renew(
     grpc::CallbackServerContext* context, const v1::RenewRequest* request,
     v1::RenewResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<std::optional<Message>> caller = Caller(
-      *context, *clients_, request->signed_request(), LOCKD_OP_RENEW);
+  absl::StatusOr<std::optional<Message>> caller =
+      Caller(*context, *clients_, request->signed_request(), LOCKD_OP_RENEW);
   absl::StatusOr<LockRef> lock = CallerLock(caller, *request);
   absl::Status status = lock.status();
   if (lock.ok()) {
@@ -286,11 +285,11 @@ grpc::ServerUnaryReactor* GrpcLockService::Renew(
     const uint64_t txn_id = signed_call ? (*caller)->txn_id : request->txn_id();
     const uint32_t lease_ms =
         signed_call ? (*caller)->lease_ms : request->lease_ms();
-    absl::StatusOr<lockd_reply> reply = Expect(
-        service_->Renew(lock->id, txn_id, lease_ms,
-                        Bytes(request->signed_request())),
-        LOCKD_OP_RENEWED,
-        absl::StrCat("txn ", txn_id, " renewing ", Describe(*lock)));
+    absl::StatusOr<lockd_reply> reply =
+        Expect(service_->Renew(lock->id, txn_id, lease_ms,
+                               Bytes(request->signed_request())),
+               LOCKD_OP_RENEWED,
+               absl::StrCat("txn ", txn_id, " renewing ", Describe(*lock)));
     status = reply.status();
     if (reply.ok()) {
       response->set_status(v1::REPLY_STATUS_OK);

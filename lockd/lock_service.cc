@@ -156,8 +156,7 @@ std::shared_ptr<PendingAcquire> LockService::Acquire(const AcquireArgs& args,
   request.member_flags = LOCKD_MEMBER_LOCAL;
   // A signed request's owner and seq, known before it runs: a notice for
   // the member it makes may come at once.
-  if (absl::StatusOr<Message> m = DecodeMessage(args.signed_request);
-      m.ok()) {
+  if (absl::StatusOr<Message> m = DecodeMessage(args.signed_request); m.ok()) {
     request.seq = m->seq;
     request.client_id = m->client_id;
   }

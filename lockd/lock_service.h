@@ -71,9 +71,9 @@ class LockService {
       uint64_t lock_id, uint64_t txn_id,
       absl::Span<const uint8_t> signed_request = {});
   // RENEWED with the lease granted, or REJECTED with why.
-  absl::StatusOr<lockd_reply> Renew(uint64_t lock_id, uint64_t txn_id,
-                                    uint32_t lease_ms,
-                                    absl::Span<const uint8_t> signed_request = {});
+  absl::StatusOr<lockd_reply> Renew(
+      uint64_t lock_id, uint64_t txn_id, uint32_t lease_ms,
+      absl::Span<const uint8_t> signed_request = {});
 
   // Asks the table again for every call that has waited longer than `age`
   // (a retransmission: a notice lost with a full event ring must not leave

@@ -26,9 +26,9 @@ absl::Status Server::Init() {
   if (absl::Status s = segments_->Start(); !s.ok()) return s;
   table_ = std::make_unique<KernelTable>(datapath_.get());
   // Keys before any request can arrive.
-  clients_ = std::make_unique<Clients>(
-      table_.get(), datapath_->maps().clients, datapath_->maps().open_subnets,
-      options_.key_file, &counters_);
+  clients_ = std::make_unique<Clients>(table_.get(), datapath_->maps().clients,
+                                       datapath_->maps().open_subnets,
+                                       options_.key_file, &counters_);
   if (absl::Status s = clients_->Load(); !s.ok()) return s;
   if (absl::Status s = clients_->OpenSubnets(options_.open_subnets); !s.ok())
     return s;

@@ -283,7 +283,8 @@ void LockModel::Release(const lockd_request& req, uint64_t now_ns,
   if (auto it = locks_.find(req.lock_id); it != locks_.end()) {
     LockState& lock = it->second;
     if (auto held = lock.holders.find(req.txn_id); held != lock.holders.end()) {
-      if (held->second.client_id != req.client_id) return ReplyForeign(req, out);
+      if (held->second.client_id != req.client_id)
+        return ReplyForeign(req, out);
       if (IsStale(req.seq, held->second.seq)) {
         Count(LOCKD_STAT_RELEASE_DUP, out);
         out->reply = ReplyTo(req, LOCKD_OP_RELEASED, LOCKD_STATUS_OK);
@@ -594,9 +595,9 @@ enum lockd_stat LockModel::Authenticate(const lockd_msg& wire,
   EncodedMessage bytes;
   std::memcpy(bytes.data(), &wire, sizeof(wire));
   const bool current = MessageMac(bytes, {c.key[0], c.key[1]}) == wire.mac;
-  if (!current && !(c.has_old_key && MessageMac(bytes, {c.old_key[0],
-                                                        c.old_key[1]}) ==
-                                         wire.mac))
+  if (!current &&
+      !(c.has_old_key &&
+        MessageMac(bytes, {c.old_key[0], c.old_key[1]}) == wire.mac))
     return LOCKD_STAT_AUTH_FAILED;
   *key = current ? c.key : c.old_key;
   // The replay window (window_accept in bpf/lib/auth.h).

@@ -64,7 +64,7 @@ class LockModel {
   struct Hold {
     uint8_t mode = LOCKD_MODE_NONE;
     uint8_t policy = LOCKD_POLICY_WAIT;
-    uint8_t flags = 0;  // LOCKD_MEMBER_*
+    uint8_t flags = 0;                       // LOCKD_MEMBER_*
     uint32_t client_id = LOCKD_CLIENT_NONE;  // the owner's client
     uint64_t fence = 0;
     uint64_t seq = 0;       // of the ACQUIRE that made it a member
@@ -171,8 +171,7 @@ class LockModel {
 
   // The request's verdict as auth_request (bpf/lib/auth.h) decides it:
   // 0 accepted (key: the one it was signed with), else the counter.
-  enum lockd_stat Authenticate(const lockd_msg& wire,
-                               const lockd_request& req,
+  enum lockd_stat Authenticate(const lockd_msg& wire, const lockd_request& req,
                                std::array<uint64_t, 2>* key);
   // The member count of a client changes (a member starts or ends).
   void AddMember(uint32_t client_id, int delta);

@@ -59,8 +59,8 @@ static __always_inline bool request_is_valid(const struct lockd_msg *msg) {
 
 /* A wire message (in a packet, or handed to the control program), checked
  * and decoded into *req; `from` is the caller's to fill. */
-static __always_inline enum parse_result msg_parse(
-    const struct lockd_msg *msg, struct lockd_request *req) {
+static __always_inline enum parse_result msg_parse(const struct lockd_msg *msg,
+                                                   struct lockd_request *req) {
   if (msg->magic != bpf_htons(LOCKD_MAGIC)) return PARSE_MALFORMED;
   if (msg->version != LOCKD_VERSION) return PARSE_BAD_VERSION;
   if (!request_is_valid(msg)) return PARSE_MALFORMED;

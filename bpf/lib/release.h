@@ -90,8 +90,7 @@ static __always_inline enum end_outcome end_attempt(
   bpf_spin_lock(&b->guard);
   bool serves;
   struct lockd_lock *lk = lock_locked(&ref, req->lock_id, &slot, &serves);
-  enum member_where where =
-      member_match(lk, req, &mref, kind == END_RELEASE);
+  enum member_where where = member_match(lk, req, &mref, kind == END_RELEASE);
   struct lockd_member *m = member_at(lk, where, &mref);
   if (!serves) {
     outcome = END_RETRY;

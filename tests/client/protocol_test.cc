@@ -82,8 +82,8 @@ class ScriptedUdpServer {
   // Answers `request` (lock, txn and seq copied from it).
   // `forged`: with a MAC under another key.
   void Reply(const Message& request, lockd_opcode opcode, uint64_t fence = 0,
-             uint8_t status = LOCKD_STATUS_OK,
-             uint32_t lease_ms = kLongLeaseMs, bool forged = false) {
+             uint8_t status = LOCKD_STATUS_OK, uint32_t lease_ms = kLongLeaseMs,
+             bool forged = false) {
     Message reply = request;
     reply.opcode = opcode;
     reply.fence = fence;
@@ -92,8 +92,7 @@ class ScriptedUdpServer {
     reply.wait_ms = 0;
     reply.flags = 0;  // replies carry none
     reply.mac = 0;
-    const ClientKey key =
-        forged ? ClientKey{key_.k0 ^ 1, key_.k1} : key_;
+    const ClientKey key = forged ? ClientKey{key_.k0 ^ 1, key_.k1} : key_;
     const EncodedMessage bytes = reply.client_id == LOCKD_CLIENT_NONE
                                      ? Encode(reply)
                                      : EncodeSigned(reply, key);

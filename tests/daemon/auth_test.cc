@@ -31,10 +31,10 @@ class AuthTest : public DaemonTest {
  protected:
   void SetUp() override {
     DaemonTest::SetUp();
-    absl::StatusOr<netns::CommandResult> added = netns::ExecIn(
-        net_->client_netns(),
-        absl::StrCat("ip addr add ", kIntruderIpv4, "/24 dev ",
-                     net_->link().client.name));
+    absl::StatusOr<netns::CommandResult> added =
+        netns::ExecIn(net_->client_netns(),
+                      absl::StrCat("ip addr add ", kIntruderIpv4, "/24 dev ",
+                                   net_->link().client.name));
     ASSERT_TRUE(added.ok() && added->exit_code == 0)
         << (added.ok() ? added->output : added.status().ToString());
     absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd = StartLockd();
@@ -46,8 +46,8 @@ class AuthTest : public DaemonTest {
   // from the intruder's address, naming `txn_id` on `lock`.
   std::unique_ptr<UdpLockClient> Intruder(uint64_t lock, uint64_t txn_id,
                                           uint32_t client_id) {
-    absl::StatusOr<std::unique_ptr<UdpLockClient>> c = UdpLockClient::Open(
-        *net_, lock, txn_id, client_id, kIntruderIpv4);
+    absl::StatusOr<std::unique_ptr<UdpLockClient>> c =
+        UdpLockClient::Open(*net_, lock, txn_id, client_id, kIntruderIpv4);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? std::move(*c) : nullptr;
   }
@@ -92,10 +92,10 @@ TEST_F(AuthTest, ClientWithItsOwnKeyCannotTouchAnothersHoldOrWait) {
   absl::StatusOr<std::unique_ptr<UdpLockClient>> waiter =
       UdpLockClient::Open(*net_, lock, kWaiterTxn, kWaiterClient);
   ASSERT_TRUE(waiter.ok()) << waiter.status();
-  ASSERT_TRUE(IsOk(ExpectReply((*waiter)->Call(LOCKD_OP_ACQUIRE,
-                                               LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_QUEUED)
-                       .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*waiter)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_QUEUED)
+               .status()));
 
   const uint64_t not_owner = Counter("reject_not_owner");
   std::unique_ptr<UdpLockClient> as_holder =
@@ -115,8 +115,7 @@ TEST_F(AuthTest, ClientWithItsOwnKeyCannotTouchAnothersHoldOrWait) {
       as_waiter->Call(LOCKD_OP_RELEASE),
   };
   for (const absl::StatusOr<Message>& answer : answers) {
-    absl::StatusOr<Message> rejected =
-        ExpectReply(answer, LOCKD_OP_REJECTED);
+    absl::StatusOr<Message> rejected = ExpectReply(answer, LOCKD_OP_REJECTED);
     ASSERT_TRUE(rejected.ok()) << rejected.status();
     EXPECT_EQ(rejected->status, LOCKD_STATUS_NOT_HOLDER) << *rejected;
     EXPECT_EQ(rejected->fence, 0u) << *rejected;
@@ -262,12 +261,13 @@ TEST_F(AuthTest, QuotaRejectsPastItWithItsOwnReason) {
   }
   const uint64_t before = Counter("reject_quota");
   for (int i = 0; i < 2; ++i)
-    ASSERT_TRUE(IsOk(ExpectReply(locks[i]->Call(LOCKD_OP_ACQUIRE,
-                                                LOCKD_MODE_EXCLUSIVE),
-                                 LOCKD_OP_GRANTED)
-                         .status()));
-  absl::StatusOr<Message> third = ExpectReply(
-      locks[2]->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE), LOCKD_OP_REJECTED);
+    ASSERT_TRUE(
+        IsOk(ExpectReply(locks[i]->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                         LOCKD_OP_GRANTED)
+                 .status()));
+  absl::StatusOr<Message> third =
+      ExpectReply(locks[2]->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                  LOCKD_OP_REJECTED);
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(third->status, LOCKD_STATUS_QUOTA);
   EXPECT_EQ(Counter("reject_quota"), before + 1);
@@ -275,17 +275,17 @@ TEST_F(AuthTest, QuotaRejectsPastItWithItsOwnReason) {
   absl::StatusOr<std::unique_ptr<UdpLockClient>> other = UdpLockClient::Open(
       *net_, LockIdForName("auth/quota/other"), 800, kWaiterClient);
   ASSERT_TRUE(other.ok()) << other.status();
-  ASSERT_TRUE(IsOk(ExpectReply((*other)->Call(LOCKD_OP_ACQUIRE,
-                                              LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_GRANTED)
-                       .status()));
-  ASSERT_TRUE(IsOk(
-      ExpectReply(locks[0]->Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED)
-          .status()));
-  ASSERT_TRUE(IsOk(ExpectReply(locks[2]->Call(LOCKD_OP_ACQUIRE,
-                                              LOCKD_MODE_EXCLUSIVE),
-                               LOCKD_OP_GRANTED)
-                       .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply((*other)->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_GRANTED)
+               .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply(locks[0]->Call(LOCKD_OP_RELEASE), LOCKD_OP_RELEASED)
+               .status()));
+  ASSERT_TRUE(
+      IsOk(ExpectReply(locks[2]->Call(LOCKD_OP_ACQUIRE, LOCKD_MODE_EXCLUSIVE),
+                       LOCKD_OP_GRANTED)
+               .status()));
 }
 
 }  // namespace

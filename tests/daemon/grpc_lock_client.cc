@@ -12,10 +12,10 @@
 #include <string>
 #include <thread>
 
+#include "abi/keys.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "abi/keys.h"
 #include "lockd/grpc_conventions.h"
 #include "proto/lockd.grpc.pb.h"
 #include "tests/test_keys.h"

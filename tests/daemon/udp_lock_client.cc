@@ -91,8 +91,7 @@ absl::StatusOr<Message> UdpLockClient::Call(lockd_opcode opcode,
   Message request = Request(opcode, mode, policy, lease_ms, wait_ms);
   const absl::Time give_up = absl::Now() + kReplyTimeout;
   for (;;) {
-    if (absl::Status sent = SendBytes(Signed(request)); !sent.ok())
-      return sent;
+    if (absl::Status sent = SendBytes(Signed(request)); !sent.ok()) return sent;
     absl::StatusOr<Message> reply =
         Receive(std::min(kRetransmitAfter, std::max(give_up - absl::Now(),
                                                     absl::ZeroDuration())));

@@ -525,8 +525,8 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   ASSERT_TRUE(clients.ok()) << clients.status();
   ASSERT_FALSE(clients->empty());
   for (const ClientInfo& c : *clients)
-    EXPECT_EQ(c.members, 0) << "client " << c.client_id
-                            << "'s holds + waits after the drain";
+    EXPECT_EQ(c.members, 0)
+        << "client " << c.client_id << "'s holds + waits after the drain";
   absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
   ASSERT_TRUE(stats.ok());
   const StatCounters& s = *stats;

@@ -12,8 +12,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -532,8 +532,7 @@ TEST_F(GrpcServiceTest, ClientKeysAreSetWithTheTokenListedByIdAndRotated) {
   ASSERT_TRUE(made.status.ok()) << made.status.error_message();
   absl::StatusOr<ClientKey> first = ParseClientKey(made.response.key());
   ASSERT_TRUE(first.ok()) << made.response.key();
-  EXPECT_NE(KeyFileText().find("\n5 " + made.response.key()),
-            std::string::npos)
+  EXPECT_NE(KeyFileText().find("\n5 " + made.response.key()), std::string::npos)
       << KeyFileText();
   // Listed by id, never by key.
   Result<v1::ListClientsResponse> listed =

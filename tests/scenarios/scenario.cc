@@ -292,7 +292,8 @@ class Runner {
     if (id == LOCKD_CLIENT_NONE) return std::nullopt;
     const std::string& sig = sig_[client];
     if (sig == "bad") return ScenarioKey(id, 0xbad);
-    const std::map<uint64_t, ClientKey>& keys = sig == "old" ? old_keys_ : keys_;
+    const std::map<uint64_t, ClientKey>& keys =
+        sig == "old" ? old_keys_ : keys_;
     auto it = keys.find(id);
     return it == keys.end() ? ScenarioKey(id, 0) : it->second;
   }
@@ -309,9 +310,9 @@ class Runner {
     }
     if (key && MessageMac(Encode(FromReply(r)), *key) == r.mac)
       return absl::OkStatus();
-    return absl::InternalError(absl::StrCat(
-        what, " is not signed with client ", r.client_id, "'s key: ",
-        FromReply(r).ToString()));
+    return absl::InternalError(
+        absl::StrCat(what, " is not signed with client ", r.client_id,
+                     "'s key: ", FromReply(r).ToString()));
   }
 
   absl::StatusOr<std::string> Retransmit(const Command& c) {
@@ -346,8 +347,7 @@ class Runner {
       if (absl::Status s = CheckMac(*out->reply, "the reply", key); !s.ok())
         return s;
     for (const Notice& n : out->notices) {
-      if (absl::Status s = CheckMac(n.reply, "a notice", std::nullopt);
-          !s.ok())
+      if (absl::Status s = CheckMac(n.reply, "a notice", std::nullopt); !s.ok())
         return s;
       lines.push_back(FormatNotice(n));
     }
