@@ -1,12 +1,17 @@
 // Only a holder ends its hold (docs/security.md), black box: lockd with its
 // fast path in the server namespace; the victim, client 1, signs from the
-// client end of the link; from a second address on the client side an
-// intruder with a valid key of its own (client 2), an unauthenticated
-// sender, and a forger who claims client 1 without its key try every spoof
-// of issue #11. Each changes nothing, learns no fence and is counted; and
-// the victim's captured requests, replayed after its release, take nothing.
+// client namespace; from a second client namespace, on the same wire with
+// an address of its own (a macvlan of the client's veth), an intruder with a
+// valid key of its own (client 2), an unauthenticated sender, and a forger
+// who claims client 1 without its key try every spoof of issue #11. Each
+// changes nothing, learns no fence and is counted; and the victim's
+// captured requests, replayed after its release (from the victim's address
+// and from the intruder's), take nothing.
+#include <unistd.h>
+
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "abi/codec.h"
@@ -24,19 +29,39 @@ constexpr uint64_t kVictimTxn = 500;
 constexpr uint64_t kWaiterTxn = 600;
 constexpr uint32_t kIntruderClient = 2;
 constexpr uint32_t kWaiterClient = 3;
-// The intruder's address, added to the client namespace's interface.
+// The intruder's address, on the client's wire.
 constexpr char kIntruderIpv4[] = "198.18.0.3";
 
 class AuthTest : public DaemonTest {
  protected:
   void SetUp() override {
     DaemonTest::SetUp();
-    absl::StatusOr<netns::CommandResult> added =
-        netns::ExecIn(net_->client_netns(),
-                      absl::StrCat("ip addr add ", kIntruderIpv4, "/24 dev ",
-                                   net_->link().client.name));
-    ASSERT_TRUE(added.ok() && added->exit_code == 0)
-        << (added.ok() ? added->output : added.status().ToString());
+    // A network with a third namespace, the intruder's, on the client's
+    // wire: a macvlan of the client's veth, moved into it.
+    netns::TestNetwork::Options options;
+    options.roles = {"server", "client", "intruder"};
+    net_.reset();
+    absl::StatusOr<std::unique_ptr<netns::TestNetwork>> net =
+        netns::TestNetwork::Create(options);
+    ASSERT_TRUE(net.ok()) << net.status();
+    net_ = std::move(*net);
+    intruder_netns_ = net_->Netns("intruder");
+    const std::string macvlan = absl::StrCat("lkmv", getpid() % 100000);
+    const std::vector<std::pair<std::string, std::string>> steps = {
+        {net_->client_netns(),
+         absl::StrCat("ip link add ", macvlan, " link ",
+                      net_->link().client.name,
+                      " type macvlan mode bridge && ip link set ", macvlan,
+                      " netns ", intruder_netns_)},
+        {intruder_netns_,
+         absl::StrCat("ip addr add ", kIntruderIpv4, "/24 dev ", macvlan,
+                      " && ip link set ", macvlan, " up")}};
+    for (const auto& [netns, command] : steps) {
+      absl::StatusOr<netns::CommandResult> done = netns::ExecIn(netns, command);
+      ASSERT_TRUE(done.ok() && done->exit_code == 0)
+          << command << ": "
+          << (done.ok() ? done->output : done.status().ToString());
+    }
     absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd = StartLockd();
     ASSERT_TRUE(lockd.ok()) << lockd.status();
     lockd_ = std::move(*lockd);
@@ -46,8 +71,8 @@ class AuthTest : public DaemonTest {
   // from the intruder's address, naming `txn_id` on `lock`.
   std::unique_ptr<UdpLockClient> Intruder(uint64_t lock, uint64_t txn_id,
                                           uint32_t client_id) {
-    absl::StatusOr<std::unique_ptr<UdpLockClient>> c =
-        UdpLockClient::Open(*net_, lock, txn_id, client_id, kIntruderIpv4);
+    absl::StatusOr<std::unique_ptr<UdpLockClient>> c = UdpLockClient::Open(
+        *net_, lock, txn_id, client_id, kIntruderIpv4, intruder_netns_);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? std::move(*c) : nullptr;
   }
@@ -78,6 +103,7 @@ class AuthTest : public DaemonTest {
     return shown.ok() ? shown->holders : std::vector<uint64_t>{};
   }
 
+  std::string intruder_netns_;
   std::unique_ptr<NetnsProcess> lockd_;
 };
 

@@ -9,9 +9,10 @@ namespace lockd::testing {
 
 absl::StatusOr<std::unique_ptr<UdpLockClient>> UdpLockClient::Open(
     const netns::TestNetwork& net, uint64_t lock_id, uint64_t txn_id,
-    uint32_t client_id, const std::string& local_ipv4) {
+    uint32_t client_id, const std::string& local_ipv4,
+    const std::string& netns) {
   absl::StatusOr<netns::UdpSocket> socket = netns::UdpSocket::Open(
-      net.client_netns(),
+      netns.empty() ? net.client_netns() : netns,
       local_ipv4.empty() ? net.link().client.ipv4 : local_ipv4, 0);
   if (!socket.ok()) return socket.status();
   return std::unique_ptr<UdpLockClient>(new UdpLockClient(

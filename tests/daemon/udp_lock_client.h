@@ -30,12 +30,13 @@ class UdpLockClient {
  public:
   // A socket on the client end of net.link(), talking to lockd's default
   // port on the server end, as transaction `txn_id` on lock `lock_id`.
-  // Client LOCKD_CLIENT_NONE sends unsigned requests. `local_ipv4`: the
-  // address to send from (one of the client namespace's); empty: the client
-  // end of the link.
+  // Client LOCKD_CLIENT_NONE sends unsigned requests. `netns` and
+  // `local_ipv4`: where to send from; empty: the client namespace and the
+  // client end of the link.
   static absl::StatusOr<std::unique_ptr<UdpLockClient>> Open(
       const netns::TestNetwork& net, uint64_t lock_id, uint64_t txn_id,
-      uint32_t client_id = kTestClient, const std::string& local_ipv4 = "");
+      uint32_t client_id = kTestClient, const std::string& local_ipv4 = "",
+      const std::string& netns = "");
 
   // Sends one request for this client's lock and txn with the next seq.
   absl::Status Send(lockd_opcode opcode, lockd_mode mode = LOCKD_MODE_NONE,
