@@ -15,12 +15,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/client_impl.h"
+#include "client/rtt.h"
 #include "client/transaction.h"
 #include "lockd/grpc_conventions.h"
 
 namespace lockd::client {
 
 struct Client::Impl::Server {
+  explicit Server(const ClientOptions& options)
+      : rtt(options.udp_initial_timeout, options.udp_min_timeout,
+            options.udp_max_timeout) {}
+
   std::string name;
   std::string grpc_address;
   sockaddr_in udp{};
@@ -32,6 +37,7 @@ struct Client::Impl::Server {
   // call tries UDP again.
   bool udp_down ABSL_GUARDED_BY(mu) = false;
   absl::Time udp_retry_at ABSL_GUARDED_BY(mu);
+  RttEstimator rtt;  // of its UDP path: the retransmission timeout
 
   std::atomic<uint64_t> udp_requests{0};
   std::atomic<uint64_t> udp_retransmissions{0};
@@ -179,12 +185,13 @@ void Accumulate(const ServerStats& from, ServerStats& into) {
 // --- Creation ----------------------------------------------------------------
 
 absl::StatusOr<std::vector<std::unique_ptr<Client::Impl::Server>>>
-Client::Impl::MakeServers(const std::vector<ServerConfig>& configs) {
+Client::Impl::MakeServers(const ClientOptions& options) {
+  const std::vector<ServerConfig>& configs = options.servers;
   if (configs.empty())
     return absl::InvalidArgumentError("the client has no servers configured");
   std::vector<std::unique_ptr<Server>> servers;
   for (const ServerConfig& config : configs) {
-    auto server = std::make_unique<Server>();
+    auto server = std::make_unique<Server>(options);
     server->name = config.name.empty() ? config.udp_address : config.name;
     absl::StatusOr<sockaddr_in> udp = ParseUdpAddress(config.udp_address);
     if (!udp.ok())
@@ -231,7 +238,7 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
     return absl::InvalidArgumentError(
         "udp_max_transmissions must be at least 1");
   absl::StatusOr<std::vector<std::unique_ptr<Server>>> servers =
-      MakeServers(options.servers);
+      MakeServers(options);
   if (!servers.ok()) return servers.status();
   auto impl =
       absl::WrapUnique(new Impl(std::move(options), std::move(*servers)));
@@ -417,7 +424,10 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
   int attempt_transmissions = 0;
   absl::Time attempt_start;
   absl::Time next_send = absl::Now();
-  absl::Duration timeout = options_.udp_initial_timeout;
+  absl::Duration timeout = server.rtt.Rto();
+  // When each transmission of the current attempt left: the reply's seq
+  // says which one it answers, a round trip for the server's RTO.
+  std::vector<std::pair<uint64_t, absl::Time>> sent;
   bool queued = false;
   absl::Time queued_attempt_start;  // of the attempt last answered QUEUED
   for (;;) {
@@ -426,7 +436,8 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       if (!awaiting_answer) {  // time to ask a queued request's state again
         awaiting_answer = true;
         attempt_transmissions = 0;
-        timeout = options_.udp_initial_timeout;
+        sent.clear();
+        timeout = server.rtt.Rto();
       }
       if (attempt_transmissions == options_.udp_max_transmissions ||
           (attempt_transmissions > 0 &&
@@ -437,7 +448,9 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       ++(outcome.transmissions == 0 ? server.udp_requests
                                     : server.udp_retransmissions);
       // A failed send is a lost packet: retransmission deals with both.
-      udp_->Send(&call, NextSeq()).IgnoreError();
+      const uint64_t seq = NextSeq();
+      sent.emplace_back(seq, now);
+      udp_->Send(&call, seq).IgnoreError();
       ++attempt_transmissions;
       ++outcome.transmissions;
       // Every later copy may find the request served already: the server
@@ -452,6 +465,12 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       if (absl::Now() < deadline) continue;
       outcome.kind = UdpOutcome::Kind::kDeadline;
       break;
+    }
+    // A reply to a transmission of this attempt measures the round trip (a
+    // GRANTED for a queued request does not: it came when the lock did).
+    if (awaiting_answer) {
+      for (const auto& [seq, at] : sent)
+        if (seq == reply->seq) server.rtt.Sample(absl::Now() - at);
     }
     if (reply->opcode == LOCKD_OP_QUEUED) {
       if (awaiting_answer) queued_attempt_start = attempt_start;

@@ -106,12 +106,16 @@ struct ClientOptions {
   // LOCKD_CLIENT_NONE leaves the client unauthenticated (no file read).
   absl::Status UseKey(uint32_t id, const std::string& key_file);
 
-  // UDP retransmission of one request: the first retransmission after
-  // `udp_initial_timeout`, then at doubling intervals of at most
+  // UDP retransmission of one request: the first retransmission after the
+  // server's retransmission timeout, then at doubling intervals of at most
   // `udp_max_timeout`, until `udp_max_transmissions` are sent or
   // `udp_budget` has passed since the first. Then the request continues
-  // over gRPC (or fails UNAVAILABLE without a gRPC address).
+  // over gRPC (or fails UNAVAILABLE without a gRPC address). The timeout is
+  // TCP's (RFC 6298): smoothed round trip plus four deviations, measured
+  // per server from the replies, at least `udp_min_timeout`;
+  // `udp_initial_timeout` until the first reply.
   absl::Duration udp_initial_timeout = absl::Milliseconds(20);
+  absl::Duration udp_min_timeout = absl::Milliseconds(2);
   absl::Duration udp_max_timeout = absl::Milliseconds(250);
   int udp_max_transmissions = 8;
   absl::Duration udp_budget = absl::Seconds(1);

@@ -131,7 +131,7 @@ class Client::Impl {
   };
 
   static absl::StatusOr<std::vector<std::unique_ptr<Server>>> MakeServers(
-      const std::vector<ServerConfig>& configs);
+      const ClientOptions& options);
   Impl(ClientOptions options, std::vector<std::unique_ptr<Server>> servers);
 
   // Sends `request` for `target` through `path` (UDP first unless the

@@ -1,0 +1,48 @@
+// The client's retransmission timeout (client/rtt.h) against RFC 6298's
+// arithmetic, sample by sample.
+#include "client/rtt.h"
+
+#include "gtest/gtest.h"
+
+namespace lockd::client {
+namespace {
+
+using absl::Microseconds;
+using absl::Milliseconds;
+
+TEST(RttEstimatorTest, InitialUntilTheFirstSampleThenSrttPlusFourDeviations) {
+  RttEstimator rtt(Milliseconds(20), Microseconds(200), Milliseconds(250));
+  EXPECT_EQ(rtt.Rto(), Milliseconds(20));
+  EXPECT_EQ(rtt.Srtt(), absl::ZeroDuration());
+  // First sample R: SRTT = R, RTTVAR = R / 2, RTO = R + 4 * R / 2 = 3R.
+  rtt.Sample(Microseconds(100));
+  EXPECT_EQ(rtt.Srtt(), Microseconds(100));
+  EXPECT_EQ(rtt.Rto(), Microseconds(300));
+  // Then RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|, SRTT = 7/8 SRTT + 1/8 R.
+  rtt.Sample(Microseconds(180));
+  // RTTVAR = 37.5 + 20 = 57.5 us, SRTT = 87.5 + 22.5 = 110 us.
+  EXPECT_EQ(rtt.Srtt(), Microseconds(110));
+  EXPECT_EQ(rtt.Rto(), Microseconds(340));
+}
+
+TEST(RttEstimatorTest, StaysBetweenFloorAndCeiling) {
+  RttEstimator fast(Milliseconds(20), Milliseconds(1), Milliseconds(250));
+  for (int i = 0; i < 50; ++i) fast.Sample(Microseconds(10));
+  EXPECT_EQ(fast.Rto(), Milliseconds(1));  // the floor
+  RttEstimator slow(Milliseconds(20), Milliseconds(1), Milliseconds(250));
+  slow.Sample(absl::Seconds(1));
+  EXPECT_EQ(slow.Rto(), Milliseconds(250));  // the ceiling
+}
+
+TEST(RttEstimatorTest, SteadyRoundTripsShrinkTheDeviation) {
+  RttEstimator rtt(Milliseconds(20), Microseconds(1), Milliseconds(250));
+  rtt.Sample(Microseconds(400));
+  const absl::Duration first = rtt.Rto();  // 1200 us
+  for (int i = 0; i < 40; ++i) rtt.Sample(Microseconds(400));
+  EXPECT_LT(rtt.Rto(), first);
+  EXPECT_GE(rtt.Rto(), Microseconds(400));
+  EXPECT_LT(rtt.Rto(), Microseconds(410));
+}
+
+}  // namespace
+}  // namespace lockd::client
