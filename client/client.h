@@ -113,11 +113,13 @@ struct ClientOptions {
   // over gRPC (or fails UNAVAILABLE without a gRPC address). The timeout is
   // TCP's (RFC 6298): smoothed round trip plus four deviations, measured
   // per server from the replies, at least `udp_min_timeout`;
-  // `udp_initial_timeout` until the first reply.
+  // `udp_initial_timeout` until the first reply. With round trips far
+  // below the floor, the budget, not the count, ends the retransmissions:
+  // 16 copies take over a second.
   absl::Duration udp_initial_timeout = absl::Milliseconds(20);
   absl::Duration udp_min_timeout = absl::Milliseconds(2);
   absl::Duration udp_max_timeout = absl::Milliseconds(250);
-  int udp_max_transmissions = 8;
+  int udp_max_transmissions = 16;
   absl::Duration udp_budget = absl::Seconds(1);
   // While an ACQUIRE is queued the client waits for the GRANTED packet, and
   // retransmits the ACQUIRE this often (the server answers QUEUED again, or
