@@ -419,7 +419,8 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
   udp_->Register(&call);
   UdpOutcome outcome{UdpOutcome::Kind::kUnanswered, {}, {}, 0};
   // An attempt: transmissions of the request until the server answers it.
-  // A queued ACQUIRE starts a new attempt every queued_probe_interval.
+  // A queued ACQUIRE starts new attempts at doubling intervals, from two
+  // RTOs up to queued_probe_interval.
   bool awaiting_answer = true;
   int attempt_transmissions = 0;
   absl::Time attempt_start;
@@ -430,6 +431,7 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
   std::vector<std::pair<uint64_t, absl::Time>> sent;
   bool queued = false;
   absl::Time queued_attempt_start;  // of the attempt last answered QUEUED
+  absl::Duration probe_delay;       // until the next attempt while queued
   for (;;) {
     const absl::Time now = absl::Now();
     if (now >= next_send) {
@@ -477,9 +479,13 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       // Probes of the queued request find its record in O(1).
       if (reply->ticket != LOCKD_TICKET_NONE)
         call.request.ticket = reply->ticket;
+      probe_delay = queued ? std::min(2 * probe_delay,
+                                      options_.queued_probe_interval)
+                           : std::min(2 * server.rtt.Rto(),
+                                      options_.queued_probe_interval);
       queued = true;
       awaiting_answer = false;
-      next_send = absl::Now() + options_.queued_probe_interval;
+      next_send = absl::Now() + probe_delay;
       continue;
     }
     outcome.kind = UdpOutcome::Kind::kAnswered;

@@ -117,14 +117,16 @@ struct ClientOptions {
   // below the floor, the budget, not the count, ends the retransmissions:
   // 16 copies take over a second.
   absl::Duration udp_initial_timeout = absl::Milliseconds(20);
-  absl::Duration udp_min_timeout = absl::Milliseconds(2);
+  absl::Duration udp_min_timeout = absl::Microseconds(500);
   absl::Duration udp_max_timeout = absl::Milliseconds(250);
   int udp_max_transmissions = 16;
   absl::Duration udp_budget = absl::Seconds(1);
   // While an ACQUIRE is queued the client waits for the GRANTED packet, and
-  // retransmits the ACQUIRE this often (the server answers QUEUED again, or
-  // GRANTED with the same fence), so a lost GRANTED is recovered and a dead
-  // server noticed.
+  // asks again (the server answers QUEUED again, or GRANTED with the same
+  // fence), so a lost GRANTED is recovered and a dead server noticed: first
+  // two retransmission timeouts after the QUEUED, then at doubling
+  // intervals of at most this. A wait that ends soon, as most do, thus
+  // recovers a lost GRANTED within a few round trips.
   absl::Duration queued_probe_interval = absl::Milliseconds(500);
   // After the UDP path of a server failed, its calls use gRPC; this long
   // after, one call tries UDP first again.
