@@ -105,6 +105,19 @@ std::string KeyFileText(const std::map<uint32_t, ClientKey>& keys) {
   return text;
 }
 
+EncodedMessage ClientIdentity::Sign(Message& message, uint64_t seq) const {
+  message.client_id = client_id;
+  message.seq = seq;
+  return client_id == LOCKD_CLIENT_NONE ? Encode(message)
+                                        : EncodeSigned(message, key);
+}
+
+bool ClientIdentity::Accepts(absl::Span<const uint8_t> bytes,
+                             const Message& reply) const {
+  if (reply.client_id != client_id) return false;
+  return client_id == LOCKD_CLIENT_NONE || MacValid(bytes, key);
+}
+
 uint64_t SeqSource::Next() {
   uint64_t next = next_.load(std::memory_order_relaxed);
   if (next == 0) {  // the first: from the clock, unless another was first

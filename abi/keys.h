@@ -70,6 +70,22 @@ EncodedMessage EncodeSigned(const Message& message, const ClientKey& key);
 // message).
 bool MacValid(absl::Span<const uint8_t> bytes, const ClientKey& key);
 
+// A client as it speaks: its id and key. LOCKD_CLIENT_NONE is the
+// unauthenticated sender: unsigned requests, served only from a server's
+// lab subnets.
+struct ClientIdentity {
+  uint32_t client_id = LOCKD_CLIENT_NONE;
+  ClientKey key;
+
+  // `message` as this client's transmission with sequence number `seq`
+  // (client id and seq set in `message` too), signed unless
+  // unauthenticated.
+  EncodedMessage Sign(Message& message, uint64_t seq) const;
+  // Whether the datagram `bytes`, decoded as `reply`, is for this client
+  // and signed with its key (unauthenticated: any reply for client 0).
+  bool Accepts(absl::Span<const uint8_t> bytes, const Message& reply) const;
+};
+
 }  // namespace lockd
 
 #endif  // LOCKD_ABI_KEYS_H_

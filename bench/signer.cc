@@ -8,21 +8,16 @@
 namespace lockd::bench {
 
 Signer::Signer(uint32_t client_id, const ClientKey& key)
-    : client_id_(client_id),
-      key_(key),
+    : identity_{client_id, key},
       next_seq_(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))) {}
 
 EncodedMessage Signer::Sign(Message& message) {
-  message.client_id = client_id_;
-  message.seq = next_seq_++;
-  return client_id_ == LOCKD_CLIENT_NONE ? Encode(message)
-                                         : EncodeSigned(message, key_);
+  return identity_.Sign(message, next_seq_++);
 }
 
 bool Signer::Verify(absl::Span<const uint8_t> bytes,
                     const Message& reply) const {
-  if (reply.client_id != client_id_) return false;
-  return client_id_ == LOCKD_CLIENT_NONE || MacValid(bytes, key_);
+  return identity_.Accepts(bytes, reply);
 }
 
 absl::StatusOr<std::vector<Signer>> MakeSigners(const std::string& key_file,

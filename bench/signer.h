@@ -27,7 +27,7 @@ class Signer {
   Signer() : Signer(LOCKD_CLIENT_NONE, ClientKey{}) {}
   Signer(uint32_t client_id, const ClientKey& key);
 
-  uint32_t client_id() const { return client_id_; }
+  uint32_t client_id() const { return identity_.client_id; }
 
   // `message` as the next transmission: its client id and seq set (also in
   // `message`), signed unless unauthenticated.
@@ -37,8 +37,7 @@ class Signer {
   bool Verify(absl::Span<const uint8_t> bytes, const Message& reply) const;
 
  private:
-  uint32_t client_id_;
-  ClientKey key_;
+  ClientIdentity identity_;
   // From the wall clock in ns, as the client library's: a tool run again
   // as the same client starts above the seqs its last run used.
   uint64_t next_seq_;

@@ -254,7 +254,7 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
         absl::MutexLock lock(&server->mu);
         server->udp_down = false;  // whatever the call, UDP works again
       },
-      impl->options_.client_id, impl->options_.key);
+      impl->identity_);
   if (!udp.ok()) return udp.status();
   impl->udp_ = std::move(*udp);
   impl->renewer_ =
@@ -265,6 +265,7 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
 Client::Impl::Impl(ClientOptions options,
                    std::vector<std::unique_ptr<Server>> servers)
     : options_(std::move(options)),
+      identity_{options_.client_id, options_.key},
       servers_(std::move(servers)),
       rendezvous_([this] {
         std::vector<std::string> names;
@@ -479,10 +480,10 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       // Probes of the queued request find its record in O(1).
       if (reply->ticket != LOCKD_TICKET_NONE)
         call.request.ticket = reply->ticket;
-      probe_delay = queued ? std::min(2 * probe_delay,
-                                      options_.queued_probe_interval)
-                           : std::min(2 * server.rtt.Rto(),
-                                      options_.queued_probe_interval);
+      probe_delay =
+          queued
+              ? std::min(2 * probe_delay, options_.queued_probe_interval)
+              : std::min(2 * server.rtt.Rto(), options_.queued_probe_interval);
       queued = true;
       awaiting_answer = false;
       next_send = absl::Now() + probe_delay;
@@ -514,15 +515,13 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
   ++server.grpc_requests;
   const absl::Time sent = absl::Now();
   std::string signed_request;
-  if (options_.client_id != LOCKD_CLIENT_NONE) {
+  if (identity_.client_id != LOCKD_CLIENT_NONE) {
     Message message = request;
-    message.client_id = options_.client_id;
-    message.seq = NextSeq();
     // UDP copies may have reached the server already: it answers from the
     // owner's record then.
     if (message.opcode == LOCKD_OP_ACQUIRE)
       message.flags |= LOCKD_FLAG_RETRANSMIT;
-    const EncodedMessage bytes = EncodeSigned(message, options_.key);
+    const EncodedMessage bytes = identity_.Sign(message, NextSeq());
     signed_request.assign(bytes.begin(), bytes.end());
   }
   Message reply = request;

@@ -163,6 +163,7 @@ class Client::Impl {
   void RenewOrLose(const std::shared_ptr<Hold>& hold);
 
   const ClientOptions options_;
+  const ClientIdentity identity_;  // every request's, on every path
   std::vector<std::unique_ptr<Server>> servers_;
   Rendezvous rendezvous_;
   std::unique_ptr<UdpChannel> udp_;

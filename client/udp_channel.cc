@@ -49,7 +49,7 @@ bool SameAddress(const sockaddr_in& a, const sockaddr_in& b) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<UdpChannel>> UdpChannel::Open(
-    ReplyObserver on_reply, uint32_t client_id, const ClientKey& key) {
+    ReplyObserver on_reply, const ClientIdentity& identity) {
   const int socket_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (socket_fd < 0) return absl::ErrnoToStatus(errno, "UDP socket");
   sockaddr_in any{};
@@ -68,16 +68,15 @@ absl::StatusOr<std::unique_ptr<UdpChannel>> UdpChannel::Open(
     return absl::ErrnoToStatus(eventfd_errno, "eventfd");
   }
   return std::unique_ptr<UdpChannel>(
-      new UdpChannel(socket_fd, stop_fd, std::move(on_reply), client_id, key));
+      new UdpChannel(socket_fd, stop_fd, std::move(on_reply), identity));
 }
 
 UdpChannel::UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply,
-                       uint32_t client_id, const ClientKey& key)
+                       const ClientIdentity& identity)
     : socket_fd_(socket_fd),
       stop_fd_(stop_fd),
       on_reply_(std::move(on_reply)),
-      client_id_(client_id),
-      key_(key),
+      identity_(identity),
       receiver_([this] { ReceiveUntilStopped(); }) {}
 
 UdpChannel::~UdpChannel() {
@@ -101,17 +100,12 @@ void UdpChannel::Unregister(Call* call) {
 }
 
 absl::Status UdpChannel::Send(Call* call, uint64_t seq) {
-  Message request;
+  EncodedMessage bytes;
   {
     absl::MutexLock lock(&mu_);
-    call->request.seq = seq;
-    call->request.client_id = client_id_;
     call->seqs.push_back(seq);
-    request = call->request;
+    bytes = identity_.Sign(call->request, seq);
   }
-  const EncodedMessage bytes = client_id_ == LOCKD_CLIENT_NONE
-                                   ? Encode(request)
-                                   : EncodeSigned(request, key_);
   if (sendto(socket_fd_, bytes.data(), bytes.size(), 0,
              reinterpret_cast<const sockaddr*>(&call->server),
              sizeof(call->server)) != static_cast<ssize_t>(bytes.size())) {
@@ -152,8 +146,7 @@ void UdpChannel::ReceiveUntilStopped() {
     absl::StatusOr<Message> reply = DecodeMessage(bytes);
     if (!reply.ok() || IsRequest(reply->opcode)) continue;
     // A reply for us, signed with our key; anything else may be forged.
-    if (client_id_ != LOCKD_CLIENT_NONE &&
-        (reply->client_id != client_id_ || !MacValid(bytes, key_))) {
+    if (!identity_.Accepts(bytes, *reply)) {
       on_reply_(from, /*forged=*/true);
       continue;
     }

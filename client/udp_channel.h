@@ -47,11 +47,10 @@ class UdpChannel {
       std::function<void(const sockaddr_in& server, bool forged)>;
 
   // Binds a socket to an ephemeral port on every address of the calling
-  // thread's network namespace and starts the receiver thread. Requests are
-  // signed, and replies checked, with `key` unless client_id is
-  // LOCKD_CLIENT_NONE.
+  // thread's network namespace and starts the receiver thread. Requests go
+  // out as `identity`'s, and only replies it accepts are taken.
   static absl::StatusOr<std::unique_ptr<UdpChannel>> Open(
-      ReplyObserver on_reply, uint32_t client_id, const ClientKey& key);
+      ReplyObserver on_reply, const ClientIdentity& identity);
   ~UdpChannel();  // stops the receiver; no call may be registered
   UdpChannel(const UdpChannel&) = delete;
   UdpChannel& operator=(const UdpChannel&) = delete;
@@ -74,15 +73,14 @@ class UdpChannel {
 
  private:
   UdpChannel(int socket_fd, int stop_fd, ReplyObserver on_reply,
-             uint32_t client_id, const ClientKey& key);
+             const ClientIdentity& identity);
   void ReceiveUntilStopped();
   void Dispatch(const Message& reply, const sockaddr_in& from);
 
   const int socket_fd_;
   const int stop_fd_;  // eventfd: wakes the receiver out of poll() to exit
   const ReplyObserver on_reply_;
-  const uint32_t client_id_;
-  const ClientKey key_;
+  const ClientIdentity identity_;
   absl::Mutex mu_;
   std::map<std::pair<uint64_t, uint64_t>, Call*> calls_ ABSL_GUARDED_BY(mu_);
   std::thread receiver_;

@@ -47,9 +47,8 @@ constexpr absl::Duration kReplyTimeout = absl::Seconds(3);
 // signed with its key.
 class Client {
  public:
-  Client(std::string name, uint64_t txn, uint32_t client_id,
-         const lockd::ClientKey& key)
-      : name_(std::move(name)), txn_(txn), client_id_(client_id), key_(key) {
+  Client(std::string name, uint64_t txn, const lockd::ClientIdentity& identity)
+      : name_(std::move(name)), txn_(txn), identity_(identity) {
     fd_ = socket(AF_INET, SOCK_DGRAM, 0);
     server_.sin_family = AF_INET;
     server_.sin_port = htons(absl::GetFlag(FLAGS_port));
@@ -64,12 +63,8 @@ class Client {
     m.mode = mode;
     m.lock_id = lock_id;
     m.txn_id = txn_;
-    m.client_id = client_id_;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      m.seq = seqs_.Next();
-      lockd::EncodedMessage bytes = client_id_ == LOCKD_CLIENT_NONE
-                                        ? lockd::Encode(m)
-                                        : lockd::EncodeSigned(m, key_);
+      const lockd::EncodedMessage bytes = identity_.Sign(m, seqs_.Next());
       sendto(fd_, bytes.data(), bytes.size(), 0,
              reinterpret_cast<sockaddr*>(&server_), sizeof(server_));
       if (auto reply = Receive(kReplyTimeout)) return *reply;
@@ -87,8 +82,7 @@ class Client {
     ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
     const auto bytes = absl::MakeConstSpan(buffer, n > 0 ? n : 0);
     absl::StatusOr<lockd::Message> m = lockd::DecodeMessage(bytes);
-    if (!m.ok()) return std::nullopt;
-    if (client_id_ != LOCKD_CLIENT_NONE && !lockd::MacValid(bytes, key_))
+    if (!m.ok() || !identity_.Accepts(bytes, *m))
       return std::nullopt;  // not from our server
     return *m;
   }
@@ -108,8 +102,7 @@ class Client {
  private:
   std::string name_;
   uint64_t txn_;
-  uint32_t client_id_;
-  lockd::ClientKey key_;
+  lockd::ClientIdentity identity_;
   lockd::SeqSource seqs_;
   int fd_;
   sockaddr_in server_{};
@@ -152,8 +145,9 @@ int main(int argc, char** argv) {
       exit(2);
     }
     return std::make_unique<Client>(
-        std::move(name), txn, id,
-        id == LOCKD_CLIENT_NONE ? lockd::ClientKey{} : keys.at(id));
+        std::move(name), txn,
+        lockd::ClientIdentity{
+            id, id == LOCKD_CLIENT_NONE ? lockd::ClientKey{} : keys.at(id)});
   };
   std::unique_ptr<Client> holder_client = make("holder", 1);
   Client& holder = *holder_client;

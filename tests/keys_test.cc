@@ -58,6 +58,35 @@ TEST(KeysTest, SignedMessageChecksAndAnyChangeBreaksIt) {
   EXPECT_FALSE(MacValid(bad_mac, key));
 }
 
+TEST(KeysTest, IdentitySignsAsItsClientAndAcceptsOnlyItsReplies) {
+  const ClientIdentity seven{7, ClientKey{11, 12}};
+  Message m;
+  m.opcode = LOCKD_OP_ACQUIRE;
+  m.mode = LOCKD_MODE_SHARED;
+  const EncodedMessage bytes = seven.Sign(m, 99);
+  EXPECT_EQ(m.client_id, 7u);
+  EXPECT_EQ(m.seq, 99u);
+  EXPECT_TRUE(MacValid(bytes, seven.key));
+  Message reply = m;
+  reply.opcode = LOCKD_OP_GRANTED;
+  EXPECT_TRUE(seven.Accepts(EncodeSigned(reply, seven.key), reply));
+  EXPECT_FALSE(seven.Accepts(EncodeSigned(reply, ClientKey{11, 13}), reply));
+  Message other = reply;
+  other.client_id = 8;
+  EXPECT_FALSE(seven.Accepts(EncodeSigned(other, seven.key), other));
+
+  const ClientIdentity none;
+  Message unsigned_request = m;
+  const EncodedMessage plain = none.Sign(unsigned_request, 5);
+  EXPECT_EQ(unsigned_request.client_id, LOCKD_CLIENT_NONE);
+  EXPECT_EQ(unsigned_request.mac, 0u);
+  EXPECT_EQ(plain, Encode(unsigned_request));
+  Message anonymous_reply = unsigned_request;
+  anonymous_reply.opcode = LOCKD_OP_GRANTED;
+  EXPECT_TRUE(none.Accepts(Encode(anonymous_reply), anonymous_reply));
+  EXPECT_FALSE(none.Accepts(EncodeSigned(reply, seven.key), reply));
+}
+
 TEST(KeysTest, KeyFileParsesAndRejectsWithTheLine) {
   const std::string path = ::testing::TempDir() + "/keys";
   {

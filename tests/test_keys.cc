@@ -14,6 +14,12 @@ ClientKey TestKey(uint32_t client_id) {
                    0x7465737400000000ULL ^ (uint64_t{client_id} * 2654435761u)};
 }
 
+ClientIdentity TestIdentity(uint32_t client_id) {
+  return ClientIdentity{client_id, client_id == LOCKD_CLIENT_NONE
+                                       ? ClientKey{}
+                                       : TestKey(client_id)};
+}
+
 absl::StatusOr<std::string> WriteTestKeyFile(const std::string& dir) {
   std::map<uint32_t, ClientKey> keys;
   for (uint32_t id = 1; id <= kTestClients; ++id) keys[id] = TestKey(id);

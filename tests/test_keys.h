@@ -19,6 +19,9 @@ inline constexpr uint32_t kTestClient = 1;
 
 // The key of test client `client_id` (never all zero).
 ClientKey TestKey(uint32_t client_id);
+// Test client `client_id` with its key; LOCKD_CLIENT_NONE: the
+// unauthenticated sender.
+ClientIdentity TestIdentity(uint32_t client_id);
 
 // Writes the key file of every test client into `dir`; returns its path.
 absl::StatusOr<std::string> WriteTestKeyFile(const std::string& dir);

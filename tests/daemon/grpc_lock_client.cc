@@ -45,12 +45,11 @@ int Fail(const char* what, const grpc::Status& status) {
 std::string Signed(lockd::Message request) {
   const uint32_t client_id = absl::GetFlag(FLAGS_client_id);
   if (client_id == LOCKD_CLIENT_NONE) return "";
-  request.client_id = client_id;
   request.lock_id = absl::GetFlag(FLAGS_lock_id);
   request.txn_id = absl::GetFlag(FLAGS_txn_id);
-  request.seq = lockd::testing::NextTestSeq();
   const lockd::EncodedMessage bytes =
-      lockd::EncodeSigned(request, lockd::testing::TestKey(client_id));
+      lockd::testing::TestIdentity(client_id).Sign(
+          request, lockd::testing::NextTestSeq());
   return std::string(bytes.begin(), bytes.end());
 }
 

@@ -20,10 +20,7 @@ absl::StatusOr<std::unique_ptr<UdpLockClient>> UdpLockClient::Open(
 }
 
 EncodedMessage UdpLockClient::Signed(Message request) const {
-  request.client_id = client_id_;
-  request.seq = NextTestSeq();
-  if (client_id_ == LOCKD_CLIENT_NONE) return Encode(request);
-  return EncodeSigned(request, TestKey(client_id_));
+  return TestIdentity(client_id_).Sign(request, NextTestSeq());
 }
 
 absl::Status UdpLockClient::SendBytes(const EncodedMessage& bytes) {
@@ -69,9 +66,7 @@ absl::StatusOr<Message> UdpLockClient::Receive(absl::Duration timeout) {
     return absl::InternalError(
         absl::StrCat(who, ": undecodable reply: ", reply.status().message()));
   }
-  if (client_id_ != LOCKD_CLIENT_NONE &&
-      (reply->client_id != client_id_ ||
-       !MacValid(datagram->payload, TestKey(client_id_)))) {
+  if (!TestIdentity(client_id_).Accepts(datagram->payload, *reply)) {
     return absl::InternalError(
         absl::StrCat(who, ": reply not signed for client ", client_id_, ": ",
                      reply->ToString()));

@@ -196,9 +196,8 @@ class GrpcServiceTest : public ::testing::Test {
   // client library sends it.
   std::string Signed(Message request, uint32_t client_id,
                      const ClientKey& key) {
-    request.client_id = client_id;
-    request.seq = seqs_.Next();
-    const EncodedMessage bytes = EncodeSigned(request, key);
+    const EncodedMessage bytes =
+        ClientIdentity{client_id, key}.Sign(request, seqs_.Next());
     return std::string(bytes.begin(), bytes.end());
   }
 
