@@ -182,6 +182,8 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
       args_.policy = m.policy;
       args_.lease_ms = m.lease_ms;
       args_.wait_ms = m.wait_ms;
+      args_.client_id = m.client_id;
+      args_.seq = m.seq;
       args_.signed_request.assign(request_->signed_request().begin(),
                                   request_->signed_request().end());
       return absl::OkStatus();

@@ -4,7 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "abi/codec.h"
 #include "absl/strings/str_cat.h"
 
 namespace lockd {
@@ -154,11 +153,9 @@ std::shared_ptr<PendingAcquire> LockService::Acquire(const AcquireArgs& args,
   // call made, as a UDP retransmission does.
   request.flags = LOCKD_FLAG_RETRANSMIT;
   request.member_flags = LOCKD_MEMBER_LOCAL;
-  // A signed request's owner and seq, known before it runs: a notice for
-  // the member it makes may come at once.
-  if (absl::StatusOr<Message> m = DecodeMessage(args.signed_request); m.ok()) {
-    request.seq = m->seq;
-    request.client_id = m->client_id;
+  if (!args.signed_request.empty()) {
+    request.seq = args.seq;
+    request.client_id = args.client_id;
   }
 
   auto pending = std::make_shared<PendingAcquire>(std::move(done));

@@ -37,9 +37,13 @@ struct AcquireArgs {
   uint32_t lease_ms = 0;  // 0 = the server's default
   uint32_t wait_ms = 0;   // 0 = no limit
   // The request as a signed wire message (docs/security.md), whose fields
-  // the ones above repeat; empty: an unauthenticated caller
+  // the ones above and below repeat; empty: an unauthenticated caller
   // (LOCKD_CLIENT_NONE), whom the adapter let in from an open subnet.
   std::vector<uint8_t> signed_request;
+  // A signed request's client and seq, known before it runs: a notice for
+  // the member it makes may come at once.
+  uint32_t client_id = LOCKD_CLIENT_NONE;
+  uint64_t seq = 0;
 };
 
 // The end of an Acquire: the reply (GRANTED, or REJECTED with its status),
