@@ -377,7 +377,9 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
   st->lease_ms = clamp_lease_ms(req->lease_ms);
   st->hint.ticket = req->ticket;
   st->outcome = ACQ_RETRY;
-  st->over_quota = client_at_quota(req->client_id);
+  /* The requester's record, looked up once for its quota and its count. */
+  struct lockd_client *client = client_of(req->client_id);
+  st->over_quota = client_at_quota(client);
   /* Attempts, and what an attempt asks for before the next: a block, a
    * split of a full bucket, a search for a record without a ticket, a walk
    * for the oldest member. */
@@ -414,9 +416,9 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
   if (st->block_idx && !linked) pool_free(st->block_idx);
   if (st->expired_block) pool_free(st->expired_block);
   if (st->outcome == ACQ_QUEUED || st->outcome == ACQ_GRANTED)
-    client_members_add(req->client_id, 1);
+    client_members_add(client, 1);
   if (st->expired_txn) {
-    client_members_add(st->expired_client, -1);
+    client_members_add(client_of(st->expired_client), -1);
     struct lockd_owner_key key = {req->lock_id, st->expired_txn};
     struct lockd_ended memo = {.fence = st->expired_fence,
                                .time_ns = now,

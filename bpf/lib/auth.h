@@ -131,15 +131,19 @@ static __always_inline void notice_sign(struct lockd_notice *n) {
     n->reply.mac = 0;
 }
 
-/* A client's holds + waits change by delta. */
-static __always_inline void client_members_add(__u32 id, __s32 delta) {
-  struct lockd_client *c = bpf_map_lookup_elem(&clients, &id);
+/* A client's record, or NULL (removed, or never known). */
+static __always_inline struct lockd_client *client_of(__u32 id) {
+  return bpf_map_lookup_elem(&clients, &id);
+}
+
+/* A client's holds + waits change by delta (c may be NULL). */
+static __always_inline void client_members_add(struct lockd_client *c,
+                                               __s32 delta) {
   if (c) __sync_fetch_and_add(&c->members, delta);
 }
 
 /* Whether the client has its quota of holds + waits already. */
-static __always_inline bool client_at_quota(__u32 id) {
-  struct lockd_client *c = bpf_map_lookup_elem(&clients, &id);
+static __always_inline bool client_at_quota(const struct lockd_client *c) {
   return c && READ_ONCE(c->members) >= cfg_client_quota;
 }
 

@@ -167,7 +167,7 @@ static __always_inline struct end_state *lt_end(const struct lockd_request *req,
   if (st->free_idx) pool_free(st->free_idx);
   if (outcome == END_RELEASED) stat_inc(LOCKD_STAT_HOLD_ENDED);
   if (outcome == END_RELEASED || outcome == END_CANCELLED)
-    client_members_add(st->client_id, -1);
+    client_members_add(client_of(st->client_id), -1);
   if (st->freed) {
     stat_inc(LOCKD_STAT_LOCK_FREED);
     struct lockd_config *cfg = config_get();
