@@ -249,6 +249,8 @@ absl::string_view StatusName(lockd_status status) {
       return "BAD_REQUEST";
     case LOCKD_STATUS_QUOTA:
       return "QUOTA";
+    case LOCKD_STATUS_GRACE:
+      return "GRACE";
     case LOCKD_STATUS_COUNT:
       break;
   }
@@ -272,6 +274,8 @@ absl::StatusCode CodeForRejection(lockd_status status) {
       return absl::StatusCode::kDeadlineExceeded;
     case LOCKD_STATUS_BAD_REQUEST:
       return absl::StatusCode::kInvalidArgument;
+    case LOCKD_STATUS_GRACE:
+      return absl::StatusCode::kUnavailable;
     case LOCKD_STATUS_OK:
     case LOCKD_STATUS_COUNT:
       break;

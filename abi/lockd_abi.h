@@ -102,14 +102,22 @@ enum lockd_status {
   LOCKD_STATUS_UPGRADE_CONFLICT = 8, /* S->X upgrade while others hold */
   LOCKD_STATUS_BAD_REQUEST = 9,
   LOCKD_STATUS_QUOTA = 10, /* the client's holds + waits are at its quota */
-  LOCKD_STATUS_COUNT = 11,
+  /* The server restarted without its state and is in its grace period: it
+   * grants only reclaims of holds from before (LOCKD_FLAG_RECLAIM). Retry
+   * after lease_ms (the grace left). */
+  LOCKD_STATUS_GRACE = 11,
+  LOCKD_STATUS_COUNT = 12,
 };
 
 /* Request flags. Replies carry 0. */
 /* A copy of a request sent before (same seq): the server may have served
  * it already, so it looks for the owner's record even without a ticket. */
 #define LOCKD_FLAG_RETRANSMIT 0x01
-#define LOCKD_REQUEST_FLAGS LOCKD_FLAG_RETRANSMIT
+/* ACQUIRE: re-establish a hold granted by an earlier epoch of the server
+ * (docs/semantics.md, "Restarts"), with the hold's fence in `fence`. Granted
+ * only during the grace period, never queued. */
+#define LOCKD_FLAG_RECLAIM 0x02
+#define LOCKD_REQUEST_FLAGS (LOCKD_FLAG_RETRANSMIT | LOCKD_FLAG_RECLAIM)
 
 struct lockd_msg {
   __be16 magic;
@@ -121,8 +129,12 @@ struct lockd_msg {
   __u8 flags;       /* LOCKD_FLAG_* */
   __be32 client_id; /* who sent the request / whom the reply is for;
                        LOCKD_CLIENT_NONE = unauthenticated (lab subnets) */
-  __be32 lease_ms;  /* asked for (request) / granted (GRANTED, RENEWED) */
-  __be32 wait_ms;   /* longest time to wait in the queue, 0 = no limit */
+  __be32 lease_ms;  /* asked for (request) / granted (GRANTED, RENEWED) /
+                       grace left (REJECTED GRACE) */
+  /* Request: longest time to wait in the queue, 0 = no limit. Reply: the
+   * server's epoch (lockd_epoch_of its table's fence base): it changes when
+   * the server starts without its state, which its holders then reclaim. */
+  __be32 wait_ms;
   __be32 queue_pos; /* QUEUED: waiters ahead at enqueue time */
   /* Request: the client's sequence number, new for every transmission (a
    * retransmission too) and increasing, so that the server's replay window
@@ -131,7 +143,8 @@ struct lockd_msg {
   __be64 seq;
   __be64 lock_id;
   __be64 txn_id; /* the owner's transaction; for WAIT_DIE, smaller = older */
-  __be64 fence;  /* GRANTED/RENEWED/RELEASED: the holder's fencing token */
+  __be64 fence;  /* GRANTED/RENEWED/RELEASED: the holder's fencing token;
+                    ACQUIRE with LOCKD_FLAG_RECLAIM: the hold's */
   /* Where the server keeps this owner's record: set by GRANTED and QUEUED,
    * echoed by the owner in its later requests for the same lock so that the
    * server finds the record in O(1). A hint: a stale or zero ticket costs a
@@ -417,8 +430,25 @@ struct lockd_config {
   __u32 at_budget;      /* LOCKD_BUDGET_*: the daemon will add no segment */
   __u32 pool_map_flags; /* map_flags of every pool segment */
   __s64 leaves[LOCKD_TABLE_MAX_DEPTH + 1]; /* buckets in use per depth */
+  /* Until then (CLOCK_MONOTONIC ns), ACQUIREs other than reclaims are
+   * refused with LOCKD_STATUS_GRACE; 0 = no grace. Set by the daemon when
+   * it starts a table without the state of its predecessor; the daemon may
+   * end it early (a store of 0). */
+  __u64 grace_until_ns;
 };
-LOCKD_ASSERT_SIZE(struct lockd_config, 40 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
+LOCKD_ASSERT_SIZE(struct lockd_config, 48 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
+LOCKD_ASSERT_OFFSET(struct lockd_config, grace_until_ns,
+                    40 + 8 * (LOCKD_TABLE_MAX_DEPTH + 1));
+
+/* The epoch replies carry (struct lockd_msg.wait_ms): the table's fence base
+ * in milliseconds, cut to 32 bits and never 0. A table started without its
+ * predecessor's state has a later fence base (docs/semantics.md,
+ * "Restarts"), so a client that sees the epoch change knows its holds there
+ * must be reclaimed. 0 in a reply: a server that does not say. */
+static inline __u32 lockd_epoch_of(__u64 fence_base) {
+  __u32 epoch = (__u32)(fence_base / 1000000ULL);
+  return epoch ? epoch : 1;
+}
 
 /* One client (map "clients", key: client id): its keys, its replay window
  * and how many holds and waits it has. The daemon creates and rekeys it
@@ -562,6 +592,9 @@ LOCKD_ASSERT_SIZE(struct lockd_ctl,
   X(FORGED_KICK, "forged_kick")             /* KICK not from us: dropped */    \
   X(REJECT_NOT_OWNER, "reject_not_owner")   /* txn owned by another client */  \
   X(REJECT_QUOTA, "reject_quota")           /* client at its quota */          \
+  X(REJECT_GRACE, "reject_grace")           /* ACQUIRE during grace */         \
+  X(RECLAIMED, "reclaimed")                 /* holds reclaimed in grace */     \
+  X(REJECT_RECLAIM, "reject_reclaim")       /* reclaim after grace / bad */    \
   X(ACQUIRE, "acquire")                     /* ACQUIRE requests processed */   \
   X(GRANT_IMMEDIATE, "grant_immediate")     /* granted on arrival */           \
   X(QUEUED, "queued")                       /* enqueued as a waiter */         \

@@ -47,6 +47,11 @@ struct Client::Impl::Server {
   std::atomic<uint64_t> grpc_requests{0};
   std::atomic<uint64_t> renewals{0};
   std::atomic<uint64_t> leases_lost{0};
+  std::atomic<uint64_t> epoch_changes{0};
+  std::atomic<uint64_t> reclaims{0};
+  std::atomic<uint64_t> grace_retries{0};
+  // Its epoch, from its last UDP reply (0: none yet).
+  std::atomic<uint32_t> epoch{0};
 };
 
 namespace {
@@ -130,6 +135,9 @@ absl::string_view ExplainRejection(lockd_status status) {
     case LOCKD_STATUS_QUOTA:
       return "this client holds and awaits as many locks as the server's "
              "--client_quota allows";
+    case LOCKD_STATUS_GRACE:
+      return "the server restarted without its state and takes only "
+             "reclaims of earlier holds until its grace period ends";
     case LOCKD_STATUS_OK:
     case LOCKD_STATUS_COUNT:
       break;
@@ -177,6 +185,9 @@ void Accumulate(const ServerStats& from, ServerStats& into) {
   into.grpc_requests += from.grpc_requests;
   into.renewals += from.renewals;
   into.leases_lost += from.leases_lost;
+  into.epoch_changes += from.epoch_changes;
+  into.reclaims += from.reclaims;
+  into.grace_retries += from.grace_retries;
   into.udp_path_up = into.udp_path_up && from.udp_path_up;
 }
 
@@ -332,6 +343,10 @@ ClientStats Client::Impl::Stats() const {
     s.grpc_requests = server->grpc_requests;
     s.renewals = server->renewals;
     s.leases_lost = server->leases_lost;
+    s.epoch_changes = server->epoch_changes;
+    s.reclaims = server->reclaims;
+    s.grace_retries = server->grace_retries;
+    s.epoch = server->epoch;
     {
       absl::MutexLock lock(&server->mu);
       s.udp_path_up = !server->udp_down;
@@ -340,6 +355,17 @@ ClientStats Client::Impl::Stats() const {
     stats.servers.push_back(std::move(s));
   }
   return stats;
+}
+
+void Client::Impl::NoteEpoch(Server& server, uint32_t epoch) {
+  if (epoch == 0) return;  // a server that does not say
+  const uint32_t before = server.epoch.exchange(epoch);
+  if (before != 0 && before != epoch) ++server.epoch_changes;
+}
+
+bool Client::Impl::Restarted(const Server& server, uint32_t hold_epoch) {
+  const uint32_t now = server.epoch;
+  return hold_epoch != 0 && now != 0 && now != hold_epoch;
 }
 
 Client::Impl::Server* Client::Impl::ServerAt(const sockaddr_in& address) const {
@@ -474,6 +500,21 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
     if (awaiting_answer) {
       for (const auto& [seq, at] : sent)
         if (seq == reply->seq) server.rtt.Sample(absl::Now() - at);
+    }
+    NoteEpoch(server, reply->wait_ms);
+    if (reply->opcode == LOCKD_OP_REJECTED &&
+        reply->status == LOCKD_STATUS_GRACE) {
+      // The server restarted without its state and serves only reclaims
+      // until its grace period ends, lease_ms from now: ask again then (or
+      // sooner, should an operator end it early). Its ticket was the old
+      // table's.
+      ++server.grace_retries;
+      call.request.ticket = LOCKD_TICKET_NONE;
+      awaiting_answer = false;
+      next_send = absl::Now() + std::clamp(absl::Milliseconds(reply->lease_ms),
+                                           server.rtt.Rto(),
+                                           options_.queued_probe_interval);
+      continue;
     }
     if (reply->opcode == LOCKD_OP_QUEUED) {
       if (awaiting_answer) queued_attempt_start = attempt_start;
@@ -675,6 +716,8 @@ void Client::Impl::Granted(Hold& hold, const Answer& answer) {
   hold.fence = answer.reply.fence;
   hold.ticket = answer.reply.ticket;
   hold.path = answer.path;
+  // UDP replies carry the server's epoch; a gRPC answer is built here.
+  hold.epoch = answer.path == Path::kUdp ? answer.reply.wait_ms : 0;
   hold.lease_end = answer.lease_start + lease;
   hold.next_renewal =
       answer.renew_now ? absl::Now() : answer.lease_start + lease / 3;
@@ -686,12 +729,14 @@ absl::Status Client::Impl::Release(const std::shared_ptr<Hold>& hold) {
   Path path;
   absl::Status result;
   bool ended_by_server;
+  uint32_t epoch;
   {
     absl::MutexLock lock(&hold->mu);
     hold->released = true;
     path = hold->path;
     result = hold->lost;
     ended_by_server = hold->ended_by_server;
+    epoch = hold->epoch;
   }
   if (ended_by_server) return result;
   Message request;
@@ -708,6 +753,11 @@ absl::Status Client::Impl::Release(const std::shared_ptr<Hold>& hold) {
                             DescribeTxn(hold->txn_id), " releasing ",
                             DescribeLock(hold->target)));
   if (answer.ok() || !result.ok()) return result;
+  // A server that restarted without its state before the hold was
+  // reclaimed has no hold to release: released.
+  if (absl::IsFailedPrecondition(answer.status()) &&
+      Restarted(*servers_[hold->target.server], epoch))
+    return absl::OkStatus();
   if (absl::IsFailedPrecondition(answer.status())) return answer.status();
   return absl::Status(
       answer.status().code(),
@@ -775,6 +825,7 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
     absl::Time lease_end;
     uint64_t fence;
     uint64_t ticket;
+    uint32_t epoch;
     {
       absl::MutexLock lock(&hold->mu);
       if (hold->released || !hold->lost.ok()) return;
@@ -782,6 +833,7 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
       lease_end = hold->lease_end;
       fence = hold->fence;
       ticket = hold->ticket;
+      epoch = hold->epoch;
       if (absl::Now() >= lease_end) {
         lost = absl::FailedPreconditionError(absl::StrCat(
             what, ": the lease ran out before a renewal reached the server (",
@@ -800,13 +852,23 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
       request.ticket = ticket;
       absl::StatusOr<Answer> answer =
           Exchange(hold->target, request, lease_end, path, what);
+      // Not a holder any more because the server restarted without its
+      // state: the hold is reclaimed, in the server's grace period.
+      const bool reclaim = absl::IsFailedPrecondition(answer.status()) &&
+                           Restarted(server, epoch);
+      if (reclaim) answer = Reclaim(*hold, lease_end, what);
       absl::MutexLock lock(&hold->mu);
-      if (answer.ok()) {
+      if (answer.ok() && reclaim) {
+        ++server.reclaims;
+        Granted(*hold, *answer);
+        hold->last_renewal_error = absl::OkStatus();
+      } else if (answer.ok()) {
         ++server.renewals;
         const absl::Duration lease = absl::Milliseconds(answer->reply.lease_ms);
         hold->lease_end = answer->lease_start + lease;
         hold->next_renewal = answer->lease_start + lease / 3;
         hold->last_renewal_error = absl::OkStatus();
+        if (answer->path == Path::kUdp) hold->epoch = answer->reply.wait_ms;
       } else if (absl::IsFailedPrecondition(answer.status())) {
         // The server says the hold is over (lease swept, force-released).
         hold->ended_by_server = true;
@@ -831,6 +893,26 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
   if (lost.ok()) return;
   StopRenewing(hold);
   if (hold->on_lost) hold->on_lost(lost);
+}
+
+absl::StatusOr<Client::Impl::Answer> Client::Impl::Reclaim(
+    Hold& hold, absl::Time lease_end, const std::string& what) {
+  Message request;
+  request.opcode = LOCKD_OP_ACQUIRE;
+  request.policy = LOCKD_POLICY_NO_WAIT;  // a reclaim never waits
+  request.flags = LOCKD_FLAG_RECLAIM;
+  request.lease_ms = hold.requested_lease_ms;
+  request.lock_id = hold.target.lock_id;
+  request.txn_id = hold.txn_id;
+  {
+    absl::MutexLock lock(&hold.mu);
+    request.mode = hold.mode;
+    request.fence = hold.fence;
+  }
+  return Exchange(
+      hold.target, request, lease_end, Path::kUdp,
+      absl::StrCat(what, ": the server restarted without its state and ",
+                   "did not take back the hold"));
 }
 
 // --- Client ------------------------------------------------------------------

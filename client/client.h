@@ -147,7 +147,11 @@ struct ServerStats {
   uint64_t grpc_requests = 0;        // RPCs started
   uint64_t renewals = 0;             // leases renewed
   uint64_t leases_lost = 0;
-  bool udp_path_up = true;  // false while calls go to gRPC first
+  uint64_t epoch_changes = 0;  // the server restarted without its state
+  uint64_t reclaims = 0;       // holds re-established after such a restart
+  uint64_t grace_retries = 0;  // requests refused during its grace period
+  uint32_t epoch = 0;          // the server's, from its last UDP reply
+  bool udp_path_up = true;     // false while calls go to gRPC first
 };
 
 struct ClientStats {

@@ -67,7 +67,12 @@ struct Hold {
   // upgrades and the release so that the server finds it in O(1).
   uint64_t ticket ABSL_GUARDED_BY(mu) = LOCKD_TICKET_NONE;
   Path path ABSL_GUARDED_BY(mu) = Path::kUdp;  // renew and release this way
-  absl::Time lease_end ABSL_GUARDED_BY(mu);    // the client's conservative view
+  // The server's epoch when it last granted or renewed the hold (0: not
+  // known, a gRPC answer): a later reply with another epoch means the server
+  // lost its state, and the hold is reclaimed (docs/semantics.md,
+  // "Restarts").
+  uint32_t epoch ABSL_GUARDED_BY(mu) = 0;
+  absl::Time lease_end ABSL_GUARDED_BY(mu);  // the client's conservative view
   absl::Time next_renewal ABSL_GUARDED_BY(mu);
   absl::Status last_renewal_error ABSL_GUARDED_BY(mu);
   // Not OK once the hold is lost: FailedPrecondition saying why.
@@ -152,6 +157,11 @@ class Client::Impl {
 
   bool UseUdp(Server& server);
   Server* ServerAt(const sockaddr_in& address) const;
+  // Takes the epoch of a reply from `server` (0: it did not say).
+  static void NoteEpoch(Server& server, uint32_t epoch);
+  // Whether `server` is in another epoch than a hold granted in
+  // `hold_epoch`: it restarted without its state since.
+  static bool Restarted(const Server& server, uint32_t hold_epoch);
   uint64_t NextSeq() { return seqs_.Next(); }
 
   // Takes a hold's grant (new, or an upgrade) into its state.
@@ -161,6 +171,11 @@ class Client::Impl {
   void StopRenewing(const std::shared_ptr<Hold>& hold);
   void RenewUntilStopped();
   void RenewOrLose(const std::shared_ptr<Hold>& hold);
+  // Asks the restarted server for the hold again, with its fence, during
+  // the server's grace period: the answer, or why it could not.
+  absl::StatusOr<Answer> Reclaim(Hold& hold, absl::Time lease_end,
+                                 const std::string& what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(hold.operation_mu);
 
   const ClientOptions options_;
   const ClientIdentity identity_;  // every request's, on every path

@@ -1,12 +1,14 @@
 #include "lockd/admin.h"
 
 #include <arpa/inet.h>
+#include <time.h>
 
 #include <algorithm>
 
 #include "abi/codec.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "lockd/map_fields.h"
 #include "lockd/rejection.h"
 
 namespace lockd {
@@ -22,6 +24,16 @@ std::string MemberAddress(const lockd_member& member) {
   char ip[INET_ADDRSTRLEN] = {};
   inet_ntop(AF_INET, &member.addr, ip, sizeof(ip));
   return absl::StrCat(ip, ":", ntohs(member.port));
+}
+
+absl::Duration Admin::GraceLeft() const {
+  const uint64_t until = Load(&parts_.datapath->config()->grace_until_ns);
+  const uint64_t now = ClockNs(CLOCK_MONOTONIC);
+  return until > now ? absl::Nanoseconds(until - now) : absl::ZeroDuration();
+}
+
+void Admin::EndGrace() const {
+  Store(&parts_.datapath->config()->grace_until_ns, uint64_t{0});
 }
 
 absl::StatusOr<Admin::Page> Admin::ListLocks(uint32_t segment,

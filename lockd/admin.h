@@ -27,6 +27,8 @@ struct ServerInfo {
   std::string xdp_mode;   // "native", "generic", or empty
   uint16_t udp_port = 0;
   bool restored = false;  // continued an earlier run's pinned table
+  uint32_t epoch = 0;     // in every reply (lockd_epoch_of the fence base)
+  uint32_t grace_ms = 0;  // the grace period this run started with
   std::string version;
   absl::Time started = absl::Now();
 };
@@ -52,6 +54,12 @@ class Admin {
     uint32_t next_segment = 0;  // 0: this was the last page
   };
   absl::StatusOr<Page> ListLocks(uint32_t segment, size_t limit) const;
+  // What is left of the grace period (zero: none, or over).
+  absl::Duration GraceLeft() const;
+  // Ends the grace period now (an operator who knows every earlier holder
+  // reclaimed or is gone).
+  void EndGrace() const;
+
   // One lock in full; NotFound when it is idle.
   absl::StatusOr<LockView> GetLock(uint64_t lock_id) const;
   // The datapath's counters by their LOCKD_STATS names, then the daemon's

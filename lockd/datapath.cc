@@ -75,6 +75,12 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
                       absl::StrCat(what, ": ", strerror(err)));
 }
 
+uint64_t ClockNs(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
 absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
     const DatapathOptions& options) {
   lockd_bpf* skel = lockd_bpf__open();
@@ -113,16 +119,23 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
   }
   // The pool segments' flags: a pinned table keeps the choice it was made
   // with (its config says which); a fresh one takes the option.
+  // So do its fence base and epoch: a fresh table's base is the time, so
+  // that its fences start above those of any table before it on this
+  // machine or (clocks in sync) the one it replaces.
   uint32_t pool_flags = options.pool_prealloc ? 0 : BPF_F_NO_PREALLOC;
+  uint64_t fence_base = options.fence_base.value_or(ClockNs(CLOCK_TAI));
   if (reused) {
     std::string path = absl::StrCat(options.pin_dir, "/config");
     int fd = bpf_obj_get(path.c_str());
     lockd_config pinned{};
     uint32_t zero = 0;
-    if (fd >= 0 && bpf_map_lookup_elem(fd, &zero, &pinned) == 0)
+    if (fd >= 0 && bpf_map_lookup_elem(fd, &zero, &pinned) == 0) {
       pool_flags = pinned.pool_map_flags;
+      fence_base = pinned.fence_base;
+    }
     if (fd >= 0) close(fd);
   }
+  skel->rodata->cfg_epoch = lockd_epoch_of(fence_base);
   bpf_map__set_map_flags(bpf_map__inner_map(skel->maps.pool_segments),
                          pool_flags);
   SegmentTemplate table_template = TemplateOf(skel->maps.table_segments);
@@ -142,6 +155,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(
   }
   auto datapath = std::unique_ptr<Datapath>(new Datapath(skel, options));
   datapath->reused_pins_ = reused;
+  datapath->fence_base_ = fence_base;
   table_template.btf_fd = pool_template.btf_fd = bpf_object__btf_fd(skel->obj);
   datapath->table_template_ = table_template;
   datapath->pool_template_ = pool_template;

@@ -47,7 +47,11 @@ struct DatapathOptions {
   // Ring buffer for events to the daemon, bytes (a power of two).
   uint32_t events_bytes = 64 * 1024;
   // First fence floor of a fresh table; none: CLOCK_TAI in ns at creation.
+  // Its epoch (lockd_epoch_of) is in every reply.
   std::optional<uint64_t> fence_base;
+  // A fresh table (no pinned predecessor) grants only reclaims for this
+  // long (docs/semantics.md, "Restarts"); 0: no grace.
+  uint32_t grace_ms = 0;
   // Seed of the table's hash of lock ids; none: random (tests fix it to
   // place locks in buckets they know).
   std::optional<uint64_t> hash_seed;
@@ -94,6 +98,9 @@ struct SegmentTemplate {
   uint32_t map_flags = 0;
 };
 
+// Now on `clock` in ns (CLOCK_MONOTONIC: the clock of bpf_ktime_get_ns).
+uint64_t ClockNs(clockid_t clock);
+
 // A new segment map of `entries` made from `t`: its fd. `what` names it in
 // the error.
 absl::StatusOr<int> CreateSegmentMap(const SegmentTemplate& t, const char* name,
@@ -124,6 +131,10 @@ class Datapath {
   void Unpin();
   // Whether Load found pinned maps of an earlier run and reused them.
   bool reused_pins() const { return reused_pins_; }
+  // The table's fence base: the pinned one, or a fresh table's choice.
+  uint64_t fence_base() const { return fence_base_; }
+  // What replies carry as the server's epoch: lockd_epoch_of(fence_base()).
+  uint32_t epoch() const { return lockd_epoch_of(fence_base_); }
 
   const DatapathOptions& options() const { return options_; }
   const MapFds& maps() const { return maps_; }
@@ -159,6 +170,7 @@ class Datapath {
   SegmentTemplate table_template_;
   SegmentTemplate pool_template_;
   bool reused_pins_ = false;
+  uint64_t fence_base_ = 0;
   lockd_config* config_ = nullptr;
   lockd_pool_seg* pool_info_ = nullptr;
   int64_t* seg_live_ = nullptr;

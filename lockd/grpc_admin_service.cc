@@ -259,6 +259,18 @@ grpc::ServerUnaryReactor* GrpcAdminService::RemoveClient(
   return Done(context, Annotate(clients_->Remove(request->client_id()), what));
 }
 
+grpc::ServerUnaryReactor* GrpcAdminService::EndGrace(
+    grpc::CallbackServerContext* context,
+    const v1::EndGraceRequest* /*request*/, v1::EndGraceResponse* response) {
+  if (absl::Status s =
+          CheckToken(*context, "ending the grace period", /*required=*/true);
+      !s.ok())
+    return Done(context, s);
+  response->set_grace_left_ms(absl::ToInt64Milliseconds(admin_->GraceLeft()));
+  admin_->EndGrace();
+  return Done(context, absl::OkStatus());
+}
+
 grpc::ServerUnaryReactor* GrpcAdminService::Health(
     grpc::CallbackServerContext* context, const v1::HealthRequest* /*request*/,
     v1::HealthResponse* response) {
@@ -272,6 +284,9 @@ grpc::ServerUnaryReactor* GrpcAdminService::Health(
   response->set_uptime_ms(
       absl::ToInt64Milliseconds(absl::Now() - info.started));
   response->set_restored(info.restored);
+  response->set_epoch(info.epoch);
+  response->set_grace_left_ms(absl::ToInt64Milliseconds(
+      absl::Ceil(admin_->GraceLeft(), absl::Milliseconds(1))));
   return Done(context, absl::OkStatus());
 }
 

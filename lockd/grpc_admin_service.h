@@ -55,6 +55,9 @@ class GrpcAdminService final : public v1::AdminService::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::RemoveClientRequest* request,
       v1::RemoveClientResponse* response) override;
+  grpc::ServerUnaryReactor* EndGrace(grpc::CallbackServerContext* context,
+                                     const v1::EndGraceRequest* request,
+                                     v1::EndGraceResponse* response) override;
 
  private:
   // OK if the call carries the admin token; `required`: also when the

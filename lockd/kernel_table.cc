@@ -266,10 +266,6 @@ absl::StatusOr<uint64_t> KernelTable::ForgetEnded(uint64_t before_ns) {
   return count;
 }
 
-uint64_t KernelTable::NowNs() const {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
+uint64_t KernelTable::NowNs() const { return ClockNs(CLOCK_MONOTONIC); }
 
 }  // namespace lockd

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -60,6 +61,12 @@ ABSL_FLAG(uint32_t, memo_ttl_s, 60,
           "How long a hold or wait that the server ended (lease, wait "
           "deadline, force-release) is remembered, so that its owner's late "
           "RELEASE or RENEW learns why.");
+ABSL_FLAG(int64_t, grace_ms, -1,
+          "After a start without the previous run's pinned table (a reboot, "
+          "state removed, a replacement machine), grant only reclaims of "
+          "earlier holds for this long (docs/semantics.md, \"Restarts\"); "
+          "-1: --max_lease_ms, the longest lease an earlier run could have "
+          "granted. 0 only for a server that never served before.");
 ABSL_FLAG(bool, keep_state, true,
           "On SIGTERM/SIGINT, leave the pinned lock table for the next start "
           "of this instance; false: remove it.");
@@ -143,6 +150,11 @@ int main(int argc, char** argv) {
   options.datapath.port = static_cast<uint16_t>(absl::GetFlag(FLAGS_port));
   options.datapath.default_lease_ms = absl::GetFlag(FLAGS_default_lease_ms);
   options.datapath.max_lease_ms = absl::GetFlag(FLAGS_max_lease_ms);
+  const int64_t grace_ms = absl::GetFlag(FLAGS_grace_ms);
+  options.datapath.grace_ms = grace_ms < 0
+                                  ? options.datapath.max_lease_ms
+                                  : static_cast<uint32_t>(std::min<int64_t>(
+                                        grace_ms, LOCKD_MAX_LEASE_MS));
   options.segments.budget_bytes = absl::GetFlag(FLAGS_memory_budget).bytes;
   options.segments.pool_min_blocks = absl::GetFlag(FLAGS_pool_min_blocks);
   options.segments.idle_grace =
@@ -213,7 +225,8 @@ int main(int argc, char** argv) {
   if (verbose) {
     const lockd::ServerInfo& info = (*server)->admin().info();
     printf(
-        "lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s%s\n",
+        "lockd: instance %s ready: UDP port %u, %s, gRPC port %d%s%s, epoch "
+        "%u%s\n",
         options.instance.c_str(), info.udp_port,
         info.interface.empty() ? "fast path off"
                                : absl::StrCat("fast path on ", info.interface,
@@ -221,7 +234,11 @@ int main(int argc, char** argv) {
                                      .c_str(),
         (*grpc)->port(),
         metrics ? absl::StrCat(", metrics port ", metrics->port()).c_str() : "",
-        info.restored ? ", continuing the previous run" : "");
+        info.restored ? ", continuing the previous run" : "", info.epoch,
+        info.grace_ms
+            ? absl::StrCat(", grace ", info.grace_ms, " ms (reclaims only)")
+                  .c_str()
+            : "");
     fflush(stdout);
   }
   if (absl::Status ready = notifier->Notify("READY=1"); !ready.ok())

@@ -14,15 +14,6 @@
 #include "lockd/map_fields.h"
 
 namespace lockd {
-namespace {
-
-uint64_t TaiNowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_TAI, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
-}  // namespace
 
 uint64_t MapMemlock(int fd) {
   std::ifstream in(absl::StrCat("/proc/self/fdinfo/", fd));
@@ -74,11 +65,16 @@ absl::Status Segments::Initialize() {
   uint64_t seed = options.hash_seed.value_or(0);
   if (!options.hash_seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
     return ErrnoStatus(errno, "drawing the hash seed");
-  const uint64_t base = options.fence_base.value_or(TaiNowNs());
+  const uint64_t base = datapath_->fence_base();
   // No program runs yet: the config is written plainly.
   *cfg = lockd_config{};
   cfg->hash_seed = seed;
   cfg->fence_base = base;
+  // Holds of a predecessor whose state is gone may still be used under
+  // their leases: only their reclaims until the longest could have run out.
+  if (options.grace_ms)
+    cfg->grace_until_ns =
+        ClockNs(CLOCK_MONOTONIC) + uint64_t{options.grace_ms} * 1000000;
   cfg->min_depth = LOCKD_TABLE_BASE_DEPTH;
   cfg->max_depth = LOCKD_TABLE_BASE_DEPTH;
   cfg->pool_map_flags = datapath_->pool_template().map_flags;

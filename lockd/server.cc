@@ -33,7 +33,8 @@ absl::Status Server::Init() {
   if (absl::Status s = clients_->OpenSubnets(options_.open_subnets); !s.ok())
     return s;
 
-  absl::StatusOr<std::unique_ptr<UdpSocket>> socket = UdpSocket::Open(dp.port);
+  absl::StatusOr<std::unique_ptr<UdpSocket>> socket =
+      UdpSocket::Open(dp.port, datapath_->epoch());
   if (!socket.ok()) return socket.status();
   socket_ = std::move(*socket);
   notifier_ = std::make_unique<Notifier>(socket_.get(), &calls_, &counters_);
@@ -56,6 +57,8 @@ absl::Status Server::Init() {
   ServerInfo info;
   info.udp_port = dp.port;
   info.restored = datapath_->reused_pins();
+  info.epoch = datapath_->epoch();
+  info.grace_ms = info.restored ? 0 : dp.grace_ms;
   info.version = kVersion;
   if (!options_.interface.empty()) {
     const int ifindex = if_nametoindex(options_.interface.c_str());

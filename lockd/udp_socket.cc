@@ -14,7 +14,8 @@
 
 namespace lockd {
 
-absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Open(uint16_t port) {
+absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Open(uint16_t port,
+                                                           uint32_t epoch) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::ErrnoToStatus(errno, "creating the UDP socket");
   sockaddr_in addr{};
@@ -26,14 +27,16 @@ absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Open(uint16_t port) {
     close(fd);
     return absl::ErrnoToStatus(err, absl::StrCat("binding UDP port ", port));
   }
-  return std::unique_ptr<UdpSocket>(new UdpSocket(fd));
+  return std::unique_ptr<UdpSocket>(new UdpSocket(fd, epoch));
 }
 
 UdpSocket::~UdpSocket() { close(fd_); }
 
 absl::Status UdpSocket::Send(const lockd_endpoint& to,
                              const lockd_reply& reply) {
-  const EncodedMessage bytes = Encode(FromReply(reply));
+  Message message = FromReply(reply);
+  message.wait_ms = epoch_;  // the epoch (struct lockd_msg)
+  const EncodedMessage bytes = Encode(message);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = to.port;

@@ -22,8 +22,10 @@ struct Datagram {
 
 class UdpSocket {
  public:
-  // Binds 0.0.0.0:`port` in the calling thread's network namespace.
-  static absl::StatusOr<std::unique_ptr<UdpSocket>> Open(uint16_t port);
+  // Binds 0.0.0.0:`port` in the calling thread's network namespace. Its
+  // replies carry `epoch`, as the datapath's do (their MACs cover it).
+  static absl::StatusOr<std::unique_ptr<UdpSocket>> Open(uint16_t port,
+                                                         uint32_t epoch);
   ~UdpSocket();
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
@@ -38,8 +40,9 @@ class UdpSocket {
                                                 size_t max);
 
  private:
-  explicit UdpSocket(int fd) : fd_(fd) {}
+  UdpSocket(int fd, uint32_t epoch) : fd_(fd), epoch_(epoch) {}
   const int fd_;
+  const uint32_t epoch_;
 };
 
 }  // namespace lockd

@@ -148,11 +148,18 @@ LockModel::Outcome LockModel::ApplyWire(const lockd_msg& wire,
   return Apply(req, now_ns);
 }
 
+uint64_t LockModel::SignedMac(const lockd_reply& reply,
+                              const std::array<uint64_t, 2>& key) const {
+  Message sent = FromReply(reply);
+  sent.wait_ms = lockd_epoch_of(config_.fence_base);  // as every reply
+  return MessageMac(Encode(sent), {key[0], key[1]});
+}
+
 LockModel::LockState& LockModel::Lock(uint64_t lock_id, Outcome* out) {
   auto it = locks_.find(lock_id);
   if (it != locks_.end()) return it->second;
   LockState& lock = locks_[lock_id];
-  lock.fence = last_fence_[lock_id];
+  lock.fence = std::max(config_.fence_base, last_fence_[lock_id]);
   Count(LOCKD_STAT_LOCK_CREATED, out);
   return lock;
 }
@@ -168,6 +175,29 @@ void LockModel::Settle(uint64_t lock_id, Outcome* out) {
 void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
                         Outcome* out) {
   Count(LOCKD_STAT_ACQUIRE, out);
+  // Grace (docs/semantics.md, "Restarts"): only reclaims (NO_WAIT, of
+  // fences from before this table).
+  const bool reclaim = (req.flags & LOCKD_FLAG_RECLAIM) != 0;
+  const bool in_grace = now_ns < config_.grace_until_ns;
+  if (reclaim && (req.policy != LOCKD_POLICY_NO_WAIT || req.fence == 0 ||
+                  req.fence >= config_.fence_base)) {
+    Count(LOCKD_STAT_REJECT_RECLAIM, out);
+    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_BAD_REQUEST);
+    return;
+  }
+  if (!reclaim && in_grace) {
+    Count(LOCKD_STAT_REJECT_GRACE, out);
+    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_GRACE);
+    out->reply->lease_ms = static_cast<uint32_t>(
+        (config_.grace_until_ns - now_ns + kNsPerMs - 1) / kNsPerMs);
+    return;
+  }
+  // After grace a reclaim finds its own record (a retransmission) or is
+  // refused: its hold was not reclaimed in time.
+  auto reject_late_reclaim = [&] {
+    Count(LOCKD_STAT_REJECT_RECLAIM, out);
+    out->reply = ReplyTo(req, LOCKD_OP_REJECTED, LOCKD_STATUS_NOT_HOLDER);
+  };
   const bool existed = locks_.count(req.lock_id) != 0;
   const bool at_quota = ClientMembers(req.client_id) >= config_.client_quota;
   auto reject_quota = [&] {
@@ -177,6 +207,7 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
   // On a free lock every request makes a member: refused before the lock
   // is made, as the datapath claims no slot for it.
   if (!existed && at_quota) return reject_quota();
+  if (!existed && reclaim && !in_grace) return reject_late_reclaim();
   LockState& lock = Lock(req.lock_id, out);
   const uint64_t txn_id = req.txn_id;
 
@@ -215,6 +246,7 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
     out->reply = ReplyTo(req, LOCKD_OP_QUEUED, LOCKD_STATUS_OK);
     return;
   }
+  if (reclaim && !in_grace) return reject_late_reclaim();
 
   // A lone holder whose lease ran out does not block a conflicting request
   // on a lock nobody waits for: its hold ends first (not for a client at
@@ -242,8 +274,12 @@ void LockModel::Acquire(const lockd_request& req, uint64_t now_ns,
   if (!conflict) {
     if (at_quota) return reject_quota();
     AddMember(req.client_id, 1);
-    const Hold& hold = AddHolder(lock, txn_id, req.mode, request, now_ns);
-    Count(LOCKD_STAT_GRANT_IMMEDIATE, out);
+    Hold& hold = AddHolder(lock, txn_id, req.mode, request, now_ns);
+    if (reclaim) {  // the hold's fence from before; the lock's never lower
+      hold.fence = req.fence;
+      lock.fence = std::max<uint64_t>(lock.fence, req.fence);
+    }
+    Count(reclaim ? LOCKD_STAT_RECLAIMED : LOCKD_STAT_GRANT_IMMEDIATE, out);
     out->reply = Granted(req, hold);
     return;
   }
@@ -498,8 +534,7 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
       if (out.reply) {
         ctl.reply = *out.reply;
         if (ctl.reply.client_id != LOCKD_CLIENT_NONE)
-          ctl.reply.mac =
-              MessageMac(Encode(FromReply(ctl.reply)), {key[0], key[1]});
+          ctl.reply.mac = SignedMac(ctl.reply, key);
       }
       for (lockd_notice& n : out.notices) {
         // Every notice is signed with its client's current key, as
@@ -507,8 +542,7 @@ lockd_ctl LockModel::Execute(const lockd_ctl& command, uint64_t now_ns,
         auto c = clients_.find(n.reply.client_id);
         if (c == clients_.end() || c->second.key == std::array<uint64_t, 2>{})
           continue;
-        n.reply.mac = MessageMac(Encode(FromReply(n.reply)),
-                                 {c->second.key[0], c->second.key[1]});
+        n.reply.mac = SignedMac(n.reply, c->second.key);
       }
     }
   } else if (command.op == LOCKD_CTL_SET_KEY) {
@@ -742,6 +776,9 @@ bool LockModel::IsModeledCounter(enum lockd_stat stat) {
     case LOCKD_STAT_WAIT_EXPIRED:
     case LOCKD_STAT_LOCK_CREATED:
     case LOCKD_STAT_LOCK_FREED:
+    case LOCKD_STAT_REJECT_GRACE:
+    case LOCKD_STAT_RECLAIMED:
+    case LOCKD_STAT_REJECT_RECLAIM:
     case LOCKD_STAT_AUTH_FAILED:
     case LOCKD_STAT_REPLAYED:
     case LOCKD_STAT_FORGED_KICK:

@@ -59,6 +59,12 @@ class LockModel {
     uint32_t default_lease_ms = LOCKD_DEFAULT_LEASE_MS;
     uint32_t max_lease_ms = LOCKD_MAX_LEASE_MS;
     int32_t client_quota = LOCKD_DEFAULT_CLIENT_QUOTA;
+    // The table's fence base: new locks' fences start above it, reclaimed
+    // fences must be below it (struct lockd_config.fence_base).
+    uint64_t fence_base = 0;
+    // Grace period end on the model's clock; 0 = none
+    // (struct lockd_config.grace_until_ns).
+    uint64_t grace_until_ns = 0;
   };
 
   struct Hold {
@@ -173,6 +179,9 @@ class LockModel {
   // 0 accepted (key: the one it was signed with), else the counter.
   enum lockd_stat Authenticate(const lockd_msg& wire, const lockd_request& req,
                                std::array<uint64_t, 2>* key);
+  // The MAC of `reply` as sent (with the table's epoch) under `key`.
+  uint64_t SignedMac(const lockd_reply& reply,
+                     const std::array<uint64_t, 2>& key) const;
   // The member count of a client changes (a member starts or ends).
   void AddMember(uint32_t client_id, int delta);
   void Acquire(const lockd_request& req, uint64_t now_ns, Outcome* out);

@@ -207,7 +207,8 @@ in_ns() {
 # --- Serve, lock, stop cleanly ------------------------------------------------
 # A client, as an operator adds one.
 echo "1 $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >>/etc/lockd/clients.keys
-start_lockd --instance="${instance}" --netns="${ns}" --interface="${veth}"
+# A first start: nothing served before, no grace period to wait out.
+start_lockd --instance="${instance}" --netns="${ns}" --interface="${veth}" --grace_ms=0
 grep -q "ready: .*fast path on ${veth}" "${work}/lockd.log" ||
   fail "no ready line with the fast path: $(cat "${work}/lockd.log")"
 ip -n "${ns}" link show dev "${veth}" | grep -q 'prog/xdp' ||

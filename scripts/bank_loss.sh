@@ -35,7 +35,7 @@ for ((i = 0; i < servers; i++)); do
   n=$((i + 1)); ip="${NETNS_SERVER_IPS[i]}"
   lock_servers+="${lock_servers:+,}lock$n=$ip:20231/$ip:$grpc_port"
   bazel-bin/lockd/lockd --netns="${NETNS_SERVERS[i]}" --interface="${NETNS_SERVER_IFS[i]}" \
-    --instance="$instance-$n" --pin_root="$pin_root" --keep_state=false \
+    --instance="$instance-$n" --pin_root="$pin_root" --keep_state=false --grace_ms=0 \
     --grpc_listen="$ip:$grpc_port" --key_file="$keys" >"$work/lockd$n.log" 2>&1 &
   lockd_pids+=($!)
   for _ in $(seq 100); do grep -q ready "$work/lockd$n.log" && break; sleep 0.1; done

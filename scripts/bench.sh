@@ -217,7 +217,7 @@ start_lockd() {
   [[ "$1" == fast ]] && interface="$NETNS_SERVER_IF"
   shift
   bazel-bin/lockd/lockd --netns="$NETNS_SERVER" --interface="$interface" \
-    --instance="$instance" --pin_root="$pin_root" --keep_state=false \
+    --instance="$instance" --pin_root="$pin_root" --keep_state=false --grace_ms=0 \
     --grpc_listen="$NETNS_SERVER_IP:$GRPC_PORT" --key_file="$keys" "$@" \
     >"$work/server.log" 2>&1 &
   server_pid=$!

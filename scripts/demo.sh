@@ -87,7 +87,7 @@ for ((i = 0; i < servers; i++)); do
   # gRPC on the veth: the client's fallback path, and lockctl's.
   bazel-bin/lockd/lockd --netns="${NETNS_SERVERS[i]}" \
     --interface="${NETNS_SERVER_IFS[i]}" --instance="$instance-$n" \
-    --pin_root="$pin_root" --keep_state=false \
+    --pin_root="$pin_root" --keep_state=false --grace_ms=0 \
     --grpc_listen="$ip:$grpc_port" --key_file="$keys" \
     --admin_token="$admin_token" >"$work/lockd$n.log" 2>&1 &
   lockd_pids+=($!)

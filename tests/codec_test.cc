@@ -211,8 +211,8 @@ TEST(CodecTest, RejectsUnknownPolicy) {
 }
 
 TEST(CodecTest, RejectsUnknownFlags) {
-  EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, flags), 0x02)),
-            "unknown flags: 0x02");
+  EXPECT_EQ(DecodeError(SampleWithByte(offsetof(lockd_msg, flags), 0x04)),
+            "unknown flags: 0x04");
 }
 
 TEST(CodecTest, RejectsStatusOnPlainRequest) {
@@ -233,7 +233,7 @@ TEST(CodecTest, RejectsUnknownReplyStatus) {
   message.opcode = LOCKD_OP_REJECTED;
   message.status = LOCKD_STATUS_COUNT;
   EXPECT_EQ(DecodeError(EncodedBytes(message)),
-            "unknown status on reply REJECTED: 11");
+            "unknown status on reply REJECTED: 12");
 }
 
 // Decodes arbitrary bytes, which must never crash the decoder. Whatever it

@@ -20,6 +20,7 @@ enum acquire_outcome {
   ACQ_EXPIRED, /* a holder whose lease ran out asked again */
   ACQ_FOREIGN, /* the txn's record belongs to another client */
   ACQ_QUOTA,   /* a new member, but the client has its quota */
+  ACQ_RECLAIM_LATE, /* a reclaim after the grace period, of no record */
   ACQ_NEED_BLOCK,
   ACQ_NEED_SPLIT,
   ACQ_NEED_SEARCH,
@@ -81,6 +82,20 @@ static __always_inline void member_inline_init(
   __builtin_memcpy(m->mac, req->from.mac, ETH_ALEN);
   m->policy = req->policy;
   m->flags = req->member_flags;
+}
+
+/* Under the guard: m becomes a holder of lk. A reclaim keeps the fence its
+ * hold had in the server's earlier epoch (below this table's fence base, so
+ * below every fence this table hands out); the lock's last fence never goes
+ * below it. */
+static __always_inline __u64 acquire_grant(struct lockd_lock *lk,
+                                           struct lockd_member *m,
+                                           const struct acquire_state *st) {
+  __u64 fence = lock_add_holder(lk, m, st->req.mode, st->now, st->lease_ms);
+  if (!st->reclaim) return fence;
+  m->fence = st->req.fence;
+  if (lk->fence < st->req.fence) lk->fence = st->req.fence;
+  return st->req.fence;
 }
 
 /* Under the guard: a request from an owner that already holds or waits. */
@@ -153,15 +168,13 @@ static __always_inline enum acquire_outcome acquire_join(
     if (st->over_quota) return ACQ_QUOTA;
     if (lk->holder.state == LOCKD_MEMBER_FREE) {
       member_inline_init(&lk->holder, req);
-      st->fence =
-          lock_add_holder(lk, &lk->holder, req->mode, st->now, st->lease_ms);
+      st->fence = acquire_grant(lk, &lk->holder, st);
       st->ticket = LOCKD_TICKET_INLINE;
       return ACQ_GRANTED;
     }
     if (!bl->block) return ACQ_NEED_BLOCK;
     if (!chain_head_is(lk, bl->first_idx, bl->first)) return ACQ_RETRY;
-    st->fence =
-        lock_add_holder(lk, &bl->block->m, req->mode, st->now, st->lease_ms);
+    st->fence = acquire_grant(lk, &bl->block->m, st);
     chain_push(lk, bl->block, st->block_idx, bl->first);
     st->ticket = st->block_idx;
     return ACQ_GRANTED;
@@ -250,6 +263,8 @@ static __always_inline enum acquire_outcome acquire_attempt(
     st->bucket_full = free < 0 || free >= LOCKD_BUCKET_SLOTS;
     if (st->over_quota) {
       outcome = ACQ_QUOTA;
+    } else if (st->reclaim_late) {
+      outcome = ACQ_RECLAIM_LATE;
     } else if (st->bucket_full ||
                (b->count >= cfg_split_at && !st->skip_split)) {
       outcome = ACQ_NEED_SPLIT;
@@ -257,8 +272,7 @@ static __always_inline enum acquire_outcome acquire_attempt(
       lk = bucket_claim(b, free, req->lock_id);
       st->created = 1;
       member_inline_init(&lk->holder, req);
-      st->fence =
-          lock_add_holder(lk, &lk->holder, req->mode, st->now, st->lease_ms);
+      st->fence = acquire_grant(lk, &lk->holder, st);
       st->ticket = LOCKD_TICKET_INLINE;
       outcome = ACQ_GRANTED;
     }
@@ -275,6 +289,8 @@ static __always_inline enum acquire_outcome acquire_attempt(
     } else if ((req->flags & LOCKD_FLAG_RETRANSMIT) &&
                member_unknown(lk, &st->hint)) {
       outcome = ACQ_NEED_SEARCH;
+    } else if (st->reclaim_late) {
+      outcome = ACQ_RECLAIM_LATE;
     } else {
       outcome = acquire_join(lk, &bl, st);
     }
@@ -306,7 +322,8 @@ static __always_inline bool acquire_reply(const struct acquire_state *st,
   const struct lockd_request *req = &st->req;
   switch (st->outcome) {
     case ACQ_GRANTED:
-      stat_inc(LOCKD_STAT_GRANT_IMMEDIATE);
+      stat_inc(st->reclaim ? LOCKD_STAT_RECLAIMED
+                           : LOCKD_STAT_GRANT_IMMEDIATE);
       result_reply(res, req, LOCKD_OP_GRANTED, LOCKD_STATUS_OK, st->fence,
                    st->ticket);
       res->reply.lease_ms = st->lease_ms;
@@ -360,9 +377,43 @@ static __always_inline bool acquire_reply(const struct acquire_state *st,
       stat_inc(LOCKD_STAT_REJECT_QUOTA);
       result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_QUOTA, 0, 0);
       return true;
+    case ACQ_RECLAIM_LATE:
+      stat_inc(LOCKD_STAT_REJECT_RECLAIM);
+      result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_NOT_HOLDER, 0, 0);
+      return true;
     default:
       return false;
   }
+}
+
+/* Grace and reclaims (docs/semantics.md, "Restarts"), for the ACQUIRE in
+ * this CPU's acquire_scratch: GATE_OPEN, or why it is answered at once. A
+ * global function, so that its locals stay off its callers' stacks. */
+enum acquire_gate {
+  GATE_OPEN = 0,
+  GATE_GRACE, /* not a reclaim, during grace: st->lease_ms = grace left */
+  GATE_BAD_RECLAIM, /* a reclaim that may wait, or of a fence this table
+                       could have made */
+};
+
+__noinline int lt_acquire_gate(void) {
+  __u32 zero = 0;
+  struct acquire_state *st = bpf_map_lookup_elem(&acquire_scratch, &zero);
+  struct lockd_config *cfg = config_get();
+  if (!st || !cfg) return GATE_OPEN;
+  __u64 until = READ_ONCE(cfg->grace_until_ns);
+  if (st->req.flags & LOCKD_FLAG_RECLAIM) {
+    /* A reclaim never waits, and its fence is an earlier table's. */
+    if (st->req.policy != LOCKD_POLICY_NO_WAIT || st->req.fence == 0 ||
+        st->req.fence >= READ_ONCE(cfg->fence_base))
+      return GATE_BAD_RECLAIM;
+    st->reclaim = 1;
+    st->reclaim_late = st->now >= until;
+    return GATE_OPEN;
+  }
+  if (st->now >= until) return GATE_OPEN;
+  st->lease_ms = (__u32)((until - st->now + NS_PER_MS - 1) / NS_PER_MS);
+  return GATE_GRACE;
 }
 
 static __always_inline void lt_acquire(const struct lockd_request *req,
@@ -377,6 +428,18 @@ static __always_inline void lt_acquire(const struct lockd_request *req,
   st->lease_ms = clamp_lease_ms(req->lease_ms);
   st->hint.ticket = req->ticket;
   st->outcome = ACQ_RETRY;
+  int gate = lt_acquire_gate();
+  if (gate == GATE_GRACE) {
+    stat_inc(LOCKD_STAT_REJECT_GRACE);
+    result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_GRACE, 0, 0);
+    res->reply.lease_ms = st->lease_ms;
+    return;
+  }
+  if (gate == GATE_BAD_RECLAIM) {
+    stat_inc(LOCKD_STAT_REJECT_RECLAIM);
+    result_reply(res, req, LOCKD_OP_REJECTED, LOCKD_STATUS_BAD_REQUEST, 0, 0);
+    return;
+  }
   /* The requester's record, looked up once for its quota and its count. */
   struct lockd_client *client = client_of(req->client_id);
   st->over_quota = client_at_quota(client);

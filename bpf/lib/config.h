@@ -21,6 +21,10 @@ const volatile __u32 cfg_pool_low_water_pct = 75;
 /* Holds + waits one client may have at once (LOCKD_STATUS_QUOTA past it). */
 const volatile __s32 cfg_client_quota = LOCKD_DEFAULT_CLIENT_QUOTA;
 
+/* The server's epoch, carried by every reply (lockd_epoch_of the table's
+ * fence base; struct lockd_msg.wait_ms). */
+const volatile __u32 cfg_epoch = 0;
+
 /* 0 asks for the default; anything above the maximum is cut to it. */
 static __always_inline __u32 clamp_lease_ms(__u32 asked) {
   __u32 ms = asked ? asked : cfg_default_lease_ms;

@@ -5,6 +5,7 @@
 #define LOCKD_BPF_LIB_REPLY_H_
 
 #include "bpf/lib/common.h"
+#include "bpf/lib/config.h"
 #include "bpf/lib/parse.h"
 
 static __always_inline void frame_source(const struct lockd_frame *f,
@@ -48,8 +49,8 @@ static __always_inline void frame_fix_checksums(struct lockd_frame *f) {
   f->udp.check = check ? check : 0xffff; /* 0 means "no checksum" */
 }
 
-/* Fills message `m` with `r` (signed by reply_sign, bpf/lib/auth.h); fields
- * a reply does not define are 0. */
+/* Fills message `m` with `r` (signed by reply_sign, bpf/lib/auth.h) and the
+ * server's epoch; fields a reply does not define are 0. */
 static __always_inline void msg_write(struct lockd_msg *m,
                                       const struct lockd_reply *r) {
   m->magic = bpf_htons(LOCKD_MAGIC);
@@ -62,7 +63,7 @@ static __always_inline void msg_write(struct lockd_msg *m,
   m->client_id = bpf_htonl(r->client_id);
   m->seq = lockd_htonll(r->seq);
   m->lease_ms = bpf_htonl(r->lease_ms);
-  m->wait_ms = 0;
+  m->wait_ms = bpf_htonl(cfg_epoch);
   m->queue_pos = bpf_htonl(r->queue_pos);
   m->lock_id = lockd_htonll(r->lock_id);
   m->txn_id = lockd_htonll(r->txn_id);

@@ -72,6 +72,8 @@ absl::Status ClientTest::StartServers(
         // namespace when UDP fails.
         absl::StrCat("--grpc_listen=", server.ipv4, ":", kGrpcPort),
         absl::StrCat("--key_file=", *keys),
+        // Fresh instances that never served: no grace period to wait out.
+        "--grace_ms=0",
     };
     argv.insert(argv.end(), lockd_flags.begin(), lockd_flags.end());
     absl::StatusOr<std::unique_ptr<NetnsProcess>> daemon =

@@ -49,7 +49,8 @@ class ControlPlaneTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // Port 0: any free port, on every address of this (unprivileged) host.
-    absl::StatusOr<std::unique_ptr<UdpSocket>> socket = UdpSocket::Open(0);
+    absl::StatusOr<std::unique_ptr<UdpSocket>> socket =
+        UdpSocket::Open(0, /*epoch=*/1);
     ASSERT_TRUE(socket.ok()) << socket.status();
     socket_ = std::move(*socket);
     notifier_ = std::make_unique<Notifier>(socket_.get(), &calls_, &counters_);

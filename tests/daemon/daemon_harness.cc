@@ -357,6 +357,9 @@ absl::StatusOr<std::unique_ptr<NetnsProcess>> DaemonTest::StartLockd(
       // call unsigned over loopback, in the server's namespace.
       absl::StrCat("--key_file=", *keys),
       "--open_subnets=127.0.0.0/8",
+      // A fresh instance that never served: no earlier holds to wait for
+      // (tests of the grace period pass --grace_ms again, which wins).
+      "--grace_ms=0",
   };
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::StatusOr<std::unique_ptr<NetnsProcess>> lockd =

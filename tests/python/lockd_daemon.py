@@ -182,6 +182,7 @@ class Lockd:
             f"--instance={self.instance}",
             f"--pin_root={self.pin_root}",
             "--keep_state=false",
+            "--grace_ms=0",  # a fresh instance: no earlier holds
             "--metrics_listen=127.0.0.1:0",
             "--grpc_listen=127.0.0.1:0",
             f"--admin_token={self.admin_token}",

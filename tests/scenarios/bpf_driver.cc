@@ -59,6 +59,8 @@ class BpfDriver : public Driver {
     o.merge_at = options.merge_at;
     o.client_quota = static_cast<uint32_t>(options.client_quota);
     o.hash_seed = 0x5eed;
+    o.fence_base = options.fence_base;
+    o.grace_ms = options.grace_ms;
     absl::StatusOr<TestDatapath> dp = TestDatapath::Create(o);
     if (!dp.ok()) return dp.status();
     dp_ = std::make_unique<TestDatapath>(std::move(*dp));

@@ -28,10 +28,13 @@ class ModelDriver : public Driver {
   bool SignsReplies() const override { return false; }
 
   absl::Status Reset(const ScenarioOptions& options) override {
-    model_ = std::make_unique<LockModel>(LockModel::Config{
-        options.default_lease_ms, options.max_lease_ms, options.client_quota});
-    sent_.clear();
     now_ns_ = uint64_t{1} << 40;
+    model_ = std::make_unique<LockModel>(LockModel::Config{
+        options.default_lease_ms, options.max_lease_ms, options.client_quota,
+        options.fence_base,
+        options.grace_ms ? now_ns_ + uint64_t{options.grace_ms} * 1000000
+                         : 0});
+    sent_.clear();
     return absl::OkStatus();
   }
 

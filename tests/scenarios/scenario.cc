@@ -201,6 +201,11 @@ class Runner {
     o.merge_at = *v;
     if ((v = c.Number("quota", o.client_quota)); !v.ok()) return v.status();
     o.client_quota = static_cast<int32_t>(*v);
+    if ((v = c.Number("fence_base", o.fence_base)); !v.ok()) return v.status();
+    o.fence_base = *v;
+    if ((v = c.Number("grace_ms", o.grace_ms)); !v.ok()) return v.status();
+    o.grace_ms = static_cast<uint32_t>(*v);
+    epoch_ = lockd_epoch_of(o.fence_base);
     keys_.clear();
     old_keys_.clear();
     next_seq_.clear();
@@ -246,6 +251,12 @@ class Runner {
     if (!wait.ok()) return wait.status();
     m.lease_ms = static_cast<uint32_t>(*lease);
     m.wait_ms = static_cast<uint32_t>(*wait);
+    if (c.Has("reclaim")) {  // reclaim=FENCE: the hold's fence from before
+      absl::StatusOr<uint64_t> fence = c.Number("reclaim");
+      if (!fence.ok()) return fence.status();
+      m.flags |= LOCKD_FLAG_RECLAIM;
+      m.fence = *fence;
+    }
     absl::StatusOr<uint64_t> id = c.Number("id", LOCKD_CLIENT_NONE);
     if (!id.ok()) return id.status();
     m.client_id = static_cast<uint32_t>(*id);
@@ -308,7 +319,9 @@ class Runner {
       auto it = keys_.find(r.client_id);
       if (it != keys_.end()) key = it->second;
     }
-    if (key && MessageMac(Encode(FromReply(r)), *key) == r.mac)
+    Message sent = FromReply(r);
+    sent.wait_ms = epoch_;  // every reply carries the server's epoch
+    if (key && MessageMac(Encode(sent), *key) == r.mac)
       return absl::OkStatus();
     return absl::InternalError(
         absl::StrCat(what, " is not signed with client ", r.client_id,
@@ -407,6 +420,7 @@ class Runner {
   std::map<uint64_t, ClientKey> keys_;      // by client id
   std::map<uint64_t, ClientKey> old_keys_;  // the key before a rotation
   LockModel::Counters counters_{};
+  uint32_t epoch_ = lockd_epoch_of(0);  // of the table, in every reply
 };
 
 }  // namespace

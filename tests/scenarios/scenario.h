@@ -13,11 +13,12 @@
 //
 // Commands (arguments key=value, flags bare):
 //   new [default_lease_ms=] [max_lease_ms=] [split_at=] [merge_at=]
-//       [quota=]    a fresh table; every file starts with one
+//       [quota=] [fence_base=] [grace_ms=]
+//                   a fresh table; every file starts with one
 //   key id= [v=]    client id gets key version v (default 1), as an
 //                   operator provisions or rotates it
 //   acquire c= lock= txn= mode=S|X [policy=wait|no_wait|wait_die]
-//           [lease=] [wait=] [seq=] [id=] [sig=bad]
+//           [lease=] [wait=] [seq=] [id=] [sig=bad] [reclaim=FENCE]
 //   release c= lock= txn= [seq=] [id=] [sig=bad]
 //   renew c= lock= txn= [lease=] [seq=] [id=] [sig=bad]
 //   kick c= lock= [hops=]
@@ -67,6 +68,8 @@ struct ScenarioOptions {
   uint32_t max_lease_ms = LOCKD_MAX_LEASE_MS;
   uint32_t split_at = LOCKD_BUCKET_SLOTS - 1;
   uint32_t merge_at = LOCKD_BUCKET_SLOTS / 4;
+  uint64_t fence_base = 0;  // fences count from fence_base + 1
+  uint32_t grace_ms = 0;    // the table starts in a grace period this long
 };
 
 // A message to a member other than the requester, and who it is.
