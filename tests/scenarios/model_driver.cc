@@ -32,8 +32,7 @@ class ModelDriver : public Driver {
     model_ = std::make_unique<LockModel>(LockModel::Config{
         options.default_lease_ms, options.max_lease_ms, options.client_quota,
         options.fence_base,
-        options.grace_ms ? now_ns_ + uint64_t{options.grace_ms} * 1000000
-                         : 0});
+        options.grace_ms ? now_ns_ + uint64_t{options.grace_ms} * 1000000 : 0});
     sent_.clear();
     return absl::OkStatus();
   }

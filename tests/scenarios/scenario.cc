@@ -321,8 +321,7 @@ class Runner {
     }
     Message sent = FromReply(r);
     sent.wait_ms = epoch_;  // every reply carries the server's epoch
-    if (key && MessageMac(Encode(sent), *key) == r.mac)
-      return absl::OkStatus();
+    if (key && MessageMac(Encode(sent), *key) == r.mac) return absl::OkStatus();
     return absl::InternalError(
         absl::StrCat(what, " is not signed with client ", r.client_id,
                      "'s key: ", FromReply(r).ToString()));
