@@ -208,7 +208,8 @@ class Client {
   Transaction Begin(const TransactionOptions& options);
   Transaction Begin();
 
-  // Index (in ClientOptions::servers) and name of the server of a lock.
+  // Index (in ClientOptions::servers, or the server list file as Create
+  // read it) and name of the server of a lock.
   size_t ServerIndexFor(uint64_t lock_id) const;
   const std::string& ServerNameFor(uint64_t lock_id) const;
 
