@@ -192,12 +192,12 @@ class Client {
   // Opens the UDP socket and the gRPC channels in the calling thread's
   // network namespace, and starts the receiver and lease renewal threads
   // (and the server list file's watcher). InvalidArgument for a bad server
-  // list or server list file, or for both `servers` and
-  // `server_list_file`. gRPC connects from the threads
-  // that call it and from its own threads, which keep the namespace of the
-  // thread that started them: a process that uses several network
-  // namespaces calls a Client only from threads in the namespace it was
-  // created in.
+  // list or server list file, or for both `servers` and `server_list_file`.
+  // gRPC connects from the threads that call it and from its own threads,
+  // which keep the namespace of the thread that started them: a process
+  // that uses several network namespaces calls a Client only from threads
+  // in the namespace it was created in (the watcher, which opens the gRPC
+  // channels of moved servers, is started by Create).
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
   // Transactions and ScopedLocks must be gone first.
   ~Client();
