@@ -1,38 +1,90 @@
 #include "client/client.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <limits>
+#include <map>
 #include <optional>
 #include <random>
 #include <utility>
 
 #include "absl/memory/memory.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/str_join.h"
 #include "client/client_impl.h"
 #include "client/rtt.h"
+#include "client/server_list.h"
 #include "client/transaction.h"
 #include "lockd/grpc_conventions.h"
 
 namespace lockd::client {
 
+namespace {
+
+std::string FormatUdpAddress(const sockaddr_in& address) {
+  char ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &address.sin_addr, ip, sizeof(ip));
+  return absl::StrCat(ip, ":", ntohs(address.sin_port));
+}
+
+}  // namespace
+
 struct Client::Impl::Server {
-  explicit Server(const ClientOptions& options)
-      : rtt(options.udp_initial_timeout, options.udp_min_timeout,
+  Server(const ClientOptions& options, std::string name)
+      : name(std::move(name)),
+        description(absl::StrCat("server \"", this->name, "\"")),
+        rtt(options.udp_initial_timeout, options.udp_min_timeout,
             options.udp_max_timeout) {}
 
-  std::string name;
-  std::string grpc_address;
-  sockaddr_in udp{};
-  std::string description;                      // how messages name the server
-  std::unique_ptr<v1::LockService::Stub> grpc;  // null: no fallback
+  // Reaches the server at `to` and `to_grpc` (empty: no gRPC fallback) from
+  // now on, unless it is there already. A new address is a new machine:
+  // its round trips and its UDP path's state start over. One thread at a
+  // time (MakeServers, then the server list file's watcher).
+  void MoveTo(const sockaddr_in& to, const std::string& to_grpc) {
+    {
+      absl::MutexLock lock(&mu);
+      if (SameAddress(udp, to) && grpc_address == to_grpc) return;
+    }
+    std::shared_ptr<v1::LockService::Stub> stub;
+    if (!to_grpc.empty()) {
+      grpc::ChannelArguments arguments;
+      // Lock servers are addressed directly; a proxy from the environment
+      // must not capture the fallback path.
+      arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+      stub = v1::LockService::NewStub(grpc::CreateCustomChannel(
+          to_grpc, grpc::InsecureChannelCredentials(), arguments));
+    }
+    absl::MutexLock lock(&mu);
+    udp = to;
+    grpc_address = to_grpc;
+    grpc = std::move(stub);  // calls in flight keep the stub they started on
+    udp_down = false;
+    rtt.Reset();
+  }
+  sockaddr_in Udp() {
+    absl::MutexLock lock(&mu);
+    return udp;
+  }
+  bool HasGrpc() {
+    absl::MutexLock lock(&mu);
+    return grpc != nullptr;
+  }
+
+  const std::string name;
+  const std::string description;  // how messages name the server
 
   absl::Mutex mu;
+  sockaddr_in udp ABSL_GUARDED_BY(mu) = {};
+  std::string grpc_address ABSL_GUARDED_BY(mu);
+  // Null: no fallback.
+  std::shared_ptr<v1::LockService::Stub> grpc ABSL_GUARDED_BY(mu);
   // The UDP path failed: calls go to gRPC until `udp_retry_at`, when one
   // call tries UDP again.
   bool udp_down ABSL_GUARDED_BY(mu) = false;
@@ -64,27 +116,38 @@ absl::Time TxnEpoch() {
                          absl::UTCTimeZone());
 }
 
-absl::StatusOr<sockaddr_in> ParseUdpAddress(const std::string& text) {
-  std::pair<std::string, std::string> host_port =
-      absl::StrSplit(text, absl::MaxSplits(':', 1));
-  uint32_t port = LOCKD_DEFAULT_PORT;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  if (inet_pton(AF_INET, host_port.first.c_str(), &address.sin_addr) != 1 ||
-      (!host_port.second.empty() &&
-       (!absl::SimpleAtoi(host_port.second, &port) || port == 0 ||
-        port > 0xffff))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "UDP address \"", text, "\" is not IPv4 \"a.b.c.d[:port]\""));
-  }
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  return address;
+// The name that places a server's locks.
+std::string NameOf(const ServerConfig& config) {
+  return config.name.empty() ? config.udp_address : config.name;
 }
 
-std::string FormatUdpAddress(const sockaddr_in& address) {
-  char ip[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &address.sin_addr, ip, sizeof(ip));
-  return absl::StrCat(ip, ":", ntohs(address.sin_port));
+// The whole content of the file at `path`.
+absl::StatusOr<std::string> ReadServerListFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("server list file ", path));
+  std::string content;
+  std::array<char, 4096> buffer;
+  ssize_t got;
+  while ((got = read(fd, buffer.data(), buffer.size())) > 0)
+    content.append(buffer.data(), got);
+  const int read_errno = errno;
+  close(fd);
+  if (got < 0)
+    return absl::ErrnoToStatus(read_errno,
+                               absl::StrCat("server list file ", path));
+  return content;
+}
+
+// The servers of the file at `path` that holds `content`.
+absl::StatusOr<std::vector<ServerConfig>> ParseServerListFileAt(
+    const std::string& path, absl::string_view content) {
+  absl::StatusOr<std::vector<ServerConfig>> servers =
+      ParseServerListFile(content);
+  if (!servers.ok())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server list file ", path, ": ", servers.status().message()));
+  return servers;
 }
 
 // The wait_ms of an ACQUIRE that must not wait past `deadline`, so that the
@@ -202,8 +265,7 @@ Client::Impl::MakeServers(const ClientOptions& options) {
     return absl::InvalidArgumentError("the client has no servers configured");
   std::vector<std::unique_ptr<Server>> servers;
   for (const ServerConfig& config : configs) {
-    auto server = std::make_unique<Server>(options);
-    server->name = config.name.empty() ? config.udp_address : config.name;
+    auto server = std::make_unique<Server>(options, NameOf(config));
     absl::StatusOr<sockaddr_in> udp = ParseUdpAddress(config.udp_address);
     if (!udp.ok())
       return absl::InvalidArgumentError(absl::StrCat(
@@ -213,22 +275,7 @@ Client::Impl::MakeServers(const ClientOptions& options) {
         return absl::InvalidArgumentError(absl::StrCat(
             "two servers are named \"", server->name,
             "\": names place locks on servers, so they must differ"));
-    server->udp = *udp;
-    server->grpc_address = config.grpc_address;
-    server->description = absl::StrCat(
-        "server \"", server->name, "\" (udp ", FormatUdpAddress(*udp),
-        config.grpc_address.empty()
-            ? ""
-            : absl::StrCat(", grpc ", config.grpc_address),
-        ")");
-    if (!config.grpc_address.empty()) {
-      grpc::ChannelArguments arguments;
-      // Lock servers are addressed directly; a proxy from the environment
-      // must not capture the fallback path.
-      arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-      server->grpc = v1::LockService::NewStub(grpc::CreateCustomChannel(
-          config.grpc_address, grpc::InsecureChannelCredentials(), arguments));
-    }
+    server->MoveTo(*udp, config.grpc_address);
     servers.push_back(std::move(server));
   }
   return servers;
@@ -248,6 +295,23 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
   if (options.udp_max_transmissions < 1)
     return absl::InvalidArgumentError(
         "udp_max_transmissions must be at least 1");
+  absl::StatusOr<std::string> list_file;
+  if (!options.server_list_file.empty()) {
+    if (!options.servers.empty())
+      return absl::InvalidArgumentError(
+          "both servers and server_list_file are set: the servers come from "
+          "one of them");
+    if (options.server_list_poll_interval <= absl::ZeroDuration())
+      return absl::InvalidArgumentError(
+          "server_list_poll_interval must be positive");
+    list_file = ReadServerListFile(options.server_list_file);
+    if (!list_file.ok())
+      return absl::InvalidArgumentError(list_file.status().message());
+    absl::StatusOr<std::vector<ServerConfig>> listed =
+        ParseServerListFileAt(options.server_list_file, *list_file);
+    if (!listed.ok()) return listed.status();
+    options.servers = *std::move(listed);
+  }
   absl::StatusOr<std::vector<std::unique_ptr<Server>>> servers =
       MakeServers(options);
   if (!servers.ok()) return servers.status();
@@ -270,6 +334,14 @@ absl::StatusOr<std::unique_ptr<Client::Impl>> Client::Impl::Create(
   impl->udp_ = std::move(*udp);
   impl->renewer_ =
       std::thread([impl = impl.get()] { impl->RenewUntilStopped(); });
+  if (list_file.ok()) {
+    {
+      absl::MutexLock lock(&impl->list_mu_);
+      impl->list_read_ = *std::move(list_file);
+    }
+    impl->list_watcher_ =
+        std::thread([impl = impl.get()] { impl->WatchServerList(); });
+  }
   return impl;
 }
 
@@ -294,6 +366,8 @@ Client::Impl::~Impl() {
     renew_changed_.Signal();
   }
   if (renewer_.joinable()) renewer_.join();
+  stop_watching_.Notify();
+  if (list_watcher_.joinable()) list_watcher_.join();
 }
 
 // --- Names, ids, stats -------------------------------------------------------
@@ -350,10 +424,16 @@ ClientStats Client::Impl::Stats() const {
     {
       absl::MutexLock lock(&server->mu);
       s.udp_path_up = !server->udp_down;
+      s.udp_address = FormatUdpAddress(server->udp);
+      s.grpc_address = server->grpc_address;
     }
     Accumulate(s, stats.total);
     stats.servers.push_back(std::move(s));
   }
+  absl::MutexLock lock(&list_mu_);
+  stats.server_list_reloads = list_reloads_;
+  stats.server_list_errors = list_errors_;
+  stats.server_list_error = list_error_;
   return stats;
 }
 
@@ -370,17 +450,68 @@ bool Client::Impl::Restarted(const Server& server, uint32_t hold_epoch) {
 
 Client::Impl::Server* Client::Impl::ServerAt(const sockaddr_in& address) const {
   for (const std::unique_ptr<Server>& server : servers_)
-    if (server->udp.sin_addr.s_addr == address.sin_addr.s_addr &&
-        server->udp.sin_port == address.sin_port)
-      return server.get();
+    if (SameAddress(server->Udp(), address)) return server.get();
   return nullptr;
+}
+
+// --- Server list file --------------------------------------------------------
+
+void Client::Impl::WatchServerList() {
+  while (!stop_watching_.WaitForNotificationWithTimeout(
+      options_.server_list_poll_interval))
+    ReloadServerList();
+}
+
+void Client::Impl::ReloadServerList() {
+  absl::StatusOr<std::string> read =
+      ReadServerListFile(options_.server_list_file);
+  absl::MutexLock lock(&list_mu_);
+  if (read == list_read_) return;  // no change since the last look
+  list_read_ = read;
+  const absl::Status used = read.ok() ? UseServerList(*read) : read.status();
+  if (used.ok()) {
+    ++list_reloads_;
+    list_error_.clear();
+  } else {
+    ++list_errors_;
+    list_error_ = absl::StrCat(used.message(),
+                               "; the client keeps its servers' addresses");
+  }
+}
+
+absl::Status Client::Impl::UseServerList(absl::string_view content) {
+  absl::StatusOr<std::vector<ServerConfig>> configs =
+      ParseServerListFileAt(options_.server_list_file, content);
+  if (!configs.ok()) return configs.status();
+  std::map<std::string, const ServerConfig*> by_name;
+  for (const ServerConfig& config : *configs) by_name[NameOf(config)] = &config;
+  std::vector<std::string> names;
+  for (const std::unique_ptr<Server>& server : servers_)
+    names.push_back(server->name);
+  if (by_name.size() != names.size() ||
+      !std::all_of(names.begin(), names.end(), [&](const std::string& name) {
+        return by_name.count(name) > 0;
+      })) {
+    std::vector<std::string> listed;
+    for (const auto& [name, config] : by_name) listed.push_back(name);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server list file ", options_.server_list_file, " names servers ",
+        absl::StrJoin(listed, ","), " instead of ", absl::StrJoin(names, ","),
+        ": names place locks on servers, so a running client keeps them"));
+  }
+  for (const std::unique_ptr<Server>& server : servers_) {
+    const ServerConfig& config = *by_name[server->name];
+    // The parser checked the address.
+    server->MoveTo(*ParseUdpAddress(config.udp_address), config.grpc_address);
+  }
+  return absl::OkStatus();
 }
 
 // --- Requests ----------------------------------------------------------------
 
 bool Client::Impl::UseUdp(Server& server) {
-  if (server.grpc == nullptr) return true;  // nothing to fall back to
   absl::MutexLock lock(&server.mu);
+  if (server.grpc == nullptr) return true;  // nothing to fall back to
   if (!server.udp_down) return true;
   const absl::Time now = absl::Now();
   if (now < server.udp_retry_at) return false;
@@ -411,7 +542,7 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::Exchange(
         }
         if (udp.reply.opcode == LOCKD_OP_REJECTED) {
           const auto status = static_cast<lockd_status>(udp.reply.status);
-          if (status != LOCKD_STATUS_NO_CAPACITY || server.grpc == nullptr)
+          if (status != LOCKD_STATUS_NO_CAPACITY || !server.HasGrpc())
             return RejectionError(status, what, "UDP");
           udp_failure = "the UDP path had no capacity for it; ";
           break;
@@ -424,16 +555,14 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::Exchange(
         absl::MutexLock lock(&server.mu);
         server.udp_down = true;
         server.udp_retry_at = absl::Now() + options_.udp_probe_interval;
-        udp_failure = absl::StrCat("no answer over UDP to ", udp.transmissions,
-                                   " transmissions; ");
+        udp_failure =
+            absl::StrCat("no answer over UDP (", FormatUdpAddress(server.udp),
+                         ") to ", udp.transmissions, " transmissions; ");
         break;
       }
     }
     ++server.udp_fallbacks;
   }
-  if (server.grpc == nullptr)
-    return absl::UnavailableError(absl::StrCat(
-        what, ": ", udp_failure, "and no gRPC address to fall back to"));
   return ExchangeGrpc(server, request, deadline, what, udp_failure);
 }
 
@@ -441,7 +570,6 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
                                                    const Message& request,
                                                    absl::Time deadline) {
   UdpChannel::Call call;
-  call.server = server.udp;
   call.request = request;
   udp_->Register(&call);
   UdpOutcome outcome{UdpOutcome::Kind::kUnanswered, {}, {}, 0};
@@ -479,7 +607,8 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       // A failed send is a lost packet: retransmission deals with both.
       const uint64_t seq = NextSeq();
       sent.emplace_back(seq, now);
-      udp_->Send(&call, seq).IgnoreError();
+      // To where the server is now: it may have moved since the last copy.
+      udp_->Send(&call, server.Udp(), seq).IgnoreError();
       ++attempt_transmissions;
       ++outcome.transmissions;
       // Every later copy may find the request served already: the server
@@ -545,6 +674,16 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
 absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     Server& server, const Message& request, absl::Time deadline,
     const std::string& what, const std::string& udp_failure) {
+  std::shared_ptr<v1::LockService::Stub> stub;
+  std::string grpc_address;
+  {
+    absl::MutexLock lock(&server.mu);
+    stub = server.grpc;
+    grpc_address = server.grpc_address;
+  }
+  if (stub == nullptr)
+    return absl::UnavailableError(absl::StrCat(
+        what, ": ", udp_failure, "and no gRPC address to fall back to"));
   grpc::ClientContext context;
   const bool may_wait = request.opcode == LOCKD_OP_ACQUIRE &&
                         request.policy != LOCKD_POLICY_NO_WAIT;
@@ -575,7 +714,7 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
       rpc.set_lease_ms(request.lease_ms);
       rpc.set_wait_ms(request.wait_ms);
       v1::AcquireResponse response;
-      status = server.grpc->Acquire(&context, rpc, &response);
+      status = stub->Acquire(&context, rpc, &response);
       reply.opcode = LOCKD_OP_GRANTED;
       reply.fence = response.fence();
       reply.lease_ms = response.lease_ms();
@@ -583,7 +722,7 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     }
     case LOCKD_OP_RELEASE: {
       v1::ReleaseResponse response;
-      status = server.grpc->Release(
+      status = stub->Release(
           &context, OwnerRpc<v1::ReleaseRequest>(request, signed_request),
           &response);
       reply.opcode = LOCKD_OP_RELEASED;
@@ -594,7 +733,7 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
       auto rpc = OwnerRpc<v1::RenewRequest>(request, signed_request);
       rpc.set_lease_ms(request.lease_ms);
       v1::RenewResponse response;
-      status = server.grpc->Renew(&context, rpc, &response);
+      status = stub->Renew(&context, rpc, &response);
       reply.opcode = LOCKD_OP_RENEWED;
       reply.fence = response.fence();
       reply.lease_ms = response.lease_ms();
@@ -618,7 +757,7 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
         "not granted over gRPC before the deadline; the wait is cancelled"));
   return absl::Status(
       static_cast<absl::StatusCode>(status.error_code()),
-      absl::StrCat(what, ": ", udp_failure, "gRPC to ", server.grpc_address,
+      absl::StrCat(what, ": ", udp_failure, "gRPC to ", grpc_address,
                    " failed: ", status.error_message()));
 }
 

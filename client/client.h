@@ -23,6 +23,16 @@
 // own locks. Every client of a lock must be configured with the same server
 // names, or two clients could take "the same" lock on different servers.
 //
+// Replacing a server: with ClientOptions::server_list_file the servers come
+// from a file (client/server_list.h) that the client reads again every
+// `server_list_poll_interval`. A server whose address changed there (UDP,
+// gRPC or both) is reached at its new address from then on, by every later
+// transmission, retransmissions of calls in flight included; its round-trip
+// estimate and UDP-down state start over. The names must stay the same: a
+// file that names other servers, or fails to parse, is refused and the old
+// list stays in use (ClientStats counts reloads and refusals, and says why
+// the last change was refused).
+//
 // Transport: every request goes over the UDP fast path first (one socket for
 // the whole Client, shared by all threads; a receiver thread hands each reply
 // and GRANTED packet to the waiting call by lock and txn id). Requests are
@@ -92,7 +102,17 @@ struct ServerConfig {
 };
 
 struct ClientOptions {
+  // The lock servers; or, instead, `server_list_file`.
   std::vector<ServerConfig> servers;
+  // A server list file (client/server_list.h), read by Create and again
+  // every `server_list_poll_interval` while the client runs. A change that
+  // keeps the names and changes addresses is taken (ClientStats::
+  // server_list_reloads); any other change, or a file that cannot be read
+  // or parsed, is refused and the old list stays (server_list_errors,
+  // server_list_error). Replace the file atomically (write a new one and
+  // rename it over the old) so that the client never reads half of it.
+  std::string server_list_file;
+  absl::Duration server_list_poll_interval = absl::Seconds(1);
 
   // Who this client is (docs/security.md): every request is signed with
   // `key`, and replies not signed with it are dropped. The servers know the
@@ -152,22 +172,36 @@ struct ServerStats {
   uint64_t grace_retries = 0;  // requests refused during its grace period
   uint32_t epoch = 0;          // the server's, from its last UDP reply
   bool udp_path_up = true;     // false while calls go to gRPC first
+  // Where the server is reached now ("a.b.c.d:port"; empty gRPC: no
+  // fallback); empty in the total.
+  std::string udp_address;
+  std::string grpc_address;
 };
 
 struct ClientStats {
-  std::vector<ServerStats> servers;  // in ClientOptions::servers order
-  ServerStats total;                 // sums; name "total"
+  // In ClientOptions::servers order (that of the server list file when
+  // the client was created).
+  std::vector<ServerStats> servers;
+  ServerStats total;  // sums; name "total"
+  // Changes of ClientOptions::server_list_file taken, and refused (each
+  // content of the file counts once).
+  uint64_t server_list_reloads = 0;
+  uint64_t server_list_errors = 0;
+  // Why the last change was refused; empty once a change is taken.
+  std::string server_list_error;
 };
 
 class Client {
  public:
   // Opens the UDP socket and the gRPC channels in the calling thread's
-  // network namespace, and starts the receiver and lease renewal threads.
-  // InvalidArgument for a bad server list. gRPC connects from the threads
-  // that call it and from its own threads, which keep the namespace of the
-  // thread that started them: a process that uses several network
-  // namespaces calls a Client only from threads in the namespace it was
-  // created in.
+  // network namespace, and starts the receiver and lease renewal threads
+  // (and the server list file's watcher). InvalidArgument for a bad server
+  // list or server list file, or for both `servers` and `server_list_file`.
+  // gRPC connects from the threads that call it and from its own threads,
+  // which keep the namespace of the thread that started them: a process
+  // that uses several network namespaces calls a Client only from threads
+  // in the namespace it was created in (the watcher, which opens the gRPC
+  // channels of moved servers, is started by Create).
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
   // Transactions and ScopedLocks must be gone first.
   ~Client();
@@ -178,7 +212,8 @@ class Client {
   Transaction Begin(const TransactionOptions& options);
   Transaction Begin();
 
-  // Index (in ClientOptions::servers) and name of the server of a lock.
+  // Index (in ClientOptions::servers, or the server list file as Create
+  // read it) and name of the server of a lock.
   size_t ServerIndexFor(uint64_t lock_id) const;
   const std::string& ServerNameFor(uint64_t lock_id) const;
 

@@ -19,7 +19,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "client/rendezvous.h"
@@ -156,12 +158,21 @@ class Client::Impl {
   void CancelWait(const LockTarget& target, uint64_t txn_id);
 
   bool UseUdp(Server& server);
+  // The server now at `address`, or null.
   Server* ServerAt(const sockaddr_in& address) const;
   // Takes the epoch of a reply from `server` (0: it did not say).
   static void NoteEpoch(Server& server, uint32_t epoch);
   // Whether `server` is in another epoch than a hold granted in
   // `hold_epoch`: it restarted without its state since.
   static bool Restarted(const Server& server, uint32_t hold_epoch);
+
+  // Reads options_.server_list_file every server_list_poll_interval until
+  // the client stops, and takes each change of its content that only moves
+  // servers to other addresses (UseServerList); other changes are refused.
+  void WatchServerList();
+  void ReloadServerList();
+  absl::Status UseServerList(absl::string_view content)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(list_mu_);
   uint64_t NextSeq() { return seqs_.Next(); }
 
   // Takes a hold's grant (new, or an upgrade) into its state.
@@ -194,6 +205,15 @@ class Client::Impl {
   bool stopping_ ABSL_GUARDED_BY(renew_mu_) = false;
   std::atomic<bool> renewals_paused_{false};
   std::thread renewer_;
+
+  absl::Notification stop_watching_;
+  std::thread list_watcher_;  // with a server list file only
+  mutable absl::Mutex list_mu_;
+  // The file's content when last read, or why it could not be read.
+  absl::StatusOr<std::string> list_read_ ABSL_GUARDED_BY(list_mu_);
+  uint64_t list_reloads_ ABSL_GUARDED_BY(list_mu_) = 0;
+  uint64_t list_errors_ ABSL_GUARDED_BY(list_mu_) = 0;
+  std::string list_error_ ABSL_GUARDED_BY(list_mu_);
 };
 
 }  // namespace lockd::client

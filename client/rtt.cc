@@ -27,4 +27,9 @@ absl::Duration RttEstimator::Srtt() const {
   return sampled_ ? srtt_ : absl::ZeroDuration();
 }
 
+void RttEstimator::Reset() {
+  absl::MutexLock lock(&mu_);
+  sampled_ = false;
+}
+
 }  // namespace lockd::client

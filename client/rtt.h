@@ -25,6 +25,8 @@ class RttEstimator {
   absl::Duration Rto() const;
   // The smoothed round trip; zero before the first sample.
   absl::Duration Srtt() const;
+  // Forgets every sample (the server moved): `initial` again.
+  void Reset();
 
  private:
   const absl::Duration initial_;

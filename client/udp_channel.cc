@@ -42,11 +42,11 @@ bool Answers(const Message& reply, const UdpChannel::Call& call) {
   }
 }
 
+}  // namespace
+
 bool SameAddress(const sockaddr_in& a, const sockaddr_in& b) {
   return a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<UdpChannel>> UdpChannel::Open(
     ReplyObserver on_reply, const ClientIdentity& identity) {
@@ -99,16 +99,18 @@ void UdpChannel::Unregister(Call* call) {
   if (it != calls_.end() && it->second == call) calls_.erase(it);
 }
 
-absl::Status UdpChannel::Send(Call* call, uint64_t seq) {
+absl::Status UdpChannel::Send(Call* call, const sockaddr_in& server,
+                              uint64_t seq) {
   EncodedMessage bytes;
   {
     absl::MutexLock lock(&mu_);
+    call->server = server;
     call->seqs.push_back(seq);
     bytes = identity_.Sign(call->request, seq);
   }
   if (sendto(socket_fd_, bytes.data(), bytes.size(), 0,
-             reinterpret_cast<const sockaddr*>(&call->server),
-             sizeof(call->server)) != static_cast<ssize_t>(bytes.size())) {
+             reinterpret_cast<const sockaddr*>(&server),
+             sizeof(server)) != static_cast<ssize_t>(bytes.size())) {
     // Reported, but the caller treats it like a lost packet: the
     // retransmission logic decides when to give up.
     return absl::ErrnoToStatus(errno, "sendto");

@@ -28,12 +28,17 @@
 
 namespace lockd::client {
 
+// Whether two IPv4 socket addresses are the same address and port.
+bool SameAddress(const sockaddr_in& a, const sockaddr_in& b);
+
 class UdpChannel {
  public:
   // A request waiting for its answers: one ACQUIRE may get QUEUED and then,
   // much later, GRANTED. Owned by the waiting thread; registered with the
   // channel while it waits.
   struct Call {
+    // Where the latest transmission went: only its replies are taken
+    // (guarded by the channel's mutex).
     sockaddr_in server{};
     Message request;
     std::vector<uint64_t> seqs;   // of every transmission (channel's mutex)
@@ -56,16 +61,18 @@ class UdpChannel {
   UdpChannel& operator=(const UdpChannel&) = delete;
 
   // While registered, replies to (request.lock_id, request.txn_id) from
-  // `server` whose seq is one of the call's transmissions' (or, for an
+  // call->server whose seq is one of the call's transmissions' (or, for an
   // ACQUIRE, a WAIT_EXPIRED notice, which the daemon may send without a
   // seq) go to `call`. One call per (lock, txn) at a time.
   void Register(Call* call);
   void Unregister(Call* call);
 
-  // Sends call->request to call->server as a new transmission with
-  // sequence number `seq` (each transmission has its own: the server's
-  // replay window drops a copy of one it has seen).
-  absl::Status Send(Call* call, uint64_t seq);
+  // Sends call->request to `server` as a new transmission with sequence
+  // number `seq` (each transmission has its own: the server's replay window
+  // drops a copy of one it has seen). From then on only replies from
+  // `server` are the call's (the server may have moved since the last
+  // copy).
+  absl::Status Send(Call* call, const sockaddr_in& server, uint64_t seq);
 
   // The oldest reply not yet taken, waiting for one until `deadline`;
   // nullopt when none came in time.

@@ -45,8 +45,9 @@
 #include "demo/account_store.h"
 #include "lockctl/server_list.h"
 
-ABSL_FLAG(std::string, lock_servers, lockd::lockctl::DefaultServerList(),
-          lockd::lockctl::kLockServersHelp);
+ABSL_FLAG(std::string, lock_servers, "", lockd::lockctl::kLockServersHelp);
+ABSL_FLAG(std::string, server_list_file, "",
+          lockd::lockctl::kServerListFileHelp);
 ABSL_FLAG(std::string, store, "",
           "directory of the account files (created; existing accounts are "
           "reset)");
@@ -207,6 +208,13 @@ void PrintClientStats(const client::ClientStats& stats) {
            s.udp_fallbacks, s.grpc_requests, s.renewals, s.leases_lost,
            &s == &rows.back() ? "" : (s.udp_path_up ? "up" : "down"));
   }
+  if (stats.server_list_reloads > 0 || stats.server_list_errors > 0) {
+    printf("  server list file: %" PRIu64 " change(s) taken, %" PRIu64
+           " refused%s%s\n",
+           stats.server_list_reloads, stats.server_list_errors,
+           stats.server_list_error.empty() ? "" : "; the last: ",
+           stats.server_list_error.c_str());
+  }
 }
 
 int Run() {
@@ -221,14 +229,14 @@ int Run() {
             "--initial_balance >= 0 and --max_amount >= 1\n");
     return 2;
   }
-  absl::StatusOr<std::vector<client::ServerConfig>> servers =
-      lockctl::ParseServerList(absl::GetFlag(FLAGS_lock_servers));
-  if (!servers.ok()) {
-    fprintf(stderr, "bank: %s\n", servers.status().ToString().c_str());
+  client::ClientOptions options;
+  if (absl::Status servers = lockctl::UseServerFlags(
+          absl::GetFlag(FLAGS_lock_servers),
+          absl::GetFlag(FLAGS_server_list_file), options);
+      !servers.ok()) {
+    fprintf(stderr, "bank: %s\n", servers.ToString().c_str());
     return 2;
   }
-  client::ClientOptions options;
-  options.servers = *servers;
   if (absl::Status keyed = options.UseKey(absl::GetFlag(FLAGS_client_id),
                                           absl::GetFlag(FLAGS_key_file));
       !keyed.ok()) {
@@ -313,7 +321,8 @@ int Run() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "bank --store=DIR [--lock_servers=LIST] [--threads=4] [--duration=5s] "
+      "bank --store=DIR [--lock_servers=LIST | --server_list_file=FILE] "
+      "[--threads=4] [--duration=5s] "
       "...: transfers and audits over account locks; checks the total");
   absl::ParseCommandLine(argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);

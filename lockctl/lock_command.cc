@@ -188,8 +188,6 @@ absl::Status Validate(const LockCommandOptions& options) {
   if (options.command.empty())
     return absl::InvalidArgumentError(
         "lock needs a command: lockctl lock NAME -- COMMAND [ARGUMENTS...]");
-  if (options.servers.empty())
-    return absl::InvalidArgumentError("lock needs at least one server");
   if (options.timeout < absl::ZeroDuration())
     return absl::InvalidArgumentError("--timeout must not be negative");
   if (options.lease != absl::ZeroDuration() &&
@@ -347,10 +345,12 @@ Ending Supervise(pid_t pid, int signal_fd, const LossAlarm& alarm,
 
 std::string LockCommandUsage() {
   return absl::StrCat(
-      R"(lockctl lock [--lock_servers=LIST] [--shared] [--timeout=D] [--lease=D]
-             [--kill_after=D] NAME -- COMMAND [ARGUMENTS...]
+      R"(lockctl lock [--lock_servers=LIST | --server_list_file=FILE] [--shared]
+             [--timeout=D] [--lease=D] [--kill_after=D]
+             NAME -- COMMAND [ARGUMENTS...]
   Runs COMMAND while holding lock NAME (exclusive; --shared: shared), taken
-  from the servers of --lock_servers (default: one lockd on this host). The
+  from the servers of --lock_servers or of --server_list_file, which is read
+  again while COMMAND runs (default: one lockd on this host). The
   lease (--lease, default: the server's) is renewed while COMMAND runs, and
   the lock released when it exits. --timeout: how long to wait for the lock
   (default: no limit; 0: do not wait). COMMAND gets LOCKD_LOCK, LOCKD_FENCE
@@ -384,10 +384,8 @@ int RunLockCommand(const LockCommandOptions& options) {
     return kExitLockFailed;
   }
 
-  client::ClientOptions client_options = options.identity;
-  client_options.servers = options.servers;
   absl::StatusOr<std::unique_ptr<client::Client>> client =
-      client::Client::Create(client_options);
+      client::Client::Create(options.client);
   if (!client.ok()) {
     Complain(client.status().message());
     return absl::IsInvalidArgument(client.status()) ? kExitUsage

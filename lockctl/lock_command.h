@@ -52,9 +52,9 @@ inline constexpr int kExitCannotRun = 126;   // as shells: not executable
 inline constexpr int kExitNotFound = 127;    // as shells: no such command
 
 struct LockCommandOptions {
-  std::vector<client::ServerConfig> servers;
-  // Who lockctl is to the servers: client_id and key (servers unused).
-  client::ClientOptions identity;
+  // The servers (`servers` or `server_list_file`, which is followed while
+  // the command runs) and who lockctl is to them (`client_id` and `key`).
+  client::ClientOptions client;
   std::string lock_name;
   client::Mode mode = client::Mode::kExclusive;
   // How long to wait for the lock: infinite waits as long as it takes, zero

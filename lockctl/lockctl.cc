@@ -48,8 +48,9 @@ ABSL_FLAG(std::optional<absl::Duration>, timeout, std::nullopt,
           "long to wait for the lock (default: no limit; 0: do not wait)");
 ABSL_FLAG(bool, force, false,
           "confirms `release`: it ends a hold on the operator's word");
-ABSL_FLAG(std::string, lock_servers, lockd::lockctl::DefaultServerList(),
-          lockd::lockctl::kLockServersHelp);
+ABSL_FLAG(std::string, lock_servers, "", lockd::lockctl::kLockServersHelp);
+ABSL_FLAG(std::string, server_list_file, "",
+          lockd::lockctl::kServerListFileHelp);
 ABSL_FLAG(bool, shared, false, "`lock` takes the lock shared");
 ABSL_FLAG(absl::Duration, lease, absl::ZeroDuration(),
           "`lock`: lease to ask for, renewed while the command runs (at "
@@ -315,17 +316,16 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
 // `lock NAME COMMAND...` ("--" ends the flags, so COMMAND may have its own):
 // the flags become LockCommandOptions.
 int Lock(const std::vector<char*>& arguments) {
-  absl::StatusOr<std::vector<client::ServerConfig>> servers =
-      ParseServerList(absl::GetFlag(FLAGS_lock_servers));
-  if (!servers.ok()) {
-    fprintf(stderr, "lockctl: %s\n",
-            std::string(servers.status().message()).c_str());
+  LockCommandOptions options;
+  if (absl::Status servers =
+          UseServerFlags(absl::GetFlag(FLAGS_lock_servers),
+                         absl::GetFlag(FLAGS_server_list_file), options.client);
+      !servers.ok()) {
+    fprintf(stderr, "lockctl: %s\n", std::string(servers.message()).c_str());
     return kExitUsage;
   }
-  LockCommandOptions options;
-  options.servers = *std::move(servers);
-  if (absl::Status keyed = options.identity.UseKey(
-          absl::GetFlag(FLAGS_client_id), absl::GetFlag(FLAGS_key_file));
+  if (absl::Status keyed = options.client.UseKey(absl::GetFlag(FLAGS_client_id),
+                                                 absl::GetFlag(FLAGS_key_file));
       !keyed.ok()) {
     fprintf(stderr, "lockctl: %s\n", std::string(keyed.message()).c_str());
     return kExitUsage;

@@ -1,9 +1,11 @@
 #include "lockctl/server_list.h"
 
+#include <utility>
+#include <vector>
+
 #include "abi/lockd_abi.h"
-#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "client/server_list.h"
 #include "lockd/grpc_conventions.h"
 
 namespace lockd::lockctl {
@@ -13,33 +15,26 @@ std::string DefaultServerList() {
                       DefaultGrpcAddress());
 }
 
-absl::StatusOr<std::vector<client::ServerConfig>> ParseServerList(
-    absl::string_view text) {
-  std::vector<client::ServerConfig> servers;
-  for (absl::string_view entry : absl::StrSplit(text, ',')) {
-    auto invalid = [&](absl::string_view why) {
+absl::Status UseServerFlags(absl::string_view lock_servers,
+                            absl::string_view server_list_file,
+                            client::ClientOptions& options) {
+  if (!server_list_file.empty()) {
+    if (!lock_servers.empty())
       return absl::InvalidArgumentError(
-          absl::StrCat("--lock_servers entry \"", entry, "\": ", why,
-                       " (expected NAME=UDP_ADDRESS[/GRPC_ADDRESS])"));
-    };
-    client::ServerConfig server;
-    absl::string_view addresses = entry;
-    if (const size_t equals = entry.find('=');
-        equals != absl::string_view::npos) {
-      server.name = std::string(entry.substr(0, equals));
-      if (server.name.empty()) return invalid("empty name");
-      addresses = entry.substr(equals + 1);
-    }
-    const std::pair<absl::string_view, absl::string_view> split =
-        absl::StrSplit(addresses, absl::MaxSplits('/', 1));
-    if (split.first.empty()) return invalid("no UDP address");
-    server.udp_address = std::string(split.first);
-    server.grpc_address = std::string(split.second);
-    if (server.grpc_address.empty() && addresses.back() == '/')
-      return invalid("empty gRPC address after '/'");
-    servers.push_back(std::move(server));
+          "--lock_servers and --server_list_file both name the lock "
+          "servers: give one");
+    options.server_list_file = std::string(server_list_file);
+    return absl::OkStatus();
   }
-  return servers;
+  const std::string list =
+      lock_servers.empty() ? DefaultServerList() : std::string(lock_servers);
+  absl::StatusOr<std::vector<client::ServerConfig>> servers =
+      client::ParseServerList(list);
+  if (!servers.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lock_servers: ", servers.status().message()));
+  options.servers = *std::move(servers);
+  return absl::OkStatus();
 }
 
 }  // namespace lockd::lockctl

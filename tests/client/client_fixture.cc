@@ -41,6 +41,14 @@ std::string ClientTest::ServerNetns(size_t server) const {
 
 absl::Status ClientTest::StartServers(
     int count, const std::vector<std::string>& lockd_flags) {
+  if (absl::Status built = StartNetwork(count); !built.ok()) return built;
+  for (int i = 0; i < count; ++i)
+    if (absl::Status started = StartDaemon(i, lockd_flags); !started.ok())
+      return started;
+  return absl::OkStatus();
+}
+
+absl::Status ClientTest::StartNetwork(int count) {
   netns::TestNetwork::Options options;
   options.roles = {"client"};
   options.links.clear();
@@ -61,29 +69,34 @@ absl::Status ClientTest::StartServers(
   absl::StatusOr<std::string> keys =
       lockd::testing::WriteTestKeyFile(::testing::TempDir());
   if (!keys.ok()) return keys.status();
-  for (int i = 0; i < count; ++i) {
-    const netns::Interface& server = net_->links()[i].server;
-    std::vector<std::string> argv = {
-        LockdPath(),
-        absl::StrCat("--interface=", server.name),
-        absl::StrCat("--instance=clienttest-", getpid(), "-", i),
-        absl::StrCat("--pin_root=", pin_root_),
-        // On the veth, not loopback: the client reaches it from its
-        // namespace when UDP fails.
-        absl::StrCat("--grpc_listen=", server.ipv4, ":", kGrpcPort),
-        absl::StrCat("--key_file=", *keys),
-        // Fresh instances that never served: no grace period to wait out.
-        "--grace_ms=0",
-    };
-    argv.insert(argv.end(), lockd_flags.begin(), lockd_flags.end());
-    absl::StatusOr<std::unique_ptr<NetnsProcess>> daemon =
-        NetnsProcess::Start(ServerNetns(i), argv);
-    if (!daemon.ok()) return daemon.status();
-    absl::StatusOr<std::string> ready =
-        (*daemon)->ReadLineContaining("ready", lockd::testing::kStartTimeout);
-    if (!ready.ok()) return ready.status();
-    daemons_.push_back(std::move(*daemon));
-  }
+  key_file_ = *std::move(keys);
+  daemons_.resize(count);
+  return absl::OkStatus();
+}
+
+absl::Status ClientTest::StartDaemon(
+    size_t server, const std::vector<std::string>& lockd_flags) {
+  const netns::Interface& veth = net_->links()[server].server;
+  std::vector<std::string> argv = {
+      LockdPath(),
+      absl::StrCat("--interface=", veth.name),
+      absl::StrCat("--instance=clienttest-", getpid(), "-", server),
+      absl::StrCat("--pin_root=", pin_root_),
+      // On the veth, not loopback: the client reaches it from its
+      // namespace when UDP fails.
+      absl::StrCat("--grpc_listen=", veth.ipv4, ":", kGrpcPort),
+      absl::StrCat("--key_file=", key_file_),
+      // Fresh instances that never served: no grace period to wait out.
+      "--grace_ms=0",
+  };
+  argv.insert(argv.end(), lockd_flags.begin(), lockd_flags.end());
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> daemon =
+      NetnsProcess::Start(ServerNetns(server), argv);
+  if (!daemon.ok()) return daemon.status();
+  absl::StatusOr<std::string> ready =
+      (*daemon)->ReadLineContaining("ready", lockd::testing::kStartTimeout);
+  if (!ready.ok()) return ready.status();
+  daemons_[server] = std::move(*daemon);
   return absl::OkStatus();
 }
 

@@ -47,6 +47,11 @@ class ClientTest : public ::testing::Test {
   // are added to every daemon's command line.
   absl::Status StartServers(int count,
                             const std::vector<std::string>& lockd_flags = {});
+  // The network of StartServers(count) without the daemons: start each
+  // with StartDaemon (a replacement machine may start late).
+  absl::Status StartNetwork(int count);
+  absl::Status StartDaemon(size_t server,
+                           const std::vector<std::string>& lockd_flags = {});
   // StartServers, then client_ = NewClient(Options()).
   absl::Status StartServersAndClient(
       int count, const std::vector<std::string>& lockd_flags = {});
@@ -71,11 +76,13 @@ class ClientTest : public ::testing::Test {
 
   std::unique_ptr<netns::TestNetwork> net_;
   std::vector<std::string> server_roles_;
+  // By server; null until its daemon started.
   std::vector<std::unique_ptr<lockd::testing::NetnsProcess>> daemons_;
   std::unique_ptr<Client> client_;  // goes first in TearDown
 
  private:
   std::string pin_root_;
+  std::string key_file_;  // the daemons' --key_file
 };
 
 // A file holding a counter and the last fence that wrote it, as a store that

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <future>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "client/client.h"
 #include "client/transaction.h"
 #include "gtest/gtest.h"
+#include "lockd/files.h"
 #include "lockd/grpc_conventions.h"
 #include "proto/lockd.grpc.pb.h"
 
@@ -467,6 +469,55 @@ TEST_F(ProtocolTest, RejectedRenewalLosesTheHold) {
   EXPECT_TRUE(absl::StrContains(committed.message(), "FORCE_RELEASED"))
       << committed;
   EXPECT_TRUE(absl::StrContains(committed.message(), "fence 3")) << committed;
+}
+
+// A server list file moves the server while a request is in flight: the
+// next retransmission goes to the new address, whose answer completes the
+// call while the old address's is no longer taken; the release goes to the
+// new address too.
+TEST_F(ProtocolTest, ServerListFileMovesRetransmissionsInFlight) {
+  ScriptedUdpServer replacement;
+  const std::string path = absl::StrCat(::testing::TempDir(), "/servers");
+  ASSERT_TRUE(
+      WriteFileAtomically(path, absl::StrCat("scripted=", udp_.address()))
+          .ok());
+  ClientOptions options;
+  options.server_list_file = path;
+  options.server_list_poll_interval = absl::Milliseconds(10);
+  // Retransmissions go on until the test answers.
+  options.udp_max_transmissions = std::numeric_limits<int>::max();
+  options.udp_budget = kPatience;
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  Transaction txn = (*client)->Begin();
+  auto locked = InBackground([&] { return txn.Lock("k", Mode::kExclusive); });
+  absl::StatusOr<Message> first = udp_.Receive();
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  ASSERT_TRUE(
+      WriteFileAtomically(
+          path, absl::StrCat("# moved\nscripted=", replacement.address(), "\n"))
+          .ok());
+  absl::StatusOr<Message> moved = replacement.Receive();
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->opcode, LOCKD_OP_ACQUIRE);
+  EXPECT_EQ(moved->txn_id, txn.txn_id());
+  EXPECT_EQ(moved->lock_id, LockIdForName("k"));
+  EXPECT_EQ(moved->flags, LOCKD_FLAG_RETRANSMIT);
+  // The old address answers too late: the call has moved on.
+  udp_.Reply(*first, LOCKD_OP_GRANTED, 666);
+  replacement.Reply(*moved, LOCKD_OP_GRANTED, 7);
+  absl::StatusOr<uint64_t> fence = locked.get();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  EXPECT_EQ(*fence, 7u);
+
+  const ClientStats stats = (*client)->Stats();
+  EXPECT_EQ(stats.server_list_reloads, 1u);
+  EXPECT_EQ(stats.server_list_errors, 0u);
+  ASSERT_EQ(stats.servers.size(), 1u);
+  EXPECT_EQ(stats.servers[0].name, "scripted");
+  EXPECT_EQ(stats.servers[0].udp_address, replacement.address());
+  CommitAnswering(replacement, txn, 7);
 }
 
 }  // namespace

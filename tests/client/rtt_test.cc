@@ -44,5 +44,17 @@ TEST(RttEstimatorTest, SteadyRoundTripsShrinkTheDeviation) {
   EXPECT_LT(rtt.Rto(), Microseconds(410));
 }
 
+TEST(RttEstimatorTest, ResetForgetsTheSamples) {
+  RttEstimator rtt(Milliseconds(20), Microseconds(1), Milliseconds(250));
+  rtt.Sample(Microseconds(400));
+  ASSERT_EQ(rtt.Rto(), Microseconds(1200));
+  rtt.Reset();
+  EXPECT_EQ(rtt.Rto(), Milliseconds(20));
+  EXPECT_EQ(rtt.Srtt(), absl::ZeroDuration());
+  // The next sample is a first one again.
+  rtt.Sample(Microseconds(100));
+  EXPECT_EQ(rtt.Rto(), Microseconds(300));
+}
+
 }  // namespace
 }  // namespace lockd::client

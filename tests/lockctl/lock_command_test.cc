@@ -44,16 +44,20 @@ class LockCommandTest : public DaemonTest {
     DaemonTest::TearDown();
   }
 
-  // Starts `lockctl --lock_servers=<this test's lockd> args...` in the client
-  // namespace, its stderr merged into the stdout the test reads.
+  // Starts `lockctl --lock_servers=<this test's lockd> args...` (or, instead
+  // of --lock_servers, `servers_flag`) in the client namespace, its stderr
+  // merged into the stdout the test reads.
   absl::StatusOr<std::unique_ptr<NetnsProcess>> StartLockctl(
-      const std::vector<std::string>& args) {
+      const std::vector<std::string>& args,
+      const std::string& servers_flag = "") {
     std::vector<std::string> argv = {
         "/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1",
         absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"),
                      "/lockctl/lockctl"),
-        absl::StrCat("--lock_servers=server=", net_->link().server.ipv4,
-                     ":20231"),
+        servers_flag.empty()
+            ? absl::StrCat("--lock_servers=server=", net_->link().server.ipv4,
+                           ":20231")
+            : servers_flag,
         // A client of its own, with the key StartLockd's key file has.
         absl::StrCat("--client_id=", NextTestClientId()),
         absl::StrCat("--key_file=", ::testing::TempDir(), "/clients.keys")};
@@ -147,6 +151,21 @@ TEST_F(LockCommandTest, PassesOnTheCommandsExitStatus) {
   EXPECT_EQ(missing->exit_code, 127) << missing->output;
   EXPECT_THAT(missing->output,
               HasSubstr("cannot run \"/nonexistent/command\""));
+}
+
+TEST_F(LockCommandTest, TakesItsServersFromAServerListFile) {
+  const std::string path = absl::StrCat(getenv("TEST_TMPDIR"), "/servers");
+  std::ofstream(path) << "# this test's lockd\nfiled="
+                      << net_->link().server.ipv4 << ":20231\n";
+  absl::StatusOr<std::unique_ptr<NetnsProcess>> lockctl = StartLockctl(
+      {"lock", "listed", "--", "sh", "-c",
+       "test \"$LOCKD_LOCK $LOCKD_SERVER\" = 'listed filed' || exit 1; "
+       "exit 7"},
+      absl::StrCat("--server_list_file=", path));
+  ASSERT_TRUE(lockctl.ok()) << lockctl.status();
+  absl::StatusOr<int> exit_code = (*lockctl)->Wait(kPatience);
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 7) << (*lockctl)->output();
 }
 
 TEST_F(LockCommandTest, GivesUpAfterTimeoutNamingLockAndServer) {

@@ -104,7 +104,41 @@ TEST(LockctlTest, LockWithABadServerListExitsOneNamingTheEntry) {
       RunLockctl("--lock_servers=a=10.0.0.1,=10.0.0.2 lock x -- true");
 
   EXPECT_EQ(run.exit_code, 1) << run.output;
-  EXPECT_THAT(run.output, HasSubstr("--lock_servers entry \"=10.0.0.2\""));
+  EXPECT_THAT(run.output, HasSubstr("--lock_servers: entry \"=10.0.0.2\""));
+}
+
+TEST(LockctlTest, LockWithBothServerFlagsExitsOne) {
+  const Outcome run = RunLockctl(
+      "--lock_servers=a=10.0.0.1 --server_list_file=/nonexistent lock x -- "
+      "true");
+
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("give one"));
+}
+
+TEST(LockctlTest, LockWithABadServerListFileExitsOneNamingTheLine) {
+  const std::string path =
+      absl::StrCat(std::getenv("TEST_TMPDIR"), "/bad_servers");
+  FILE* file = fopen(path.c_str(), "w");
+  ASSERT_NE(file, nullptr);
+  fputs("# lock servers\na=10.0.0.1\nb=10.0.0.2/\n", file);
+  fclose(file);
+
+  const Outcome run =
+      RunLockctl(absl::StrCat("--server_list_file=", path, " lock x -- true"));
+
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output,
+              HasSubstr(absl::StrCat("server list file ", path,
+                                     ": line 3: entry \"b=10.0.0.2/\"")));
+}
+
+TEST(LockctlTest, LockWithAMissingServerListFileExitsOne) {
+  const Outcome run =
+      RunLockctl("--server_list_file=/nonexistent/servers lock x -- true");
+
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("server list file /nonexistent/servers"));
 }
 
 }  // namespace
