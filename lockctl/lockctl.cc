@@ -87,6 +87,9 @@ Commands:
                                digits; none: lockd makes one and prints it
                                once); needs --token
   client-remove ID             forget client ID and its key; needs --token
+  end-grace                    end the grace period after a start without
+                               state now (every earlier holder reclaimed or
+                               is gone); needs --token
 LOCK is a decimal id, a 0x-hex id or a lock name.)";
 
 using Stub = v1::AdminService::Stub;
@@ -301,6 +304,16 @@ absl::StatusOr<std::string> Run(const std::vector<char*>& arguments) {
         daemon.Call(&Stub::GetStats, v1::GetStatsRequest());
     if (!stats.ok()) return stats.status();
     return RenderPrometheus(*stats);
+  }
+  if (command == "end-grace") {
+    return Show(daemon.Call(&Stub::EndGrace, v1::EndGraceRequest()),
+                [](const v1::EndGraceResponse& response) {
+                  return response.grace_left_ms() == 0
+                             ? std::string("no grace period to end\n")
+                             : absl::StrCat("grace period ended ",
+                                            response.grace_left_ms(),
+                                            " ms early\n");
+                });
   }
   if (command == "health") {
     return Show(daemon.Call(&Stub::Health, v1::HealthRequest()), RenderHealth);

@@ -197,6 +197,10 @@ std::string RenderHealth(const v1::HealthResponse& health) {
   table.AddRow({"uptime", Millis(health.uptime_ms())});
   table.AddRow(
       {"restored from the previous run", health.restored() ? "yes" : "no"});
+  table.AddRow({"epoch", absl::StrCat(health.epoch())});
+  table.AddRow({"grace period left", health.grace_left_ms()
+                                         ? Millis(health.grace_left_ms())
+                                         : "none (serving every request)"});
   if (!health.version().empty()) table.AddRow({"version", health.version()});
   return table.Render();
 }

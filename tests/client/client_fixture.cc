@@ -1,6 +1,7 @@
 #include "tests/client/client_fixture.h"
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,7 +12,9 @@
 #include <system_error>
 #include <utility>
 
+#include "abi/codec.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "client/scoped_lock.h"
 #include "tests/test_keys.h"
 
@@ -122,6 +125,23 @@ absl::Status ClientTest::StopDaemon(size_t server) {
   return absl::OkStatus();
 }
 
+absl::Status ClientTest::KillDaemon(size_t server) {
+  NetnsProcess& daemon = *daemons_[server];
+  if (absl::Status signalled = daemon.Signal(SIGKILL); !signalled.ok())
+    return signalled;
+  return daemon.Wait(lockd::testing::kStopTimeout).status();
+}
+
+absl::Status ClientTest::RemoveState(size_t server) {
+  std::error_code error;
+  std::filesystem::remove_all(
+      absl::StrCat(pin_root_, "/clienttest-", getpid(), "-", server), error);
+  if (error)
+    return absl::InternalError(absl::StrCat("removing the pins of server ",
+                                            server, ": ", error.message()));
+  return absl::OkStatus();
+}
+
 ClientOptions ClientTest::Options() const {
   ClientOptions options;
   // A client of its own: its sequence numbers are its own.
@@ -187,6 +207,66 @@ absl::Status WriteRecord(int fd, const std::string& path,
 }
 
 }  // namespace
+
+bool Eventually(const std::function<bool()>& done) {
+  const absl::Time give_up = absl::Now() + kPatience;
+  while (!done()) {
+    if (absl::Now() >= give_up) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+DaemonAdmin::DaemonAdmin(const std::string& ip) {
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  stub_ = v1::AdminService::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat(ip, ":", kGrpcPort),
+                                grpc::InsecureChannelCredentials(), arguments));
+}
+
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> DaemonAdmin::Counter(const std::string& name) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
+  v1::GetStatsResponse response;
+  const grpc::Status status =
+      stub_->GetStats(&context, v1::GetStatsRequest(), &response);
+  if (!status.ok()) return FromGrpc(status);
+  auto it = response.counters().find(name);
+  if (it == response.counters().end())
+    return absl::NotFoundError(absl::StrCat("no counter ", name));
+  return it->second;
+}
+
+absl::StatusOr<v1::GetLockResponse> DaemonAdmin::Lock(const std::string& name) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
+  v1::GetLockRequest request;
+  request.set_lock_id(LockIdForName(name));
+  v1::GetLockResponse response;
+  const grpc::Status status = stub_->GetLock(&context, request, &response);
+  if (!status.ok()) return FromGrpc(status);
+  return response;
+}
+
+absl::StatusOr<v1::HealthResponse> DaemonAdmin::Health() {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
+  v1::HealthResponse response;
+  const grpc::Status status =
+      stub_->Health(&context, v1::HealthRequest(), &response);
+  if (!status.ok()) return FromGrpc(status);
+  return response;
+}
 
 absl::Status FencedCounterFile::Reset() {
   netns::ScopedFd fd(

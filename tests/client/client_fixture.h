@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
+#include "proto/lockd.grpc.pb.h"
 #include "tests/daemon/daemon_harness.h"
 #include "tests/netns/test_network.h"
 
@@ -57,6 +58,11 @@ class ClientTest : public ::testing::Test {
       int count, const std::vector<std::string>& lockd_flags = {});
   // Stops server i's daemon (SIGTERM) and reaps it.
   absl::Status StopDaemon(size_t server);
+  // Kills it (SIGKILL: a crash) and reaps it.
+  absl::Status KillDaemon(size_t server);
+  // Removes its pinned table, as a reboot or a replacement machine loses
+  // it: its next start has no state of the run before.
+  absl::Status RemoveState(size_t server);
 
   // Options naming every server (name = its role) by UDP and gRPC address.
   ClientOptions Options() const;
@@ -83,6 +89,25 @@ class ClientTest : public ::testing::Test {
  private:
   std::string pin_root_;
   std::string key_file_;  // the daemons' --key_file
+};
+
+// Waits, at most kPatience, until `done`; whether it came true.
+bool Eventually(const std::function<bool()>& done);
+
+// The AdminService of the daemon listening on `ip` (from the client
+// namespace).
+class DaemonAdmin {
+ public:
+  explicit DaemonAdmin(const std::string& ip);
+  // The daemon's counter `name` (abi/lockd_abi.h, LOCKD_STATS).
+  absl::StatusOr<uint64_t> Counter(const std::string& name);
+  // The lock's holders and queue; NotFound for a lock the daemon does not
+  // know (never asked for, or idle again).
+  absl::StatusOr<v1::GetLockResponse> Lock(const std::string& name);
+  absl::StatusOr<v1::HealthResponse> Health();
+
+ private:
+  std::unique_ptr<v1::AdminService::Stub> stub_;
 };
 
 // A file holding a counter and the last fence that wrote it, as a store that

@@ -34,61 +34,6 @@ namespace {
 
 using ServerListFileTest = ClientTest;
 
-// Waits, at most kPatience, until `done`; whether it came true.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time give_up = absl::Now() + kPatience;
-  while (!done()) {
-    if (absl::Now() >= give_up) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
-
-// The AdminService of the daemon listening on `ip` (from the client
-// namespace).
-class Admin {
- public:
-  explicit Admin(const std::string& ip) {
-    grpc::ChannelArguments arguments;
-    arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-    stub_ = v1::AdminService::NewStub(grpc::CreateCustomChannel(
-        absl::StrCat(ip, ":", kGrpcPort), grpc::InsecureChannelCredentials(),
-        arguments));
-  }
-
-  // The daemon's counter `name` (abi/lockd_abi.h, LOCKD_STATS).
-  absl::StatusOr<uint64_t> Counter(const std::string& name) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
-    v1::GetStatsResponse response;
-    const grpc::Status status =
-        stub_->GetStats(&context, v1::GetStatsRequest(), &response);
-    if (!status.ok()) return absl::InternalError(status.error_message());
-    auto it = response.counters().find(name);
-    if (it == response.counters().end())
-      return absl::NotFoundError(absl::StrCat("no counter ", name));
-    return it->second;
-  }
-
-  // The lock's holders and queue; NotFound for a lock the daemon does not
-  // know (never asked for, or idle again).
-  absl::StatusOr<v1::GetLockResponse> Lock(const std::string& name) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
-    v1::GetLockRequest request;
-    request.set_lock_id(LockIdForName(name));
-    v1::GetLockResponse response;
-    const grpc::Status status = stub_->GetLock(&context, request, &response);
-    if (!status.ok())
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                          status.error_message());
-    return response;
-  }
-
- private:
-  std::unique_ptr<v1::AdminService::Stub> stub_;
-};
-
 // "lock1=IP:20231/IP:7451": server lock1 at `ip`, both paths.
 std::string Lock1At(const std::string& ip) {
   return absl::StrCat("lock1=", ip, ":20231/", ip, ":", kGrpcPort, "\n");
@@ -97,7 +42,7 @@ std::string Lock1At(const std::string& ip) {
 // Takes and releases `name` exclusively on `client`, checking on `holder`'s
 // daemon, while held, that the hold is there; the txn id.
 uint64_t LockAndRelease(Client& client, const std::string& name,
-                        Admin& holder) {
+                        DaemonAdmin& holder) {
   Transaction txn = client.Begin();
   absl::StatusOr<uint64_t> fence = txn.Lock(name, Mode::kExclusive);
   EXPECT_TRUE(fence.ok()) << fence.status();
@@ -138,7 +83,7 @@ TEST_F(ServerListFileTest, ClientFollowsAServerReplacedInItsListFile) {
 
   uint64_t a_acquires = 0, a_releases = 0;
   RunInClient(1, [&](int) {
-    Admin at_a(a);
+    DaemonAdmin at_a(a);
     LockAndRelease(*client_, "replace/before", at_a);
     absl::StatusOr<uint64_t> acquires = at_a.Counter("acquire");
     absl::StatusOr<uint64_t> releases = at_a.Counter("release");
@@ -166,7 +111,7 @@ TEST_F(ServerListFileTest, ClientFollowsAServerReplacedInItsListFile) {
   EXPECT_EQ(stats.servers[0].grpc_address, absl::StrCat(b, ":", kGrpcPort));
 
   RunInClient(1, [&](int) {
-    Admin at_a(a), at_b(b);
+    DaemonAdmin at_a(a), at_b(b);
     LockAndRelease(*client_, "replace/after", at_b);
     // A never heard of it.
     EXPECT_TRUE(absl::IsNotFound(at_a.Lock("replace/after").status()));
@@ -190,7 +135,7 @@ TEST_F(ServerListFileTest, ClientFollowsAServerReplacedInItsListFile) {
       << stats.server_list_error;
   EXPECT_EQ(stats.servers[0].udp_address, absl::StrCat(b, ":20231"));
   RunInClient(1, [&](int) {
-    Admin at_a(a), at_b(b);
+    DaemonAdmin at_a(a), at_b(b);
     LockAndRelease(*client_, "replace/renamed", at_b);
     EXPECT_EQ(at_a.Counter("acquire").value_or(0), a_acquires);
   });
@@ -208,7 +153,7 @@ TEST_F(ServerListFileTest, ClientFollowsAServerReplacedInItsListFile) {
       << stats.server_list_error;
   EXPECT_EQ(stats.servers[0].udp_address, absl::StrCat(b, ":20231"));
   RunInClient(1, [&](int) {
-    Admin at_a(a), at_b(b);
+    DaemonAdmin at_a(a), at_b(b);
     LockAndRelease(*client_, "replace/malformed", at_b);
     EXPECT_EQ(at_a.Counter("acquire").value_or(0), a_acquires);
   });

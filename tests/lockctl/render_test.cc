@@ -153,6 +153,7 @@ TEST(RenderTest, Health) {
   health.set_udp_port(20231);
   health.set_uptime_ms(61000);
   health.set_restored(true);
+  health.set_epoch(7);
 
   EXPECT_EQ(RenderHealth(health),
             "HEALTH\n"
@@ -160,7 +161,13 @@ TEST(RenderTest, Health) {
             "fast path                       on (eth0, XDP native)\n"
             "udp port                        20231\n"
             "uptime                          1m1s\n"
-            "restored from the previous run  yes\n");
+            "restored from the previous run  yes\n"
+            "epoch                           7\n"
+            "grace period left               none (serving every request)\n");
+  health.set_restored(false);
+  health.set_grace_left_ms(4500);
+  EXPECT_THAT(RenderHealth(health),
+              ::testing::HasSubstr("grace period left               4.5s\n"));
 }
 
 TEST(RenderTest, ClientsByIdWithoutKeys) {
