@@ -599,7 +599,13 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       if (attempt_transmissions == options_.udp_max_transmissions ||
           (attempt_transmissions > 0 &&
            now >= attempt_start + options_.udp_budget)) {
-        break;  // kUnanswered
+        if (!queued) break;  // kUnanswered
+        // The server of a queued request went silent (restarting, say):
+        // the wait goes on, probed at the longest interval, until its
+        // deadline.
+        awaiting_answer = false;
+        next_send = now + options_.queued_probe_interval;
+        continue;
       }
       if (attempt_transmissions == 0) attempt_start = now;
       ++(outcome.transmissions == 0 ? server.udp_requests
@@ -639,6 +645,7 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       // table's.
       ++server.grace_retries;
       call.request.ticket = LOCKD_TICKET_NONE;
+      queued = false;  // the queue it was in is gone
       awaiting_answer = false;
       next_send = absl::Now() + std::clamp(absl::Milliseconds(reply->lease_ms),
                                            server.rtt.Rto(),

@@ -58,6 +58,15 @@
 // through gRPC does not say when it was granted: its lease is counted from
 // the end of the call and renewed at once, which pins it down.)
 //
+// Restarts (docs/semantics.md, "Restarts"): every UDP reply carries the
+// server's epoch, which changes when the server starts without its state
+// (a reboot, a replacement machine). A renewal refused by a server in
+// another epoch than the one that granted the hold reclaims the hold: an
+// ACQUIRE flagged RECLAIM with the hold's fence, which the server grants in
+// its grace period; only a hold that could not be reclaimed is lost. A
+// request the server refuses because of its grace period (GRACE) is asked
+// again when the grace ends; a queued request is queued again then.
+//
 // Thread safety: Client is thread-safe. A Transaction or ScopedLock is used
 // by one thread at a time.
 #ifndef LOCKD_CLIENT_CLIENT_H_
@@ -146,7 +155,9 @@ struct ClientOptions {
   // fence), so a lost GRANTED is recovered and a dead server noticed: first
   // two retransmission timeouts after the QUEUED, then at doubling
   // intervals of at most this. A wait that ends soon, as most do, thus
-  // recovers a lost GRANTED within a few round trips.
+  // recovers a lost GRANTED within a few round trips. A queued request whose
+  // server stops answering (a restart) keeps waiting, probing at this
+  // interval, until its deadline.
   absl::Duration queued_probe_interval = absl::Milliseconds(500);
   // After the UDP path of a server failed, its calls use gRPC; this long
   // after, one call tries UDP first again.
