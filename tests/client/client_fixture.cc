@@ -142,6 +142,15 @@ absl::Status ClientTest::RemoveState(size_t server) {
   return absl::OkStatus();
 }
 
+absl::Status ClientTest::LinkDown(size_t server) {
+  const std::string command =
+      absl::StrCat("ip -n ", ServerNetns(server), " link set dev ",
+                   net_->links()[server].server.name, " down");
+  if (std::system(command.c_str()) != 0)
+    return absl::InternalError(absl::StrCat("failed: ", command));
+  return absl::OkStatus();
+}
+
 ClientOptions ClientTest::Options() const {
   ClientOptions options;
   // A client of its own: its sequence numbers are its own.

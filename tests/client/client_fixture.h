@@ -63,6 +63,9 @@ class ClientTest : public ::testing::Test {
   // Removes its pinned table, as a reboot or a replacement machine loses
   // it: its next start has no state of the run before.
   absl::Status RemoveState(size_t server);
+  // Takes server i's end of its link down: the machine is gone for the
+  // client (its programs may still be attached).
+  absl::Status LinkDown(size_t server);
 
   // Options naming every server (name = its role) by UDP and gRPC address.
   ClientOptions Options() const;
