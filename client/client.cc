@@ -829,16 +829,9 @@ absl::StatusOr<uint64_t> Client::Impl::Upgrade(Hold& hold, lockd_policy policy,
     if (!hold.lost.ok()) return hold.lost;
     path = hold.path;
   }
-  request.opcode = LOCKD_OP_ACQUIRE;
+  request = HoldRequest(hold, LOCKD_OP_ACQUIRE);
   request.mode = LOCKD_MODE_EXCLUSIVE;
   request.policy = policy;
-  request.lease_ms = hold.requested_lease_ms;
-  request.lock_id = hold.target.lock_id;
-  request.txn_id = hold.txn_id;
-  {
-    absl::MutexLock lock(&hold.mu);
-    request.ticket = hold.ticket;
-  }
   // The owner's record exists: the server must find it (by the ticket, or
   // by a search should the ticket be stale) rather than take the request
   // for a new member.
@@ -855,6 +848,17 @@ absl::StatusOr<uint64_t> Client::Impl::Upgrade(Hold& hold, lockd_policy policy,
   hold.mode = LOCKD_MODE_EXCLUSIVE;
   Granted(hold, *answer);
   return hold.fence;
+}
+
+Message Client::Impl::HoldRequest(Hold& hold, lockd_opcode opcode) {
+  Message request;
+  request.opcode = opcode;
+  if (opcode != LOCKD_OP_RELEASE) request.lease_ms = hold.requested_lease_ms;
+  request.lock_id = hold.target.lock_id;
+  request.txn_id = hold.txn_id;
+  absl::MutexLock lock(&hold.mu);
+  request.ticket = hold.ticket;
+  return request;
 }
 
 void Client::Impl::Granted(Hold& hold, const Answer& answer) {
@@ -885,14 +889,7 @@ absl::Status Client::Impl::Release(const std::shared_ptr<Hold>& hold) {
     epoch = hold->epoch;
   }
   if (ended_by_server) return result;
-  Message request;
-  request.opcode = LOCKD_OP_RELEASE;
-  request.lock_id = hold->target.lock_id;
-  request.txn_id = hold->txn_id;
-  {
-    absl::MutexLock lock(&hold->mu);
-    request.ticket = hold->ticket;
-  }
+  const Message request = HoldRequest(*hold, LOCKD_OP_RELEASE);
   absl::StatusOr<Answer> answer =
       Exchange(hold->target, request, absl::InfiniteFuture(), path,
                absl::StrCat(servers_[hold->target.server]->description, ": ",
@@ -970,7 +967,6 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
     Path path;
     absl::Time lease_end;
     uint64_t fence;
-    uint64_t ticket;
     uint32_t epoch;
     {
       absl::MutexLock lock(&hold->mu);
@@ -978,7 +974,6 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
       path = hold->path;
       lease_end = hold->lease_end;
       fence = hold->fence;
-      ticket = hold->ticket;
       epoch = hold->epoch;
       if (absl::Now() >= lease_end) {
         lost = absl::FailedPreconditionError(absl::StrCat(
@@ -990,12 +985,7 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
     }
     if (lost.ok()) {
       if (renewals_paused_) return;
-      Message request;
-      request.opcode = LOCKD_OP_RENEW;
-      request.lease_ms = hold->requested_lease_ms;
-      request.lock_id = hold->target.lock_id;
-      request.txn_id = hold->txn_id;
-      request.ticket = ticket;
+      const Message request = HoldRequest(*hold, LOCKD_OP_RENEW);
       absl::StatusOr<Answer> answer =
           Exchange(hold->target, request, lease_end, path, what);
       // Not a holder any more because the server restarted without its
@@ -1043,13 +1033,10 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
 
 absl::StatusOr<Client::Impl::Answer> Client::Impl::Reclaim(
     Hold& hold, absl::Time lease_end, const std::string& what) {
-  Message request;
-  request.opcode = LOCKD_OP_ACQUIRE;
+  Message request = HoldRequest(hold, LOCKD_OP_ACQUIRE);
   request.policy = LOCKD_POLICY_NO_WAIT;  // a reclaim never waits
   request.flags = LOCKD_FLAG_RECLAIM;
-  request.lease_ms = hold.requested_lease_ms;
-  request.lock_id = hold.target.lock_id;
-  request.txn_id = hold.txn_id;
+  request.ticket = LOCKD_TICKET_NONE;  // the old table's
   {
     absl::MutexLock lock(&hold.mu);
     request.mode = hold.mode;

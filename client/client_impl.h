@@ -175,6 +175,9 @@ class Client::Impl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(list_mu_);
   uint64_t NextSeq() { return seqs_.Next(); }
 
+  // A request of `opcode` about `hold`: its lock, txn, ticket and (but for
+  // a RELEASE) the lease asked.
+  static Message HoldRequest(Hold& hold, lockd_opcode opcode);
   // Takes a hold's grant (new, or an upgrade) into its state.
   void Granted(Hold& hold, const Answer& answer)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(hold.mu);
