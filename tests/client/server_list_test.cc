@@ -16,17 +16,20 @@ namespace {
 
 using ::testing::HasSubstr;
 
+void ExpectServer(const ServerConfig& server, const std::string& name,
+                  const std::string& udp, const std::string& grpc) {
+  EXPECT_EQ(server.name, name);
+  EXPECT_EQ(server.udp_address, udp);
+  EXPECT_EQ(server.grpc_address, grpc);
+}
+
 TEST(ServerListTest, ReadsNamesAndBothAddresses) {
   absl::StatusOr<std::vector<ServerConfig>> servers = ParseServerList(
       "lock1=198.18.0.1:20231/198.18.0.1:7451,lock2=198.18.1.1");
   ASSERT_TRUE(servers.ok()) << servers.status();
   ASSERT_EQ(servers->size(), 2u);
-  EXPECT_EQ((*servers)[0].name, "lock1");
-  EXPECT_EQ((*servers)[0].udp_address, "198.18.0.1:20231");
-  EXPECT_EQ((*servers)[0].grpc_address, "198.18.0.1:7451");
-  EXPECT_EQ((*servers)[1].name, "lock2");
-  EXPECT_EQ((*servers)[1].udp_address, "198.18.1.1");
-  EXPECT_EQ((*servers)[1].grpc_address, "");
+  ExpectServer((*servers)[0], "lock1", "198.18.0.1:20231", "198.18.0.1:7451");
+  ExpectServer((*servers)[1], "lock2", "198.18.1.1", "");
 }
 
 TEST(ServerListTest, WithoutANameTheClientNamesItByItsUdpAddress) {
@@ -34,9 +37,8 @@ TEST(ServerListTest, WithoutANameTheClientNamesItByItsUdpAddress) {
       ParseServerList("10.0.0.1:20231/dns:///lockd.example:7451");
   ASSERT_TRUE(servers.ok()) << servers.status();
   ASSERT_EQ(servers->size(), 1u);
-  EXPECT_EQ((*servers)[0].name, "");
-  EXPECT_EQ((*servers)[0].udp_address, "10.0.0.1:20231");
-  EXPECT_EQ((*servers)[0].grpc_address, "dns:///lockd.example:7451");
+  ExpectServer((*servers)[0], "", "10.0.0.1:20231",
+               "dns:///lockd.example:7451");
 }
 
 TEST(ServerListTest, RefusesEmptyPartsAndBadUdpAddresses) {
@@ -71,12 +73,8 @@ TEST(ServerListFileTest, OneServerALineWithCommentsAndBlankLines) {
       "# the end, without a newline");
   ASSERT_TRUE(servers.ok()) << servers.status();
   ASSERT_EQ(servers->size(), 3u);
-  EXPECT_EQ((*servers)[0].name, "lock1");
-  EXPECT_EQ((*servers)[0].udp_address, "198.18.0.1:20231");
-  EXPECT_EQ((*servers)[0].grpc_address, "198.18.0.1:7451");
-  EXPECT_EQ((*servers)[1].name, "lock2");
-  EXPECT_EQ((*servers)[1].udp_address, "198.18.1.1");
-  EXPECT_EQ((*servers)[1].grpc_address, "");
+  ExpectServer((*servers)[0], "lock1", "198.18.0.1:20231", "198.18.0.1:7451");
+  ExpectServer((*servers)[1], "lock2", "198.18.1.1", "");
   EXPECT_EQ((*servers)[2].name, "");
   EXPECT_EQ((*servers)[2].udp_address, "198.18.2.1:20232");
 }
