@@ -151,6 +151,9 @@ class LockModel {
   size_t ForgetEnded(uint64_t before_ns);
 
   const Counters& stats() const { return stats_; }
+  // The grace period now ends at `ns` (0: none), as the daemon's start or
+  // EndGrace sets it.
+  void SetGraceUntil(uint64_t ns) { config_.grace_until_ns = ns; }
   // Holds + waits of a client now.
   int64_t ClientMembers(uint32_t client_id) const;
   // Whether the model keeps this counter. The others (rx, kicks, TC sends,

@@ -43,6 +43,13 @@ constexpr int kPhase = 25'000;  // operations filling, then draining
 // shared with the model (the scenarios cover expiry).
 constexpr uint32_t kDefaultLeaseMs = 3'600'000;
 constexpr uint32_t kMaxLeaseMs = 7'200'000;
+// Both tables' fence base: fences below it are reclaimed ones, the same in
+// both; above it one offset per incarnation of a lock tells them apart.
+constexpr uint64_t kFenceBase = uint64_t{1} << 40;
+// A grace period (reclaims only) for this many operations of every
+// kGraceEvery.
+constexpr int kGraceEvery = 20'000;
+constexpr int kGraceOps = 5'000;
 
 using OwnerKey = std::pair<uint64_t, uint64_t>;
 
@@ -67,7 +74,7 @@ class Generator {
   // section do, or anyone asks anything. Phases alternate: while `filling`
   // holders act rarely and locks pile up (buckets split), then often and
   // they go (buckets merge).
-  Step Next(const LockModel& model, bool filling) {
+  Step Next(const LockModel& model, bool filling, bool grace) {
     std::vector<OwnerKey> holders;
     for (const auto& [lock_id, lock] : model.locks())
       for (const auto& [txn, hold] : lock.holders)
@@ -81,7 +88,7 @@ class Generator {
     const uint32_t dice = rng_() % 1000;
     if (dice < 100 && last_.count(key)) {  // a retransmission
       step.m = last_[key];
-      step.m.flags = LOCKD_FLAG_RETRANSMIT;
+      step.m.flags |= LOCKD_FLAG_RETRANSMIT;
       step.lost_ticket = rng_() % 3 == 0;
       return step;
     }
@@ -114,6 +121,13 @@ class Generator {
       static constexpr uint32_t kLeases[] = {0, 60'000, 9'000'000};
       m.lease_ms = kLeases[rng_() % 3];
       m.wait_ms = rng_() % 4 == 0 ? 500'000 : 0;
+      // Reclaims: most ACQUIREs in grace, a few after it (refused). Each
+      // with a fence of its own, as holds of an earlier table have.
+      if (rng_() % 100 < (grace ? 70u : 3u)) {
+        m.flags = LOCKD_FLAG_RECLAIM;
+        m.policy = LOCKD_POLICY_NO_WAIT;
+        m.fence = ++reclaimed_fence_;
+      }
     } else if (op < 92) {
       m.opcode = LOCKD_OP_RELEASE;
       if (rng_() % 50 == 0) m.seq -= 1 + rng_() % 3;  // a late, stale copy
@@ -139,6 +153,7 @@ class Generator {
   std::mt19937_64 rng_;
   std::map<int, uint32_t> next_seq_;
   std::map<OwnerKey, Message> last_;
+  uint64_t reclaimed_fence_ = 0;
 };
 
 class DifferentialTest : public ::testing::Test {
@@ -150,6 +165,7 @@ class DifferentialTest : public ::testing::Test {
     options.split_at = 2;
     options.merge_at = 1;
     options.hash_seed = 0xd1ff;
+    options.fence_base = kFenceBase;
     SegmentOptions segments;
     segments.pool_min_blocks = 64;  // the pool grows and shrinks too
     segments.idle_grace = absl::ZeroDuration();
@@ -166,6 +182,10 @@ class DifferentialTest : public ::testing::Test {
   // bucket's floor), and incarnations only go up.
   void CheckFence(uint64_t lock, uint64_t model_fence, uint64_t dp_fence,
                   const std::string& what) {
+    if (model_fence < kFenceBase) {  // a reclaimed hold keeps its own
+      ASSERT_EQ(dp_fence, model_fence) << what << ": a reclaimed fence";
+      return;
+    }
     auto [it, fresh] = offset_.emplace(lock, 0);
     if (fresh) {
       ASSERT_GT(dp_fence, last_dp_fence_[lock])
@@ -182,7 +202,10 @@ class DifferentialTest : public ::testing::Test {
     ASSERT_EQ(got.opcode, want.opcode) << what << " got " << got;
     ASSERT_EQ(got.status, want.status) << what << " got " << got;
     ASSERT_EQ(got.queue_pos, want.queue_pos) << what << " got " << got;
-    ASSERT_EQ(got.lease_ms, want.lease_ms) << what << " got " << got;
+    // GRACE's lease_ms is the grace left, on each side's own clock.
+    if (want.status != LOCKD_STATUS_GRACE) {
+      ASSERT_EQ(got.lease_ms, want.lease_ms) << what << " got " << got;
+    }
     ASSERT_EQ(got.txn_id, want.txn_id) << what;
     ASSERT_EQ(got.seq, want.seq) << what;
     ASSERT_EQ(got.fence == 0, want.fence == 0) << what << " got " << got;
@@ -408,7 +431,15 @@ class DifferentialTest : public ::testing::Test {
         << "op " << op << ": pool blocks against queue and chain entries";
   }
 
-  LockModel model_{LockModel::Config{kDefaultLeaseMs, kMaxLeaseMs}};
+  // In grace or not, in both: the model's clock stays at 0, so a grace
+  // period is one that ends at 1 ns.
+  void SetGrace(bool on) {
+    model_.SetGraceUntil(on ? 1 : 0);
+    dp_->datapath->config()->grace_until_ns = on ? ~uint64_t{0} : 0;
+  }
+
+  LockModel model_{LockModel::Config{kDefaultLeaseMs, kMaxLeaseMs,
+                                     LOCKD_DEFAULT_CLIENT_QUOTA, kFenceBase}};
   std::unique_ptr<TestDatapath> dp_;
   std::optional<Deliverer> deliverer_;
   StatCounters before_{};
@@ -423,7 +454,10 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
   ASSERT_TRUE(start.ok());
   before_ = *start;
   for (int op = 0; op < kOperations; ++op) {
-    const Step step = generator.Next(model_, op / kPhase % 2 == 0);
+    const bool grace = op % kGraceEvery >= kGraceEvery - kGraceOps;
+    if (op % kGraceEvery == kGraceEvery - kGraceOps || op % kGraceEvery == 0)
+      SetGrace(grace);
+    const Step step = generator.Next(model_, op / kPhase % 2 == 0, grace);
     ASSERT_NO_FATAL_FAILURE(Apply(step, op));
     if (op % kCheckpointEvery == kCheckpointEvery - 1) {
       ASSERT_TRUE(model_.CheckInvariants().ok()) << "op " << op;
@@ -445,7 +479,8 @@ TEST_F(DifferentialTest, DatapathMatchesModel) {
         LOCKD_STAT_SKIPPED_CANCELLED, LOCKD_STAT_REJECT_NOT_HOLDER,
         LOCKD_STAT_GRANT_FROM_QUEUE, LOCKD_STAT_RENEW, LOCKD_STAT_MALFORMED,
         LOCKD_STAT_FORCE_RELEASED, LOCKD_STAT_LOCK_CREATED,
-        LOCKD_STAT_LOCK_FREED})
+        LOCKD_STAT_LOCK_FREED, LOCKD_STAT_REJECT_GRACE, LOCKD_STAT_RECLAIMED,
+        LOCKD_STAT_REJECT_RECLAIM})
     EXPECT_GT(model_.stats()[s], 0u) << StatName(s) << " never happened";
   // ... and the datapath's own machinery: searches for lost tickets, walks
   // for WAIT_DIE's oldest member, splits and merges of the table, growth of
