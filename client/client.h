@@ -125,8 +125,10 @@ struct ClientOptions {
   // asks again (the server answers QUEUED again, or GRANTED with the same
   // fence), so a lost GRANTED is recovered and a dead server noticed: first
   // two retransmission timeouts after the QUEUED, then at doubling
-  // intervals of at most this. A wait that ends soon, as most do, thus
-  // recovers a lost GRANTED within a few round trips.
+  // intervals of at most 8 timeouts (kQueuedProbeMaxRtos) and at most this.
+  // A lost GRANTED thus costs at most 8 timeouts however long the wait
+  // (a few milliseconds on a LAN), for one probe per waiter every 8
+  // timeouts.
   absl::Duration queued_probe_interval = absl::Milliseconds(500);
   // After the UDP path of a server failed, its calls use gRPC; this long
   // after, one call tries UDP first again.

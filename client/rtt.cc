@@ -27,4 +27,11 @@ absl::Duration RttEstimator::Srtt() const {
   return sampled_ ? srtt_ : absl::ZeroDuration();
 }
 
+absl::Duration QueuedProbeDelay(absl::Duration previous, absl::Duration rto,
+                                absl::Duration max) {
+  const absl::Duration next =
+      previous == absl::ZeroDuration() ? 2 * rto : 2 * previous;
+  return std::min({next, kQueuedProbeMaxRtos * rto, max});
+}
+
 }  // namespace lockd::client
