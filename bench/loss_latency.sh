@@ -31,10 +31,10 @@ for arg in "$@"; do
 done
 ((${#losses[@]} > 0)) || losses=(0 1 10)
 for loss in "${losses[@]}"; do
-  [[ "$loss" =~ ^[0-9]+$ ]] && ((loss < 100)) || {
+  if [[ ! "$loss" =~ ^[0-9]+$ ]] || ((loss >= 100)); then
     echo "loss_latency: LOSS is a percentage 0-99, not \"$loss\"" >&2
     exit 2
-  }
+  fi
 done
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
