@@ -7,10 +7,9 @@
 // and any gRPC fallback included. bench/loss_latency.sh runs it under packet
 // loss.
 //
-// Prints one JSON object: committed transactions and their rate, grant
-// latency percentiles (microseconds) and the client's counters. Exit status
-// 0 only if no transaction failed.
-#include <atomic>
+// Prints one JSON object: the settings, committed transactions and their
+// rate, grant latency percentiles (microseconds) and the client's counters.
+// Exit status 0 only if no transaction failed.
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -134,15 +133,18 @@ int Run() {
   const auto us = [&](double fraction) {
     return total.grant_latency.Percentile(fraction) / 1e3;
   };
-  printf("{\"commits\": %" PRIu64
-         ", \"seconds\": %.3f, \"commits_per_s\": %.1f, \"errors\": %" PRIu64
-         ", \"grant_p50_us\": %.1f, \"grant_p99_us\": %.1f, "
-         "\"grant_p999_us\": %.1f, \"grant_max_us\": %.1f, "
-         "\"udp_requests\": %" PRIu64 ", \"udp_retransmissions\": %" PRIu64
-         ", \"udp_fallbacks\": %" PRIu64 "}\n",
-         total.commits, seconds, total.commits / seconds, total.errors, us(0.5),
-         us(0.99), us(0.999), us(1.0), stats.udp_requests,
-         stats.udp_retransmissions, stats.udp_fallbacks);
+  printf(
+      "{\"threads\": %d, \"locks\": %d, \"hold_us\": %.1f, "
+      "\"commits\": %" PRIu64
+      ", \"seconds\": %.3f, \"commits_per_s\": %.1f, \"errors\": %" PRIu64
+      ", \"grant_p50_us\": %.1f, \"grant_p99_us\": %.1f, "
+      "\"grant_p999_us\": %.1f, \"grant_max_us\": %.1f, "
+      "\"udp_requests\": %" PRIu64 ", \"udp_retransmissions\": %" PRIu64
+      ", \"udp_fallbacks\": %" PRIu64 "}\n",
+      threads, locks, absl::ToDoubleMicroseconds(absl::GetFlag(FLAGS_hold)),
+      total.commits, seconds, total.commits / seconds, total.errors, us(0.5),
+      us(0.99), us(0.999), us(1.0), stats.udp_requests,
+      stats.udp_retransmissions, stats.udp_fallbacks);
   if (total.errors > 0) {
     fprintf(stderr, "client_latency: %" PRIu64 " failed; the first: %s\n",
             total.errors, total.first_error.c_str());
