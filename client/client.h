@@ -113,14 +113,15 @@ struct ClientOptions {
   // over gRPC (or fails UNAVAILABLE without a gRPC address). The timeout is
   // TCP's (RFC 6298): smoothed round trip plus four deviations, measured
   // per server from the replies, at least `udp_min_timeout`;
-  // `udp_initial_timeout` until the first reply. The floor is a few times
-  // a LAN round trip (tens of microseconds between namespaces, up to a few
-  // hundred on 2 busy cores), so a lost packet costs a fraction of a
-  // millisecond; a copy sent too early costs the server one idempotent
+  // `udp_initial_timeout` until the first reply. The floor, twice a LAN
+  // round trip (about 50 us between namespaces), binds only while round
+  // trips are steady; their deviation keeps the timeout above it otherwise
+  // (200-300 us on 2 busy cores). So a lost packet costs a fraction of a
+  // millisecond, and a copy sent too early costs the server one idempotent
   // answer. With round trips far below the floor, the budget, not the
   // count, ends the retransmissions: 16 copies take over a second.
   absl::Duration udp_initial_timeout = absl::Milliseconds(20);
-  absl::Duration udp_min_timeout = absl::Microseconds(200);
+  absl::Duration udp_min_timeout = absl::Microseconds(100);
   absl::Duration udp_max_timeout = absl::Milliseconds(250);
   int udp_max_transmissions = 16;
   absl::Duration udp_budget = absl::Seconds(1);
