@@ -410,7 +410,9 @@ def loss_lines(loss):
     def rel(run, key):
         return fmt_ratio(ratio(run[key], base[key])) if base else "-"
 
-    lines = [f"`bench/loss_latency.sh` (run by this command): `bench/client_latency.cc` "
+    lines = [f"`bench/loss_latency.sh` (which `scripts/bench.sh` runs; alone: "
+             f"`bench/loss_latency.sh --duration={first['seconds']:.0f}s`): "
+             "`bench/client_latency.cc` "
              f"through the C++ client library, {first['threads']} threads running "
              f"one-lock transactions (WAIT, EXCLUSIVE, held {first['hold_us']:.0f} us) "
              f"on {first['locks']} hot locks of one fresh lockd, so most grants come "
