@@ -1,6 +1,5 @@
 #include "client/transaction.h"
 
-#include <algorithm>
 #include <random>
 #include <string>
 #include <utility>
