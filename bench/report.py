@@ -401,6 +401,41 @@ FUZZ_LEFT = {
 }
 
 
+def loss_lines(loss):
+    if not loss:
+        return ["Not measured in this run.", ""]
+    first = loss[0]
+    base = next((r for r in loss if r["loss_percent"] == 0), None)
+
+    def rel(run, key):
+        return fmt_ratio(ratio(run[key], base[key])) if base else "-"
+
+    lines = [f"`bench/loss_latency.sh` (which `scripts/bench.sh` runs; alone: "
+             f"`bench/loss_latency.sh --duration={first['seconds']:.0f}s`): "
+             "`bench/client_latency.cc` "
+             f"through the C++ client library, {first['threads']} threads running "
+             f"one-lock transactions (WAIT, EXCLUSIVE, held {first['hold_us']:.0f} us) "
+             f"on {first['locks']} hot locks of one fresh lockd, so that many grants "
+             "come from a queue, for "
+             f"{first['seconds']:.0f} s per loss rate; that share of the packets is "
+             "dropped at random both ways in the client namespace (nftables). Grant "
+             "latency runs from the ACQUIRE's first transmission to the GRANTED the "
+             "library took: retransmissions, probes of queued requests and lost "
+             "GRANTED packets included. Ratios are against the 0 % run of the same "
+             "invocation; retransmissions count the probes of queued requests too.",
+             "",
+             "| loss | commits/s | ratio | grant p50 (us) | ratio | grant p99 (us) | "
+             "ratio | p99.9 (us) | retransmissions |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in loss:
+        lines.append(f"| {r['loss_percent']} % | {fmt(r['commits_per_s'])} | "
+                     f"{rel(r, 'commits_per_s')} | {fmt(r['grant_p50_us'])} | "
+                     f"{rel(r, 'grant_p50_us')} | {fmt(r['grant_p99_us'])} | "
+                     f"{rel(r, 'grant_p99_us')} | {fmt(r['grant_p999_us'])} | "
+                     f"{fmt(r['udp_retransmissions'])} |")
+    return lines + [""]
+
+
 def fuzz_unauthenticated_lines(fuzz):
     if not fuzz:
         return []
@@ -660,6 +695,7 @@ def main():
     for extra in ("datapath", "datapath_noprealloc", "churn_bench", "idle", "burst",
                   "fuzz"):
         parser.add_argument("--" + extra)
+    parser.add_argument("--loss", help="bench/loss_latency.sh --json output")
     args = parser.parse_args()
 
     with open(args.runs) as f:
@@ -675,6 +711,10 @@ def main():
     idle = load_json(args.idle)
     burst = load_json(args.burst)
     fuzz = load_json(args.fuzz)
+    loss = []
+    if args.loss and os.path.exists(args.loss):
+        with open(args.loss) as f:
+            loss = [json.loads(line) for line in f if line.strip()]
     ratio_lines, verdicts = ratio_matrix(runs, systems)
     host = machine()
     results = {
@@ -689,6 +729,7 @@ def main():
         "idle": idle,
         "burst": burst,
         "fuzz": fuzz,
+        "loss": loss,
         "goodput_vs_lockd": [{"workload": w, "system": s, "ratio": x}
                              for w, s, x in verdicts],
     }
@@ -779,6 +820,8 @@ def main():
                   "Latency counts from the arrival, so a server that falls behind shows "
                   "it as queueing (arrivals finding the bounded queue full are dropped).", ""]
         lines += ol + [""]
+    lines += ["## Packet loss", ""]
+    lines += loss_lines(loss)
     lines += ["## Memory follows use", ""]
     lines += idle_lines(idle)
     lines += ["### Lock-id churn", ""]

@@ -574,8 +574,7 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
   udp_->Register(&call);
   UdpOutcome outcome{UdpOutcome::Kind::kUnanswered, {}, {}, 0};
   // An attempt: transmissions of the request until the server answers it.
-  // A queued ACQUIRE starts new attempts at doubling intervals, from two
-  // RTOs up to queued_probe_interval.
+  // A queued ACQUIRE starts new attempts on QueuedProbeDelay's schedule.
   bool awaiting_answer = true;
   int attempt_transmissions = 0;
   absl::Time attempt_start;
@@ -658,9 +657,8 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
       if (reply->ticket != LOCKD_TICKET_NONE)
         call.request.ticket = reply->ticket;
       probe_delay =
-          queued
-              ? std::min(2 * probe_delay, options_.queued_probe_interval)
-              : std::min(2 * server.rtt.Rto(), options_.queued_probe_interval);
+          QueuedProbeDelay(queued ? probe_delay : absl::ZeroDuration(),
+                           server.rtt.Rto(), options_.queued_probe_interval);
       queued = true;
       awaiting_answer = false;
       next_send = absl::Now() + probe_delay;

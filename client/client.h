@@ -142,11 +142,15 @@ struct ClientOptions {
   // over gRPC (or fails UNAVAILABLE without a gRPC address). The timeout is
   // TCP's (RFC 6298): smoothed round trip plus four deviations, measured
   // per server from the replies, at least `udp_min_timeout`;
-  // `udp_initial_timeout` until the first reply. With round trips far
-  // below the floor, the budget, not the count, ends the retransmissions:
-  // 16 copies take over a second.
+  // `udp_initial_timeout` until the first reply. The floor, twice a LAN
+  // round trip (about 50 us between namespaces), binds only while round
+  // trips are steady; their deviation keeps the timeout above it otherwise
+  // (200-300 us on 2 busy cores). So a lost packet costs a fraction of a
+  // millisecond, and a copy sent too early costs the server one idempotent
+  // answer. With round trips far below the floor, the budget, not the
+  // count, ends the retransmissions: 16 copies take over a second.
   absl::Duration udp_initial_timeout = absl::Milliseconds(20);
-  absl::Duration udp_min_timeout = absl::Microseconds(500);
+  absl::Duration udp_min_timeout = absl::Microseconds(100);
   absl::Duration udp_max_timeout = absl::Milliseconds(250);
   int udp_max_transmissions = 16;
   absl::Duration udp_budget = absl::Seconds(1);
@@ -154,10 +158,12 @@ struct ClientOptions {
   // asks again (the server answers QUEUED again, or GRANTED with the same
   // fence), so a lost GRANTED is recovered and a dead server noticed: first
   // two retransmission timeouts after the QUEUED, then at doubling
-  // intervals of at most this. A wait that ends soon, as most do, thus
-  // recovers a lost GRANTED within a few round trips. A queued request whose
-  // server stops answering (a restart) keeps waiting, probing at this
-  // interval, until its deadline.
+  // intervals of at most 8 timeouts (kQueuedProbeMaxRtos) and at most this.
+  // A lost GRANTED thus costs at most 8 timeouts however long the wait
+  // (a few milliseconds on a LAN), for one probe per waiter every 8
+  // timeouts.
+  // A queued request whose server stops answering (a restart) keeps
+  // waiting, probing at this interval, until its deadline.
   absl::Duration queued_probe_interval = absl::Milliseconds(500);
   // After the UDP path of a server failed, its calls use gRPC; this long
   // after, one call tries UDP first again.

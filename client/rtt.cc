@@ -32,4 +32,11 @@ void RttEstimator::Reset() {
   sampled_ = false;
 }
 
+absl::Duration QueuedProbeDelay(absl::Duration previous, absl::Duration rto,
+                                absl::Duration max) {
+  const absl::Duration next =
+      previous == absl::ZeroDuration() ? 2 * rto : 2 * previous;
+  return std::min({next, kQueuedProbeMaxRtos * rto, max});
+}
+
 }  // namespace lockd::client

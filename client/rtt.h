@@ -4,6 +4,8 @@
 // has a sequence number of its own, so a reply tells which copy it answers
 // and every answered copy is a sample (no Karn ambiguity).
 //
+// Also the schedule on which a queued ACQUIRE asks again (QueuedProbeDelay).
+//
 // Internal to the client library. Safe from any thread.
 #ifndef LOCKD_CLIENT_RTT_H_
 #define LOCKD_CLIENT_RTT_H_
@@ -37,6 +39,15 @@ class RttEstimator {
   absl::Duration srtt_ ABSL_GUARDED_BY(mu_);
   absl::Duration rttvar_ ABSL_GUARDED_BY(mu_);
 };
+
+// How long a queued ACQUIRE waits before it asks again (answered QUEUED
+// again, or GRANTED should the GRANTED packet have been lost): two RTOs
+// after the first QUEUED (`previous` zero), then twice `previous`, at most
+// kQueuedProbeMaxRtos RTOs and at most `max`. So a GRANTED lost during a
+// long wait costs at most that many RTOs, not a fixed interval.
+inline constexpr int kQueuedProbeMaxRtos = 8;
+absl::Duration QueuedProbeDelay(absl::Duration previous, absl::Duration rto,
+                                absl::Duration max);
 
 }  // namespace lockd::client
 

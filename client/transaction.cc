@@ -1,12 +1,12 @@
 #include "client/transaction.h"
 
-#include <algorithm>
 #include <random>
 #include <string>
 #include <utility>
 
 #include "abi/codec.h"
 #include "absl/strings/str_cat.h"
+#include "client/backoff.h"
 #include "client/client_impl.h"
 
 namespace lockd::client {
@@ -153,13 +153,13 @@ absl::Status RunTransaction(
   absl::Status outcome;
   for (int attempt = 0; attempt < max_attempts; ++attempt) {
     if (attempt > 0) {
-      // The transaction that won is still finishing; retrying at once
-      // would most likely die again. Pause 0.5-1.5x of 1, 2, 4 .. 64 ms.
-      const absl::Duration pause =
-          absl::Milliseconds(1 << std::min(attempt - 1, 6));
-      absl::SleepFor(pause * (0.5 + (random() % 1000) / 1000.0));
+      // Release first: others wait for the locks of the attempt that died
+      // (or die on them) as long as it keeps them. Then pause: the
+      // transaction that won is still finishing, and retrying at once would
+      // most likely die again.
       if (absl::Status restarted = txn.Restart(); !restarted.ok())
         return restarted;
+      absl::SleepFor(RetryPause(attempt, (random() % 1000) / 1000.0));
     }
     outcome = body(txn);
     if (outcome.ok()) return txn.Commit();

@@ -125,9 +125,10 @@ class Transaction {
 };
 
 // Runs `body` in a new transaction and commits it. When the body fails
-// ABORTED (a conflict, or a death under WAIT_DIE) the transaction is
-// restarted with the same txn id after a short randomized pause that grows
-// with each attempt, at most `max_attempts` times in all. Returns the
+// ABORTED (a conflict, or a death under WAIT_DIE) the transaction releases
+// its locks at once and, after a short randomized pause that grows with
+// each attempt (1 to 8 ms), runs again with the same txn id, at most
+// `max_attempts` times in all. Returns the
 // commit's status, the body's first error other than ABORTED (after
 // aborting), or ABORTED when every attempt was aborted.
 absl::Status RunTransaction(

@@ -102,6 +102,7 @@ if ((quick)); then
     [hot1]="lockd lockd-open lockd-user lockd-nowait lockd-grpc lockd-grpc-health xdp-reflect redis etcd zk")
   open_rates=(2000)
   churn_duration=1s distinct=1000000 iterations=2000 fuzz_packets=100000
+  loss_duration=2s
 else
   warmup=1s duration=4s zk_warmup=5s
   workloads=("${ALL_WORKLOADS[@]}")
@@ -115,6 +116,7 @@ else
   systems_of[hot100]+=" etcd"
   open_rates=(1000 2500 5000)
   churn_duration=4s distinct=10000000 iterations=10000 fuzz_packets=1000000
+  loss_duration=10s
 fi
 readonly OPEN_LOOP_SYSTEMS=(lockd lockd-user redis zk)
 # Enough outstanding requests to saturate 2 cores without drowning the
@@ -407,6 +409,11 @@ bazel-bin/bench/fuzz --netns="$NETNS_CLIENT" --server="$NETNS_SERVER_IP" \
   --signed_packets="$fuzz_packets" --json="$out/fuzz.json"
 stop_server
 
+echo "== packet loss: grant latency through the client library at 0, 1 and 10 % loss"
+# Namespaces and a lockd of its own (bench/loss_latency.sh), removed on exit.
+: >"$out/loss.jsonl"
+bench/loss_latency.sh --duration="$loss_duration" --json="$out/loss.jsonl"
+
 echo "== churn through the network: uniform, five runs back to back on one lockd"
 start_lockd fast
 for i in 1 2 3 4 5; do
@@ -437,7 +444,7 @@ mkdir -p docs/img
 python3 bench/report.py --runs "$runs" --prealloc "$out/prealloc.json" \
   --datapath "$out/datapath.json" --datapath_noprealloc "$out/datapath_noprealloc.json" \
   --churn_bench "$out/churn_bench.json" --idle "$out/idle.json" \
-  --burst "$out/burst.json" --fuzz "$out/fuzz.json" \
+  --burst "$out/burst.json" --fuzz "$out/fuzz.json" --loss "$out/loss.jsonl" \
   --command "$command_line" --results "$out/results.json" \
   --markdown docs/benchmarks.md --plot_dir docs/img --data_dir "$out" \
   --reading bench/reading.md --build_mode "$build_mode"

@@ -1,5 +1,5 @@
 // The client's retransmission timeout (client/rtt.h) against RFC 6298's
-// arithmetic, sample by sample.
+// arithmetic, sample by sample, and the probe schedule of a queued request.
 #include "client/rtt.h"
 
 #include "gtest/gtest.h"
@@ -9,6 +9,7 @@ namespace {
 
 using absl::Microseconds;
 using absl::Milliseconds;
+using absl::Seconds;
 
 TEST(RttEstimatorTest, InitialUntilTheFirstSampleThenSrttPlusFourDeviations) {
   RttEstimator rtt(Milliseconds(20), Microseconds(200), Milliseconds(250));
@@ -54,6 +55,39 @@ TEST(RttEstimatorTest, ResetForgetsTheSamples) {
   // The next sample is a first one again.
   rtt.Sample(Microseconds(100));
   EXPECT_EQ(rtt.Rto(), Microseconds(300));
+}
+
+TEST(QueuedProbeDelayTest, TwoRtosThenDoublingUpToEightRtos) {
+  const absl::Duration rto = Microseconds(300);
+  const absl::Duration max = Milliseconds(500);
+  absl::Duration delay = QueuedProbeDelay(absl::ZeroDuration(), rto, max);
+  EXPECT_EQ(delay, Microseconds(600));
+  delay = QueuedProbeDelay(delay, rto, max);
+  EXPECT_EQ(delay, Microseconds(1200));
+  delay = QueuedProbeDelay(delay, rto, max);
+  EXPECT_EQ(delay, Microseconds(2400));
+  // However long the wait, a lost GRANTED costs at most 8 RTOs.
+  for (int i = 0; i < 20; ++i) delay = QueuedProbeDelay(delay, rto, max);
+  EXPECT_EQ(delay, kQueuedProbeMaxRtos * rto);
+  EXPECT_EQ(delay, Microseconds(2400));
+}
+
+TEST(QueuedProbeDelayTest, FollowsTheRtoAndStaysWithinTheConfiguredMaximum) {
+  // The RTO grew since the last probe: so does the cap.
+  EXPECT_EQ(QueuedProbeDelay(Milliseconds(2), Milliseconds(1), Seconds(1)),
+            Milliseconds(4));
+  EXPECT_EQ(QueuedProbeDelay(Milliseconds(8), Milliseconds(2), Seconds(1)),
+            Milliseconds(16));
+  // A slow path (RTO 100 ms): the configured maximum binds first.
+  EXPECT_EQ(QueuedProbeDelay(absl::ZeroDuration(), Milliseconds(100),
+                             Milliseconds(500)),
+            Milliseconds(200));
+  EXPECT_EQ(
+      QueuedProbeDelay(Milliseconds(400), Milliseconds(100), Milliseconds(500)),
+      Milliseconds(500));
+  EXPECT_EQ(QueuedProbeDelay(absl::ZeroDuration(), Milliseconds(100),
+                             Milliseconds(50)),
+            Milliseconds(50));
 }
 
 }  // namespace
