@@ -62,7 +62,7 @@ keys="$work/keys"
 echo "1 $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >"$keys"
 ip="${NETNS_SERVER_IPS[0]}"
 bazel-bin/lockd/lockd --netns="${NETNS_SERVERS[0]}" --interface="${NETNS_SERVER_IFS[0]}" \
-  --instance="$instance" --pin_root="$pin_root" --keep_state=false \
+  --instance="$instance" --pin_root="$pin_root" --keep_state=false --grace_ms=0 \
   --grpc_listen="$ip:$grpc_port" --key_file="$keys" >"$work/lockd.log" 2>&1 &
 lockd_pid=$!
 for _ in $(seq 100); do grep -q ready "$work/lockd.log" && break; sleep 0.1; done
