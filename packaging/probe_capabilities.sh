@@ -94,7 +94,8 @@ probe() {
   local -a run=(setpriv --bounding-set="${bounding}" --inh-caps=-all
     --ambient-caps=-all --no-new-privs -- "${lockd}"
     --interface="${server_if}" --instance="${instance}"
-    --pin_root="${pin_root}" --keep_state=false --key_file="${keys}")
+    --pin_root="${pin_root}" --keep_state=false --key_file="${keys}"
+    --grace_ms=0) # a fresh instance that never served: no grace to wait out
   if [[ "${how}" == netns ]]; then
     run+=(--netns="${server_ns}")
   else
