@@ -18,6 +18,12 @@
 //    any hold or wait counted for the client's quota;
 //  - WAIT_DIE's min_txn is at most the oldest member, and equal to it
 //    unless flagged MIN_DIRTY (on the snapshots).
+// A second test starts the table in a grace period, as after a restart
+// without state: clients on every CPU reclaim holds (each with a fence of
+// its own, below the table's base) on a few hot locks at once, then grace
+// ends under load and ordinary requests mix with late reclaims; the same
+// invariants hold, reclaimed holds keep their fences, and no request but a
+// reclaim is granted in grace.
 // KICKs that continue long grant runs loop back through lo, where lockd_tc
 // is attached for real in this test's private network namespace.
 #include <linux/pkt_cls.h>
@@ -66,6 +72,9 @@ struct Client {
   // its grant must carry a larger one.
   uint64_t fence_floor = 0;
   Belief belief = Belief::kNone;
+  // The current ACQUIRE reclaims a hold of an earlier table with this
+  // fence (0: an ordinary ACQUIRE).
+  uint64_t reclaim_fence = 0;
 };
 
 // What clients have been told, checked as they learn it.
@@ -133,19 +142,26 @@ class Invariants {
 class Worker {
  public:
   Worker(int index, const Datapath* datapath, Invariants* invariants,
-         std::atomic<uint64_t>* next_txn)
+         std::atomic<uint64_t>* next_txn,
+         std::atomic<uint64_t>* next_reclaim_fence = nullptr)
       : index_(index),
         datapath_(datapath),
         invariants_(invariants),
         next_txn_(next_txn),
+        next_reclaim_fence_(next_reclaim_fence),
         rng_(0x10cd + index) {
     for (int c = 0; c < kClientsPerThread; ++c)
       clients_.push_back({ClientEndpoint(index * kClientsPerThread + c)});
   }
 
-  absl::Status Run(uint64_t operations, absl::Time deadline) {
+  // `reclaim_percent` of new ACQUIREs are reclaims (NO_WAIT, a fence of
+  // their own from next_reclaim_fence).
+  absl::Status Run(uint64_t operations, absl::Time deadline,
+                   uint32_t reclaim_percent = 0) {
+    reclaim_percent_ = reclaim_percent;
+    const uint64_t until = operations_ + operations;
     absl::Status status = Start();
-    while (status.ok() && operations_ < operations && absl::Now() < deadline)
+    while (status.ok() && operations_ < until && absl::Now() < deadline)
       status = Step(clients_[rng_() % clients_.size()]);
     return status;
   }
@@ -237,6 +253,11 @@ class Worker {
       c.acquire_seq = ++seq_;
       c.ticket = 0;
       c.fence_floor = invariants_->ReleasedFloor(c.lock);
+      c.reclaim_fence = rng_() % 100 < reclaim_percent_
+                            ? next_reclaim_fence_->fetch_add(1)
+                            : 0;
+      // A reclaimed hold's fence is its own, from before the table.
+      if (c.reclaim_fence) c.fence_floor = 0;
     }
     uint32_t dice = rng_() % 10;
     Message m;
@@ -254,6 +275,11 @@ class Worker {
       // Sometimes the client lost the reply that carried its ticket.
       m.ticket = rng_() % 4 == 0 ? 0 : c.ticket;
     }
+    if (c.reclaim_fence) {
+      m.policy = LOCKD_POLICY_NO_WAIT;
+      m.flags |= LOCKD_FLAG_RECLAIM;
+      m.fence = c.reclaim_fence;
+    }
     absl::StatusOr<std::optional<Message>> reply = Exchange(c, m);
     if (!reply.ok()) return reply.status();
     if (!reply->has_value()) return absl::OkStatus();
@@ -267,6 +293,10 @@ class Worker {
                                               r.fence, " not ", c.fence));
         return absl::OkStatus();
       }
+      if (c.reclaim_fence && r.fence != c.reclaim_fence)
+        invariants_->Violation(absl::StrCat("txn ", c.txn, " reclaimed fence ",
+                                            c.reclaim_fence, " granted ",
+                                            r.fence));
       c.fence = r.fence;
       c.belief = Belief::kHeld;
       invariants_->Granted(c);
@@ -325,6 +355,8 @@ class Worker {
   const Datapath* datapath_;
   Invariants* invariants_;
   std::atomic<uint64_t>* next_txn_;
+  std::atomic<uint64_t>* next_reclaim_fence_;
+  uint32_t reclaim_percent_ = 0;
   std::mt19937_64 rng_;
   std::vector<Client> clients_;
   uint32_t seq_ = 0;
@@ -397,8 +429,10 @@ absl::StatusOr<Census> TakeCensus(const KernelTable& table) {
 
 class StressTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    DatapathOptions options;
+  void SetUp() override { Create(DatapathOptions()); }
+
+  // `options` with the test's leases and resizing thresholds.
+  void Create(DatapathOptions options) {
     options.default_lease_ms = 3600 * 1000;  // leases never lapse here
     options.max_lease_ms = options.default_lease_ms;
     options.split_at = 1;  // split at the second lock of a bucket
@@ -426,6 +460,57 @@ class StressTest : public ::testing::Test {
     }
   }
 
+  // Runs `operations` in all on every worker's CPU at once, checking
+  // snapshots meanwhile; returns the snapshots taken.
+  int RunAll(const std::vector<std::unique_ptr<Worker>>& workers,
+             uint64_t operations, uint32_t reclaim_percent,
+             Invariants* invariants) {
+    const int threads = static_cast<int>(workers.size());
+    std::vector<absl::Status> results(threads);
+    std::atomic<int> running{threads};
+    std::vector<std::thread> pool;
+    const absl::Time deadline = absl::Now() + kMaxRunTime;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        results[t] =
+            workers[t]->Run(operations / threads, deadline, reclaim_percent);
+        --running;
+      });
+    int snapshots = 0;
+    while (running > 0 && snapshots < 2000) {
+      CheckSnapshot(*dp_->table, invariants);
+      ++snapshots;
+    }
+    for (std::thread& th : pool) th.join();
+    for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
+    return snapshots;
+  }
+
+  // Every worker drains its clients at once.
+  void DrainAll(const std::vector<std::unique_ptr<Worker>>& workers) {
+    std::vector<absl::Status> results(workers.size());
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < workers.size(); ++t)
+      pool.emplace_back([&, t] { results[t] = workers[t]->Drain(); });
+    for (std::thread& th : pool) th.join();
+    for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
+  }
+
+  // After a drain: no lock, no block, no member counted for any client.
+  void ExpectEmpty() {
+    absl::StatusOr<Census> census = TakeCensus(*dp_->table);
+    ASSERT_TRUE(census.ok()) << census.status();
+    EXPECT_EQ(census->locks, 0u) << "lock entries left after the drain";
+    EXPECT_EQ(dp_->PoolBlocks(), 0u) << "leaked pool blocks";
+    // Every member counted for the client's quota was counted out again.
+    absl::StatusOr<std::vector<ClientInfo>> clients = dp_->clients->List();
+    ASSERT_TRUE(clients.ok()) << clients.status();
+    ASSERT_FALSE(clients->empty());
+    for (const ClientInfo& c : *clients)
+      EXPECT_EQ(c.members, 0)
+          << "client " << c.client_id << "'s holds + waits after the drain";
+  }
+
   std::unique_ptr<TestDatapath> dp_;
 };
 
@@ -442,22 +527,8 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   std::thread server([&] { Serve(&stop_serving, &serving); });
 
   // Phase 1: load from every CPU, observed by snapshots.
-  std::vector<absl::Status> results(threads);
-  std::atomic<int> running{threads};
-  std::vector<std::thread> pool;
-  const absl::Time deadline = absl::Now() + kMaxRunTime;
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      results[t] = workers[t]->Run(kTotalOperations / threads, deadline);
-      --running;
-    });
-  int snapshots = 0;
-  while (running > 0 && snapshots < 2000) {
-    CheckSnapshot(*dp_->table, &invariants);
-    ++snapshots;
-  }
-  for (std::thread& th : pool) th.join();
-  for (const absl::Status& r : results) ASSERT_TRUE(r.ok()) << r;
+  const int snapshots = RunAll(workers, kTotalOperations, 0, &invariants);
+  ASSERT_FALSE(HasFailure());
   uint64_t operations = 0, silent = 0;
   for (const auto& w : workers) {
     operations += w->operations();
@@ -507,26 +578,12 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
       << "pool blocks against queue entries and chained holders";
 
   // Phase 2: drain from every CPU; nothing may be left.
-  pool.clear();
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] { results[t] = workers[t]->Drain(); });
-  for (std::thread& th : pool) th.join();
-  for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
+  DrainAll(workers);
   absl::SleepFor(absl::Milliseconds(100));
   stop_serving = true;
   server.join();
   EXPECT_TRUE(serving.ok()) << serving;
-  census = TakeCensus(*dp_->table);
-  ASSERT_TRUE(census.ok()) << census.status();
-  EXPECT_EQ(census->locks, 0u) << "lock entries left after the drain";
-  EXPECT_EQ(dp_->PoolBlocks(), 0u) << "leaked pool blocks";
-  // Every member counted for the client's quota was counted out again.
-  absl::StatusOr<std::vector<ClientInfo>> clients = dp_->clients->List();
-  ASSERT_TRUE(clients.ok()) << clients.status();
-  ASSERT_FALSE(clients->empty());
-  for (const ClientInfo& c : *clients)
-    EXPECT_EQ(c.members, 0)
-        << "client " << c.client_id << "'s holds + waits after the drain";
+  ExpectEmpty();
   absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
   ASSERT_TRUE(stats.ok());
   const StatCounters& s = *stats;
@@ -551,6 +608,71 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
       s[LOCKD_STAT_MEMBER_SEARCH], s[LOCKD_STAT_MIN_WALK],
       s[LOCKD_STAT_TABLE_WAIT], s[LOCKD_STAT_POOL_WAIT], dp_->growth_requests);
 
+  for (const std::string& v : invariants.violations()) ADD_FAILURE() << v;
+}
+
+// A table started without its predecessor's state, in its grace period.
+class StressGraceTest : public StressTest {
+ protected:
+  static constexpr uint64_t kFenceBase = uint64_t{1} << 40;
+  void SetUp() override {
+    DatapathOptions options;
+    options.fence_base = kFenceBase;
+    options.grace_ms = LOCKD_MAX_LEASE_MS;  // ended by the test
+    Create(options);
+  }
+};
+
+TEST_F(StressGraceTest, ReclaimsInGraceThenOrdinaryRequests) {
+  const int threads = std::max(2u, std::thread::hardware_concurrency());
+  Invariants invariants;
+  std::atomic<uint64_t> next_txn{1};
+  std::atomic<uint64_t> next_reclaim_fence{1};
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.push_back(std::make_unique<Worker>(
+        t, dp_->datapath.get(), &invariants, &next_txn, &next_reclaim_fence));
+  std::atomic<bool> stop_serving{false};
+  absl::Status serving;
+  std::thread server([&] { Serve(&stop_serving, &serving); });
+
+  // Grace: most new ACQUIREs reclaim, on every CPU at once (hot locks see
+  // conflicting reclaims); the others are refused GRACE.
+  RunAll(workers, kTotalOperations / 4, 80, &invariants);
+  absl::StatusOr<StatCounters> in_grace = dp_->datapath->ReadStats();
+  ASSERT_TRUE(in_grace.ok());
+  EXPECT_EQ((*in_grace)[LOCKD_STAT_GRANT_IMMEDIATE], 0u)
+      << "an ordinary ACQUIRE was granted in grace";
+  EXPECT_EQ((*in_grace)[LOCKD_STAT_QUEUED], 0u)
+      << "an ACQUIRE was queued in grace";
+  // Grace ends under load (as lockctl end-grace or its deadline does):
+  // ordinary requests, and a few late reclaims, which are refused.
+  __atomic_store_n(&dp_->datapath->config()->grace_until_ns, 0,
+                   __ATOMIC_RELAXED);
+  RunAll(workers, kTotalOperations / 4, 5, &invariants);
+  DrainAll(workers);
+  absl::SleepFor(absl::Milliseconds(100));
+  stop_serving = true;
+  server.join();
+  EXPECT_TRUE(serving.ok()) << serving;
+  ExpectEmpty();
+
+  absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
+  ASSERT_TRUE(stats.ok());
+  const StatCounters& s = *stats;
+  for (lockd_stat stat :
+       {LOCKD_STAT_RECLAIMED, LOCKD_STAT_REJECT_GRACE,
+        LOCKD_STAT_REJECT_RECLAIM, LOCKD_STAT_REJECT_CONFLICT,
+        LOCKD_STAT_GRANT_IMMEDIATE, LOCKD_STAT_GRANT_FROM_QUEUE})
+    EXPECT_GT(s[stat], 0u) << StatName(stat) << " never happened";
+  EXPECT_EQ(s[LOCKD_STAT_POOL_ALLOC], s[LOCKD_STAT_POOL_FREE]);
+  EXPECT_EQ(s[LOCKD_STAT_LOCK_CREATED], s[LOCKD_STAT_LOCK_FREED]);
+  printf(
+      "%d threads: reclaimed %lu, refused in grace %lu, late reclaims %lu, "
+      "conflicts %lu, then granted %lu at once and %lu from the queue\n",
+      threads, s[LOCKD_STAT_RECLAIMED], s[LOCKD_STAT_REJECT_GRACE],
+      s[LOCKD_STAT_REJECT_RECLAIM], s[LOCKD_STAT_REJECT_CONFLICT],
+      s[LOCKD_STAT_GRANT_IMMEDIATE], s[LOCKD_STAT_GRANT_FROM_QUEUE]);
   for (const std::string& v : invariants.violations()) ADD_FAILURE() << v;
 }
 
