@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/memory/memory.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -214,6 +215,18 @@ absl::Status RejectionError(lockd_status status, const std::string& what,
       ClientCodeForRejection(status),
       absl::StrCat(what, ": rejected over ", path, ": ", StatusName(status),
                    ": ", ExplainRejection(status)));
+}
+
+// The server's epoch from a lock RPC's trailing metadata (0: not said).
+uint32_t EpochOf(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(kEpochMetadataKey);
+  uint32_t epoch = 0;
+  if (it == trailers.end() ||
+      !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()),
+                        &epoch))
+    return 0;
+  return epoch;
 }
 
 // The exact rejection of a failed lock RPC, from its trailing metadata.
@@ -679,6 +692,24 @@ Client::Impl::UdpOutcome Client::Impl::ExchangeUdp(Server& server,
 absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
     Server& server, const Message& request, absl::Time deadline,
     const std::string& what, const std::string& udp_failure) {
+  for (;;) {
+    std::optional<lockd_status> rejection;
+    absl::StatusOr<Answer> answer = ExchangeGrpcOnce(
+        server, request, deadline, what, udp_failure, &rejection);
+    if (rejection != LOCKD_STATUS_GRACE) return answer;
+    // The server restarted without its state: ask again after a while (gRPC
+    // does not say how long grace lasts), as UDP does.
+    ++server.grace_retries;
+    const absl::Time retry = absl::Now() + options_.queued_probe_interval;
+    if (retry >= deadline) return answer;
+    absl::SleepFor(retry - absl::Now());
+  }
+}
+
+absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpcOnce(
+    Server& server, const Message& request, absl::Time deadline,
+    const std::string& what, const std::string& udp_failure,
+    std::optional<lockd_status>* rejection) {
   std::shared_ptr<v1::LockService::Stub> stub;
   std::string grpc_address;
   {
@@ -748,14 +779,17 @@ absl::StatusOr<Client::Impl::Answer> Client::Impl::ExchangeGrpc(
       return absl::InternalError(
           absl::StrCat(what, ": no RPC for ", OpcodeName(request.opcode)));
   }
+  // Answered or refused, the server says its epoch, as UDP replies do.
+  reply.wait_ms = EpochOf(context);
+  NoteEpoch(server, reply.wait_ms);
   if (status.ok()) {
     // A wait may have been granted at any moment of the call: its lease is
     // counted from the end of the call and confirmed by renewing at once.
     return may_wait ? Answer{reply, Path::kGrpc, absl::Now(), true}
                     : Answer{reply, Path::kGrpc, sent, false};
   }
-  if (std::optional<lockd_status> rejection = RejectionOf(context))
-    return RejectionError(*rejection, what, "gRPC");
+  *rejection = RejectionOf(context);
+  if (*rejection) return RejectionError(**rejection, what, "gRPC");
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && may_wait)
     return absl::DeadlineExceededError(absl::StrCat(
         what, ": ", udp_failure,
@@ -864,8 +898,7 @@ void Client::Impl::Granted(Hold& hold, const Answer& answer) {
   hold.fence = answer.reply.fence;
   hold.ticket = answer.reply.ticket;
   hold.path = answer.path;
-  // UDP replies carry the server's epoch; a gRPC answer is built here.
-  hold.epoch = answer.path == Path::kUdp ? answer.reply.wait_ms : 0;
+  hold.epoch = answer.reply.wait_ms;  // the server's, on either path
   hold.lease_end = answer.lease_start + lease;
   hold.next_renewal =
       answer.renew_now ? absl::Now() : answer.lease_start + lease / 3;
@@ -1002,7 +1035,7 @@ void Client::Impl::RenewOrLose(const std::shared_ptr<Hold>& hold) {
         hold->lease_end = answer->lease_start + lease;
         hold->next_renewal = answer->lease_start + lease / 3;
         hold->last_renewal_error = absl::OkStatus();
-        if (answer->path == Path::kUdp) hold->epoch = answer->reply.wait_ms;
+        hold->epoch = answer->reply.wait_ms;
       } else if (absl::IsFailedPrecondition(answer.status())) {
         // The server says the hold is over (lease swept, force-released).
         hold->ended_by_server = true;

@@ -150,10 +150,17 @@ class Client::Impl {
                                   const std::string& what);
   UdpOutcome ExchangeUdp(Server& server, const Message& request,
                          absl::Time deadline);
+  // The gRPC path: one RPC, asked again while the server refuses it for
+  // its grace period (GRACE), until `deadline`.
   absl::StatusOr<Answer> ExchangeGrpc(Server& server, const Message& request,
                                       absl::Time deadline,
                                       const std::string& what,
                                       const std::string& udp_failure);
+  // One RPC; `rejection` says why the server refused it, if it did.
+  absl::StatusOr<Answer> ExchangeGrpcOnce(
+      Server& server, const Message& request, absl::Time deadline,
+      const std::string& what, const std::string& udp_failure,
+      std::optional<lockd_status>* rejection);
   // Cancels a wait whose deadline passed (a RELEASE by the waiter).
   void CancelWait(const LockTarget& target, uint64_t txn_id);
 

@@ -23,6 +23,11 @@ inline std::string DefaultGrpcAddress() {
 // ("REPLY_STATUS_DIE"), since one gRPC code covers several rejections.
 inline constexpr char kReplyStatusMetadataKey[] = "lockd-reply-status";
 
+// Trailing metadata of every lock call, answered or rejected: the server's
+// epoch in decimal, as UDP replies carry it (docs/semantics.md,
+// "Restarts").
+inline constexpr char kEpochMetadataKey[] = "lockd-epoch";
+
 // Mutating admin calls carry the admin token as "authorization: Bearer
 // <token>".
 inline constexpr char kAuthorizationMetadataKey[] = "authorization";

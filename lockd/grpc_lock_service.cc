@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "lockd/grpc_conventions.h"
 #include "lockd/grpc_status.h"
 #include "lockd/rejection.h"
 
@@ -24,6 +25,13 @@ static_assert(int{v1::MODE_SHARED} == LOCKD_MODE_SHARED &&
 static_assert(int{v1::POLICY_NO_WAIT} == LOCKD_POLICY_NO_WAIT &&
               int{v1::POLICY_WAIT_DIE} == LOCKD_POLICY_WAIT_DIE &&
               int{v1::Policy_ARRAYSIZE} == LOCKD_POLICY_COUNT);
+
+// A lock call's answer: `status` with the server's epoch in the trailers.
+grpc::Status Answer(const absl::Status& status, uint32_t epoch,
+                    grpc::ServerContextBase& context) {
+  context.AddTrailingMetadata(kEpochMetadataKey, absl::StrCat(epoch));
+  return ToGrpcStatus(status, context);
+}
 
 // A lock as a request named it; the name is kept for messages.
 struct LockRef {
@@ -126,11 +134,12 @@ absl::StatusOr<lockd_reply> Expect(absl::StatusOr<lockd_reply> reply,
 // call, before LockService::Acquire returns.
 class AcquireCall final : public grpc::ServerUnaryReactor {
  public:
-  AcquireCall(LockService* service, const Clients* clients,
+  AcquireCall(LockService* service, const Clients* clients, uint32_t epoch,
               grpc::CallbackServerContext* context,
               const v1::AcquireRequest* request, v1::AcquireResponse* response)
       : service_(service),
         clients_(clients),
+        epoch_(epoch),
         context_(context),
         request_(request),
         response_(response) {}
@@ -138,7 +147,7 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
   void Start() {
     absl::Status valid = Prepare();
     if (!valid.ok()) {
-      Finish(ToGrpcStatus(valid, *context_));
+      Finish(Answer(valid, epoch_, *context_));
     } else {
       std::shared_ptr<PendingAcquire> pending =
           service_->Acquire(args_, [this](absl::StatusOr<lockd_reply> answer) {
@@ -219,7 +228,7 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
       response_->set_fence(answer->fence);
       response_->set_lease_ms(answer->lease_ms);
     }
-    Finish(ToGrpcStatus(answer.status(), *context_));
+    Finish(Answer(answer.status(), epoch_, *context_));
   }
 
   void Unref() {
@@ -228,6 +237,7 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
 
   LockService* const service_;
   const Clients* const clients_;
+  const uint32_t epoch_;
   grpc::CallbackServerContext* const context_;
   const v1::AcquireRequest* const request_;
   v1::AcquireResponse* const response_;
@@ -244,7 +254,8 @@ class AcquireCall final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* GrpcLockService::Acquire(
     grpc::CallbackServerContext* context, const v1::AcquireRequest* request,
     v1::AcquireResponse* response) {
-  auto* call = new AcquireCall(service_, clients_, context, request, response);
+  auto* call =
+      new AcquireCall(service_, clients_, epoch_, context, request, response);
   call->Start();
   return call;
 }
@@ -270,7 +281,7 @@ grpc::ServerUnaryReactor* GrpcLockService::Release(
       response->set_fence(reply->fence);
     }
   }
-  reactor->Finish(ToGrpcStatus(status, *context));
+  reactor->Finish(Answer(status, epoch_, *context));
   return reactor;
 }
 
@@ -299,7 +310,7 @@ grpc::ServerUnaryReactor* GrpcLockService::Renew(
       response->set_lease_ms(reply->lease_ms);
     }
   }
-  reactor->Finish(ToGrpcStatus(status, *context));
+  reactor->Finish(Answer(status, epoch_, *context));
   return reactor;
 }
 

@@ -17,9 +17,10 @@ namespace lockd {
 
 class GrpcLockService final : public v1::LockService::CallbackService {
  public:
-  // Both must outlive this object.
-  GrpcLockService(LockService* service, const Clients* clients)
-      : service_(service), clients_(clients) {}
+  // Both must outlive this object. Every answer carries `epoch`
+  // (kEpochMetadataKey).
+  GrpcLockService(LockService* service, const Clients* clients, uint32_t epoch)
+      : service_(service), clients_(clients), epoch_(epoch) {}
 
   grpc::ServerUnaryReactor* Acquire(grpc::CallbackServerContext* context,
                                     const v1::AcquireRequest* request,
@@ -34,6 +35,7 @@ class GrpcLockService final : public v1::LockService::CallbackService {
  private:
   LockService* const service_;
   const Clients* const clients_;
+  const uint32_t epoch_;
 };
 
 }  // namespace lockd

@@ -30,7 +30,8 @@ class GrpcServer {
 
  private:
   GrpcServer(Server* server, const std::string& admin_token)
-      : lock_service_(&server->lock_service(), &server->clients()),
+      : lock_service_(&server->lock_service(), &server->clients(),
+                      server->admin().info().epoch),
         admin_service_(&server->admin(), &server->clients(), admin_token) {}
 
   GrpcLockService lock_service_;

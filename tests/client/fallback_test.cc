@@ -161,5 +161,33 @@ TEST_F(FallbackTest, WorkloadContinuesOverGrpcWhileUdpIsCut) {
   RecordProperty("udp_fallbacks", end.total.udp_fallbacks);
 }
 
+// A server in its grace period (started without state) refuses ordinary
+// requests over gRPC too: with UDP cut, the client's gRPC call is refused
+// GRACE, asked again, and granted once grace ends; gRPC answers carry the
+// server's epoch, as UDP replies do.
+TEST_F(FallbackTest, GrpcCallsWaitOutTheGracePeriod) {
+  absl::Status started = StartServersAndClient(1, {"--grace_ms=2500"});
+  ASSERT_TRUE(started.ok()) << started;
+  absl::Status cut = CutUdp();
+  ASSERT_TRUE(cut.ok()) << cut;
+  absl::Cleanup restore = [&] { RestoreUdp().IgnoreError(); };
+  absl::StatusOr<uint64_t> fence;
+  RunInClient(1, [&](int) {
+    absl::StatusOr<ScopedLock> lock =
+        ScopedLock::Acquire(*client_, "grace-over-grpc", Mode::kExclusive);
+    if (!lock.ok()) {
+      fence = lock.status();
+      return;
+    }
+    fence = lock->fence();
+    lock->Release().IgnoreError();
+  });
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  const ServerStats stats = client_->Stats().total;
+  EXPECT_GE(stats.grpc_requests, 2u);  // refused, then granted
+  EXPECT_GE(stats.grace_retries, 1u);
+  EXPECT_NE(client_->Stats().servers[0].epoch, 0u);
+}
+
 }  // namespace
 }  // namespace lockd::client::testing

@@ -74,6 +74,7 @@ struct Result {
   grpc::Status status;
   Response response;
   std::string reply_status;
+  std::string epoch;  // lock calls: the server's, from the trailers
 };
 
 // Calls `method` of `stub`; `bearer`, unless empty, is sent as
@@ -97,6 +98,10 @@ Result<Response> Call(Stub& stub,
   if (const auto found = trailers.find(kReplyStatusMetadataKey);
       found != trailers.end()) {
     result.reply_status.assign(found->second.data(), found->second.size());
+  }
+  if (const auto found = trailers.find(kEpochMetadataKey);
+      found != trailers.end()) {
+    result.epoch.assign(found->second.data(), found->second.size());
   }
   return result;
 }
@@ -585,6 +590,24 @@ TEST_F(GrpcServiceTest, HealthReportsFastPathOffAndAFreshStart) {
   EXPECT_TRUE(health.response.serving());
   EXPECT_FALSE(health.response.datapath_attached());
   EXPECT_FALSE(health.response.restored());
+}
+
+TEST_F(GrpcServiceTest, LockCallsCarryTheServersEpochAnsweredOrRefused) {
+  const Result<v1::HealthResponse> health =
+      Call(*admin_, &AdminStub::Health, v1::HealthRequest());
+  ASSERT_TRUE(health.status.ok()) << health.status.error_message();
+  ASSERT_NE(health.response.epoch(), 0u);
+  EXPECT_EQ(health.response.grace_left_ms(), 0u);
+  const std::string epoch = absl::StrCat(health.response.epoch());
+
+  const Result<v1::AcquireResponse> granted = Acquire(7, 1);
+  ASSERT_TRUE(granted.status.ok()) << granted.status.error_message();
+  EXPECT_EQ(granted.epoch, epoch);
+  const Result<v1::AcquireResponse> refused = Acquire(7, 2, v1::POLICY_NO_WAIT);
+  EXPECT_EQ(refused.reply_status, "REPLY_STATUS_CONFLICT");
+  EXPECT_EQ(refused.epoch, epoch);
+  EXPECT_EQ(Release(7, 3).epoch, epoch);  // not a holder
+  EXPECT_EQ(Release(7, 1).epoch, epoch);
 }
 
 }  // namespace
