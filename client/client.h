@@ -59,14 +59,14 @@
 // the end of the call and renewed at once, which pins it down.)
 //
 // Restarts (docs/semantics.md, "Restarts"): every UDP reply (and every
-// gRPC answer, in its trailers) carries the server's epoch, which changes when the server starts without its state
-// (a reboot, a replacement machine). A renewal refused by a server in
-// another epoch than the one that granted the hold reclaims the hold: an
-// ACQUIRE flagged RECLAIM with the hold's fence, which the server grants in
-// its grace period; only a hold that could not be reclaimed is lost. A
-// request the server refuses because of its grace period (GRACE) is asked
-// again when the grace ends (over gRPC: every queued_probe_interval); a
-// queued request is queued again then.
+// gRPC answer, in its trailers) carries the server's epoch, which changes when
+// the server starts without its state (a reboot, a replacement machine). A
+// renewal refused by a server in another epoch than the one that granted the
+// hold reclaims the hold: an ACQUIRE flagged RECLAIM with the hold's fence,
+// which the server grants in its grace period; only a hold that could not be
+// reclaimed is lost. A request the server refuses because of its grace period
+// (GRACE) is asked again when the grace ends (over gRPC: every
+// queued_probe_interval); a queued request is queued again then.
 //
 // Thread safety: Client is thread-safe. A Transaction or ScopedLock is used
 // by one thread at a time.

@@ -496,6 +496,30 @@ class StressTest : public ::testing::Test {
     for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
   }
 
+  // The daemon's part runs on a thread of its own until DrainAndFinish.
+  void StartServing() {
+    server_ = std::thread([this] { Serve(&stop_serving_, &serving_); });
+  }
+
+  // Drains every worker, stops the daemon's part, expects nothing left,
+  // and returns the datapath's counters.
+  StatCounters DrainAndFinish(
+      const std::vector<std::unique_ptr<Worker>>& workers) {
+    DrainAll(workers);
+    absl::SleepFor(absl::Milliseconds(100));  // looped-back KICKs land
+    stop_serving_ = true;
+    server_.join();
+    EXPECT_TRUE(serving_.ok()) << serving_;
+    ExpectEmpty();
+    absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    if (!stats.ok()) return StatCounters{};
+    EXPECT_EQ((*stats)[LOCKD_STAT_POOL_ALLOC], (*stats)[LOCKD_STAT_POOL_FREE]);
+    EXPECT_EQ((*stats)[LOCKD_STAT_LOCK_CREATED],
+              (*stats)[LOCKD_STAT_LOCK_FREED]);
+    return *stats;
+  }
+
   // After a drain: no lock, no block, no member counted for any client.
   void ExpectEmpty() {
     absl::StatusOr<Census> census = TakeCensus(*dp_->table);
@@ -512,6 +536,9 @@ class StressTest : public ::testing::Test {
   }
 
   std::unique_ptr<TestDatapath> dp_;
+  std::atomic<bool> stop_serving_{false};
+  absl::Status serving_;
+  std::thread server_;
 };
 
 TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
@@ -522,9 +549,7 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
   for (int t = 0; t < threads; ++t)
     workers.push_back(std::make_unique<Worker>(t, dp_->datapath.get(),
                                                &invariants, &next_txn));
-  std::atomic<bool> stop_serving{false};
-  absl::Status serving;
-  std::thread server([&] { Serve(&stop_serving, &serving); });
+  StartServing();
 
   // Phase 1: load from every CPU, observed by snapshots.
   const int snapshots = RunAll(workers, kTotalOperations, 0, &invariants);
@@ -578,17 +603,7 @@ TEST_F(StressTest, InvariantsHoldUnderConcurrency) {
       << "pool blocks against queue entries and chained holders";
 
   // Phase 2: drain from every CPU; nothing may be left.
-  DrainAll(workers);
-  absl::SleepFor(absl::Milliseconds(100));
-  stop_serving = true;
-  server.join();
-  EXPECT_TRUE(serving.ok()) << serving;
-  ExpectEmpty();
-  absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
-  ASSERT_TRUE(stats.ok());
-  const StatCounters& s = *stats;
-  EXPECT_EQ(s[LOCKD_STAT_POOL_ALLOC], s[LOCKD_STAT_POOL_FREE]);
-  EXPECT_EQ(s[LOCKD_STAT_LOCK_CREATED], s[LOCKD_STAT_LOCK_FREED]);
+  const StatCounters s = DrainAndFinish(workers);
   EXPECT_EQ(s[LOCKD_STAT_GRANT_FROM_QUEUE], s[LOCKD_STAT_GRANT_SENT]);
   EXPECT_EQ(s[LOCKD_STAT_GRANT_SEND_FAILED], 0u);
   EXPECT_EQ(s[LOCKD_STAT_KICK_SEND_FAILED], 0u);
@@ -632,9 +647,7 @@ TEST_F(StressGraceTest, ReclaimsInGraceThenOrdinaryRequests) {
   for (int t = 0; t < threads; ++t)
     workers.push_back(std::make_unique<Worker>(
         t, dp_->datapath.get(), &invariants, &next_txn, &next_reclaim_fence));
-  std::atomic<bool> stop_serving{false};
-  absl::Status serving;
-  std::thread server([&] { Serve(&stop_serving, &serving); });
+  StartServing();
 
   // Grace: most new ACQUIREs reclaim, on every CPU at once (hot locks see
   // conflicting reclaims); the others are refused GRACE.
@@ -650,23 +663,12 @@ TEST_F(StressGraceTest, ReclaimsInGraceThenOrdinaryRequests) {
   __atomic_store_n(&dp_->datapath->config()->grace_until_ns, 0,
                    __ATOMIC_RELAXED);
   RunAll(workers, kTotalOperations / 4, 5, &invariants);
-  DrainAll(workers);
-  absl::SleepFor(absl::Milliseconds(100));
-  stop_serving = true;
-  server.join();
-  EXPECT_TRUE(serving.ok()) << serving;
-  ExpectEmpty();
-
-  absl::StatusOr<StatCounters> stats = dp_->datapath->ReadStats();
-  ASSERT_TRUE(stats.ok());
-  const StatCounters& s = *stats;
+  const StatCounters s = DrainAndFinish(workers);
   for (lockd_stat stat :
        {LOCKD_STAT_RECLAIMED, LOCKD_STAT_REJECT_GRACE,
         LOCKD_STAT_REJECT_RECLAIM, LOCKD_STAT_REJECT_CONFLICT,
         LOCKD_STAT_GRANT_IMMEDIATE, LOCKD_STAT_GRANT_FROM_QUEUE})
     EXPECT_GT(s[stat], 0u) << StatName(stat) << " never happened";
-  EXPECT_EQ(s[LOCKD_STAT_POOL_ALLOC], s[LOCKD_STAT_POOL_FREE]);
-  EXPECT_EQ(s[LOCKD_STAT_LOCK_CREATED], s[LOCKD_STAT_LOCK_FREED]);
   printf(
       "%d threads: reclaimed %lu, refused in grace %lu, late reclaims %lu, "
       "conflicts %lu, then granted %lu at once and %lu from the queue\n",
