@@ -73,15 +73,7 @@ grep -q ready "$work/lockd.log" || {
 
 results="$work/results.jsonl"
 for loss in "${losses[@]}"; do
-  ip netns exec "$NETNS_CLIENT" nft delete table inet lockdloss 2>/dev/null || true
-  if ((loss > 0)); then
-    ip netns exec "$NETNS_CLIENT" nft -f - <<NFT
-table inet lockdloss {
-  chain in { type filter hook input priority 0; numgen random mod 100 < $loss drop; }
-  chain out { type filter hook output priority 0; numgen random mod 100 < $loss drop; }
-}
-NFT
-  fi
+  netns_client_loss "$loss"
   line=$(ip netns exec "$NETNS_CLIENT" bazel-bin/bench/client_latency \
     --lock_servers="lock1=$ip:20231/$ip:$grpc_port" --client_id=1 \
     --key_file="$keys" --threads="$threads" --locks="$locks" --duration="$duration")

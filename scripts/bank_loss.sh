@@ -40,14 +40,7 @@ for ((i = 0; i < servers; i++)); do
   lockd_pids+=($!)
   for _ in $(seq 100); do grep -q ready "$work/lockd$n.log" && break; sleep 0.1; done
 done
-if ((loss > 0)); then
-  ip netns exec "$NETNS_CLIENT" nft -f - <<NFT
-table inet lockdloss {
-  chain in { type filter hook input priority 0; numgen random mod 100 < $loss drop; }
-  chain out { type filter hook output priority 0; numgen random mod 100 < $loss drop; }
-}
-NFT
-fi
+netns_client_loss "$loss"
 ip netns exec "$NETNS_CLIENT" bazel-bin/demo/bank --lock_servers="$lock_servers" \
   --store="$work/bank" --threads=8 --accounts=64 --duration="$duration" \
   --client_id=1 --key_file="$keys"

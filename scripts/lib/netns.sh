@@ -232,3 +232,17 @@ netns_setup_servers() {
       "${NETNS_CLIENT_IFS[i - 1]}" "${NETNS_CLIENT_IPS[i - 1]}" || return 1
   done
 }
+
+# Drops LOSS percent of the client namespace's packets at random, both ways
+# (nftables table lockdloss); 0 removes the rule. Needs netns_setup first.
+netns_client_loss() {
+  local loss="$1"
+  ip netns exec "$NETNS_CLIENT" nft delete table inet lockdloss 2>/dev/null || true
+  ((loss > 0)) || return 0
+  ip netns exec "$NETNS_CLIENT" nft -f - <<NFT
+table inet lockdloss {
+  chain in { type filter hook input priority 0; numgen random mod 100 < $loss drop; }
+  chain out { type filter hook output priority 0; numgen random mod 100 < $loss drop; }
+}
+NFT
+}
