@@ -17,9 +17,9 @@ enum acquire_outcome {
   ACQ_AGAIN_HELD,   /* a holder asked again (mode covered) */
   ACQ_UPGRADED,
   ACQ_UPGRADE_CONFLICT,
-  ACQ_EXPIRED, /* a holder whose lease ran out asked again */
-  ACQ_FOREIGN, /* the txn's record belongs to another client */
-  ACQ_QUOTA,   /* a new member, but the client has its quota */
+  ACQ_EXPIRED,      /* a holder whose lease ran out asked again */
+  ACQ_FOREIGN,      /* the txn's record belongs to another client */
+  ACQ_QUOTA,        /* a new member, but the client has its quota */
   ACQ_RECLAIM_LATE, /* a reclaim after the grace period, of no record */
   ACQ_NEED_BLOCK,
   ACQ_NEED_SPLIT,
@@ -322,8 +322,7 @@ static __always_inline bool acquire_reply(const struct acquire_state *st,
   const struct lockd_request *req = &st->req;
   switch (st->outcome) {
     case ACQ_GRANTED:
-      stat_inc(st->reclaim ? LOCKD_STAT_RECLAIMED
-                           : LOCKD_STAT_GRANT_IMMEDIATE);
+      stat_inc(st->reclaim ? LOCKD_STAT_RECLAIMED : LOCKD_STAT_GRANT_IMMEDIATE);
       result_reply(res, req, LOCKD_OP_GRANTED, LOCKD_STATUS_OK, st->fence,
                    st->ticket);
       res->reply.lease_ms = st->lease_ms;
@@ -391,7 +390,7 @@ static __always_inline bool acquire_reply(const struct acquire_state *st,
  * global function, so that its locals stay off its callers' stacks. */
 enum acquire_gate {
   GATE_OPEN = 0,
-  GATE_GRACE, /* not a reclaim, during grace: st->lease_ms = grace left */
+  GATE_GRACE,       /* not a reclaim, during grace: st->lease_ms = grace left */
   GATE_BAD_RECLAIM, /* a reclaim that may wait, or of a fence this table
                        could have made */
 };

@@ -73,8 +73,8 @@ struct acquire_state {
   __u64 expired_block; /* its chain block, to free */
   __u64 expired_seq;
   __u32 expired_client;
-  __u32 over_quota; /* the client had its quota of members at the start */
-  __u32 reclaim;    /* LOCKD_FLAG_RECLAIM: granted with the request's fence */
+  __u32 over_quota;   /* the client had its quota of members at the start */
+  __u32 reclaim;      /* LOCKD_FLAG_RECLAIM: granted with the request's fence */
   __u32 reclaim_late; /* ... after the grace period: only its own record */
 };
 
