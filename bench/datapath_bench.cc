@@ -467,7 +467,9 @@ class Bench {
   void AddReflect() {
     const Message ask = Acquire(kReflectLock, 1, LOCKD_MODE_EXCLUSIVE);
     const Bytes request = From(0, ask);
-    const Bytes reply = To(0, Answer(ask, LOCKD_OP_GRANTED));
+    Message granted = Answer(ask, LOCKD_OP_GRANTED);
+    granted.wait_ms = 0;  // the reflector has no table: no epoch
+    const Bytes reply = To(0, granted);
     const int fd = bpf_program__fd(baseline_->progs.xdp_reflect);
     operations_.push_back(
         {{&Add("xdp_reflect", "reflect a request as GRANTED", "xdp_reflect")},

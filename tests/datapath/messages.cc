@@ -50,7 +50,7 @@ Message Answer(const Message& request, lockd_opcode opcode, uint8_t status,
   m.fence = fence;
   m.ticket = 0;
   m.lease_ms = 0;
-  m.wait_ms = 0;
+  m.wait_ms = lockd_epoch_of(0);
   m.queue_pos = 0;
   return m;
 }

@@ -21,8 +21,9 @@ Message Release(uint64_t lock, uint64_t txn, uint32_t seq = 2);
 Message Renew(uint64_t lock, uint64_t txn, uint32_t lease_ms, uint32_t seq = 2);
 Message Kick(uint64_t lock, uint32_t hops);
 
-// The reply the datapath writes for `request`: its fields echoed, the ones a
-// reply does not define zeroed.
+// The reply the datapath writes for `request`: its fields echoed, the epoch
+// of a TestDatapath's table (fence base 0) in wait_ms, the fields a reply
+// does not define zeroed.
 Message Answer(const Message& request, lockd_opcode opcode,
                uint8_t status = LOCKD_STATUS_OK, uint64_t fence = 0);
 Message Granted(const Message& request, uint64_t fence,
