@@ -309,7 +309,7 @@ lockd_request ToRequest(const Message& message, const lockd_endpoint& from) {
   return req;
 }
 
-Message FromReply(const lockd_reply& reply) {
+Message FromReply(const lockd_reply& reply, uint32_t epoch) {
   Message m;
   m.opcode = static_cast<lockd_opcode>(reply.opcode);
   m.status = reply.status;
@@ -317,6 +317,7 @@ Message FromReply(const lockd_reply& reply) {
   m.policy = static_cast<lockd_policy>(reply.policy);
   m.seq = reply.seq;
   m.lease_ms = reply.lease_ms;
+  m.wait_ms = epoch;
   m.queue_pos = reply.queue_pos;
   m.lock_id = reply.lock_id;
   m.txn_id = reply.txn_id;

@@ -100,9 +100,10 @@ absl::Span<const absl::string_view> StatNames();
 
 // The one request/reply vocabulary (abi/lockd_abi.h) from and to the wire
 // message: a request as the datapath parses it (replies and grants go to
-// `from`), and the message a reply is sent as.
+// `from`), and the message a reply is sent as by a server in `epoch` (which
+// every reply carries in wait_ms, as the datapath's msg_write writes it).
 lockd_request ToRequest(const Message& message, const lockd_endpoint& from);
-Message FromReply(const lockd_reply& reply);
+Message FromReply(const lockd_reply& reply, uint32_t epoch);
 
 // The lock id for a lock name: FNV-1a 64 over the name's bytes, then the
 // splitmix64 finalizer (FNV alone mixes its last bytes poorly into the high

@@ -34,9 +34,7 @@ UdpSocket::~UdpSocket() { close(fd_); }
 
 absl::Status UdpSocket::Send(const lockd_endpoint& to,
                              const lockd_reply& reply) {
-  Message message = FromReply(reply);
-  message.wait_ms = epoch_;  // the epoch (struct lockd_msg)
-  const EncodedMessage bytes = Encode(message);
+  const EncodedMessage bytes = Encode(FromReply(reply, epoch_));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = to.port;

@@ -150,9 +150,9 @@ LockModel::Outcome LockModel::ApplyWire(const lockd_msg& wire,
 
 uint64_t LockModel::SignedMac(const lockd_reply& reply,
                               const std::array<uint64_t, 2>& key) const {
-  Message sent = FromReply(reply);
-  sent.wait_ms = lockd_epoch_of(config_.fence_base);  // as every reply
-  return MessageMac(Encode(sent), {key[0], key[1]});
+  return MessageMac(
+      Encode(FromReply(reply, lockd_epoch_of(config_.fence_base))),
+      {key[0], key[1]});
 }
 
 LockModel::LockState& LockModel::Lock(uint64_t lock_id, Outcome* out) {

@@ -46,6 +46,8 @@ constexpr uint32_t kMaxLeaseMs = 7'200'000;
 // Both tables' fence base: fences below it are reclaimed ones, the same in
 // both; above it one offset per incarnation of a lock tells them apart.
 constexpr uint64_t kFenceBase = uint64_t{1} << 40;
+// The datapath's epoch, that of its fence base.
+const uint32_t kEpoch = lockd_epoch_of(kFenceBase);
 // A grace period (reclaims only) for this many operations of every
 // kGraceEvery.
 constexpr int kGraceEvery = 20'000;
@@ -248,7 +250,7 @@ class DifferentialTest : public ::testing::Test {
   void TakeControlNotices(const lockd_ctl& got, const std::string& what,
                           std::vector<std::pair<int, Message>>* notices) {
     for (uint32_t i = 0; i < got.notices; ++i) {
-      Message n = FromReply(got.notice[i].reply);
+      Message n = FromReply(got.notice[i].reply, kEpoch);
       notices->emplace_back(ClientOf(n.txn_id), n);
     }
     if (!got.kick) return;
@@ -259,7 +261,7 @@ class DifferentialTest : public ::testing::Test {
     absl::StatusOr<lockd_ctl> more = dp_->table->Execute(kick);
     ASSERT_TRUE(more.ok()) << what;
     for (uint32_t i = 0; i < more->notices; ++i) {
-      Message n = FromReply(more->notice[i].reply);
+      Message n = FromReply(more->notice[i].reply, kEpoch);
       notices->emplace_back(ClientOf(n.txn_id), n);
     }
     ASSERT_EQ(more->kick, 0u) << what;
@@ -300,7 +302,7 @@ class DifferentialTest : public ::testing::Test {
           << what;
       if (want.reply) {
         ASSERT_NO_FATAL_FAILURE(
-            CheckReply(*want.reply, FromReply(got->reply), what));
+            CheckReply(*want.reply, FromReply(got->reply, kEpoch), what));
       }
       ASSERT_NO_FATAL_FAILURE(TakeControlNotices(*got, what, &got_notices));
       want_notices = want.notices;
@@ -357,7 +359,8 @@ class DifferentialTest : public ::testing::Test {
     ASSERT_TRUE(grown.ok()) << what << ": " << grown.status();
     for (const lockd_notice& n : dp_->local_notices) {
       ASSERT_TRUE(n.local) << what;
-      got_notices.emplace_back(ClientOf(n.reply.txn_id), FromReply(n.reply));
+      got_notices.emplace_back(ClientOf(n.reply.txn_id),
+                               FromReply(n.reply, kEpoch));
     }
     // Each kind of member in the order the model told it (packets and
     // events are two streams).

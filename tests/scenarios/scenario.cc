@@ -319,12 +319,11 @@ class Runner {
       auto it = keys_.find(r.client_id);
       if (it != keys_.end()) key = it->second;
     }
-    Message sent = FromReply(r);
-    sent.wait_ms = epoch_;  // every reply carries the server's epoch
-    if (key && MessageMac(Encode(sent), *key) == r.mac) return absl::OkStatus();
+    if (key && MessageMac(Encode(FromReply(r, epoch_)), *key) == r.mac)
+      return absl::OkStatus();
     return absl::InternalError(
         absl::StrCat(what, " is not signed with client ", r.client_id,
-                     "'s key: ", FromReply(r).ToString()));
+                     "'s key: ", FromReply(r, epoch_).ToString()));
   }
 
   absl::StatusOr<std::string> Retransmit(const Command& c) {
