@@ -103,7 +103,7 @@ struct Client::Impl::Server {
   std::atomic<uint64_t> epoch_changes{0};
   std::atomic<uint64_t> reclaims{0};
   std::atomic<uint64_t> grace_retries{0};
-  // Its epoch, from its last UDP reply (0: none yet).
+  // Its epoch, from its last reply, UDP or gRPC (0: none yet).
   std::atomic<uint32_t> epoch{0};
 };
 

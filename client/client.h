@@ -188,7 +188,7 @@ struct ServerStats {
   uint64_t epoch_changes = 0;  // the server restarted without its state
   uint64_t reclaims = 0;       // holds re-established after such a restart
   uint64_t grace_retries = 0;  // requests refused during its grace period
-  uint32_t epoch = 0;          // the server's, from its last UDP reply
+  uint32_t epoch = 0;          // the server's, from its last reply
   bool udp_path_up = true;     // false while calls go to gRPC first
   // Where the server is reached now ("a.b.c.d:port"; empty gRPC: no
   // fallback); empty in the total.
