@@ -26,14 +26,23 @@ std::string MemberAddress(const lockd_member& member) {
   return absl::StrCat(ip, ":", ntohs(member.port));
 }
 
-absl::Duration Admin::GraceLeft() const {
-  const uint64_t until = Load(&parts_.datapath->config()->grace_until_ns);
+namespace {
+
+// What is left of a grace period that ends at `until` (CLOCK_MONOTONIC ns).
+absl::Duration GraceLeftUntil(uint64_t until) {
   const uint64_t now = ClockNs(CLOCK_MONOTONIC);
   return until > now ? absl::Nanoseconds(until - now) : absl::ZeroDuration();
 }
 
-void Admin::EndGrace() const {
-  Store(&parts_.datapath->config()->grace_until_ns, uint64_t{0});
+}  // namespace
+
+absl::Duration Admin::GraceLeft() const {
+  return GraceLeftUntil(Load(&parts_.datapath->config()->grace_until_ns));
+}
+
+absl::Duration Admin::EndGrace() const {
+  return GraceLeftUntil(__atomic_exchange_n(
+      &parts_.datapath->config()->grace_until_ns, 0, __ATOMIC_ACQ_REL));
 }
 
 absl::StatusOr<Admin::Page> Admin::ListLocks(uint32_t segment,

@@ -57,8 +57,8 @@ class Admin {
   // What is left of the grace period (zero: none, or over).
   absl::Duration GraceLeft() const;
   // Ends the grace period now (an operator who knows every earlier holder
-  // reclaimed or is gone).
-  void EndGrace() const;
+  // reclaimed or is gone); returns what was left of it.
+  absl::Duration EndGrace() const;
 
   // One lock in full; NotFound when it is idle.
   absl::StatusOr<LockView> GetLock(uint64_t lock_id) const;

@@ -16,6 +16,12 @@ namespace {
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 
+// A duration in whole ms, rounded up: a grace period with any time left
+// never shows as 0 (none).
+int64_t CeilMs(absl::Duration d) {
+  return absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1)));
+}
+
 // Finishes a call with `status` at once.
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context,
                                const absl::Status& status) {
@@ -266,8 +272,7 @@ grpc::ServerUnaryReactor* GrpcAdminService::EndGrace(
           CheckToken(*context, "ending the grace period", /*required=*/true);
       !s.ok())
     return Done(context, s);
-  response->set_grace_left_ms(absl::ToInt64Milliseconds(admin_->GraceLeft()));
-  admin_->EndGrace();
+  response->set_grace_left_ms(CeilMs(admin_->EndGrace()));
   return Done(context, absl::OkStatus());
 }
 
@@ -285,8 +290,7 @@ grpc::ServerUnaryReactor* GrpcAdminService::Health(
       absl::ToInt64Milliseconds(absl::Now() - info.started));
   response->set_restored(info.restored);
   response->set_epoch(info.epoch);
-  response->set_grace_left_ms(absl::ToInt64Milliseconds(
-      absl::Ceil(admin_->GraceLeft(), absl::Milliseconds(1))));
+  response->set_grace_left_ms(CeilMs(admin_->GraceLeft()));
   return Done(context, absl::OkStatus());
 }
 

@@ -130,6 +130,7 @@ class GrpcServiceTest : public ::testing::Test {
     std::remove(key_file_.c_str());
     std::ofstream(key_file_) << "# none yet\n";
     options.key_file = key_file_;
+    Configure(options);
     absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -149,6 +150,9 @@ class GrpcServiceTest : public ::testing::Test {
     locks_ = v1::LockService::NewStub(channel);
     admin_ = v1::AdminService::NewStub(channel);
   }
+
+  // What a test's server is started with, beyond the fixture's options.
+  virtual void Configure(ServerOptions& /*options*/) {}
 
   void TearDown() override {
     // The gRPC server borrows server_: it goes first.
@@ -608,6 +612,46 @@ TEST_F(GrpcServiceTest, LockCallsCarryTheServersEpochAnsweredOrRefused) {
   EXPECT_EQ(refused.epoch, epoch);
   EXPECT_EQ(Release(7, 3).epoch, epoch);  // not a holder
   EXPECT_EQ(Release(7, 1).epoch, epoch);
+}
+
+// A server started without an earlier table, with a grace period.
+class GrpcGraceTest : public GrpcServiceTest {
+ protected:
+  void Configure(ServerOptions& options) override {
+    options.datapath.grace_ms = 600'000;
+  }
+};
+
+TEST_F(GrpcGraceTest, GraceRefusesAcquiresUntilTheOperatorEndsIt) {
+  Result<v1::HealthResponse> health =
+      Call(*admin_, &AdminStub::Health, v1::HealthRequest());
+  ASSERT_TRUE(health.status.ok()) << health.status.error_message();
+  EXPECT_GT(health.response.grace_left_ms(), 0u);
+
+  const Result<v1::AcquireResponse> refused = Acquire(7, 1);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(refused.reply_status, "REPLY_STATUS_GRACE");
+  EXPECT_EQ(refused.epoch, absl::StrCat(health.response.epoch()));
+
+  // Ending it takes the admin token.
+  const Result<v1::EndGraceResponse> no_token =
+      Call(*admin_, &AdminStub::EndGrace, v1::EndGraceRequest());
+  EXPECT_FALSE(no_token.status.ok());
+  EXPECT_TRUE(Acquire(7, 1).reply_status == "REPLY_STATUS_GRACE");
+
+  const Result<v1::EndGraceResponse> ended =
+      Call(*admin_, &AdminStub::EndGrace, v1::EndGraceRequest(), kPatience,
+           kAdminToken);
+  ASSERT_TRUE(ended.status.ok()) << ended.status.error_message();
+  EXPECT_GT(ended.response.grace_left_ms(), 0u);
+  health = Call(*admin_, &AdminStub::Health, v1::HealthRequest());
+  EXPECT_EQ(health.response.grace_left_ms(), 0u);
+  EXPECT_TRUE(Acquire(7, 1).status.ok());
+  // Nothing left to end.
+  EXPECT_EQ(Call(*admin_, &AdminStub::EndGrace, v1::EndGraceRequest(),
+                 kPatience, kAdminToken)
+                .response.grace_left_ms(),
+            0u);
 }
 
 }  // namespace
